@@ -1,0 +1,310 @@
+//! Subjects, streams and buckets: the only place in the workspace that spells them.
+//!
+//! Subjects carry the tenant (and the provider, for commands aimed at one), so NATS
+//! permissions can confine a tenant agent to `shr.v1.*.*.<tenant>.>` style grants.
+//!
+//! | subject | payload | stream |
+//! | --- | --- | --- |
+//! | `shr.v1.job.queued.<tenant>` | [`JobQueued`](crate::JobQueued) | [`JOBS_STREAM`] |
+//! | `shr.v1.job.started.<tenant>` | [`JobStarted`](crate::JobStarted) | [`JOBS_STREAM`] |
+//! | `shr.v1.job.completed.<tenant>` | [`JobCompleted`](crate::JobCompleted) | [`JOBS_STREAM`] |
+//! | `shr.v1.runner.provision.<tenant>.<provider>` | [`ProvisionRunner`](crate::ProvisionRunner) | [`PROVISION_STREAM`] |
+//! | `shr.v1.runner.reap.<tenant>` | [`ReapRunner`](crate::ReapRunner) | [`REAP_STREAM`] |
+//! | `shr.v1.runner.event.<tenant>` | [`RunnerEvent`](crate::RunnerEvent) | [`RUNNER_EVENTS_STREAM`] |
+
+use crate::ProviderKind;
+
+/// Prefix shared by every v1 subject.
+pub const PREFIX: &str = "shr.v1";
+
+/// Stream of job events from the webhook and the poller (limits retention, duplicate window).
+pub const JOBS_STREAM: &str = "SHR_JOBS";
+/// Work-queue stream of provision commands.
+pub const PROVISION_STREAM: &str = "SHR_PROVISION";
+/// Work-queue stream of reap commands.
+pub const REAP_STREAM: &str = "SHR_REAP";
+/// Stream of runner events from provisioners and reapers.
+pub const RUNNER_EVENTS_STREAM: &str = "SHR_RUNNER_EVENTS";
+
+/// KV bucket of [`JobRecord`](crate::JobRecord)s, keyed by [`job_key`].
+pub const JOBS_BUCKET: &str = "shr-jobs";
+/// KV bucket of [`RunnerRecord`](crate::RunnerRecord)s, keyed by runner name.
+pub const RUNNERS_BUCKET: &str = "shr-runners";
+/// KV bucket of leases (poller per registration, reaper sweep), entries expire by TTL.
+pub const LEASES_BUCKET: &str = "shr-leases";
+
+/// Header carrying W3C trace context across the bus.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// The kinds of job event, the fourth subject token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobEventKind {
+    Queued,
+    Started,
+    Completed,
+}
+
+impl JobEventKind {
+    fn token(self) -> &'static str {
+        match self {
+            JobEventKind::Queued => "queued",
+            JobEventKind::Started => "started",
+            JobEventKind::Completed => "completed",
+        }
+    }
+
+    fn from_token(token: &str) -> Option<Self> {
+        [Self::Queued, Self::Started, Self::Completed]
+            .into_iter()
+            .find(|k| k.token() == token)
+    }
+}
+
+/// Why a subject or a subject token was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    /// A token that would change the subject's shape or match more than itself.
+    #[error("invalid {what} token `{token}`: {reason}")]
+    InvalidToken {
+        what: &'static str,
+        token: String,
+        reason: &'static str,
+    },
+    /// A subject that is not one of ours.
+    #[error("`{subject}` is not a {expected} subject")]
+    Unrecognised {
+        subject: String,
+        expected: &'static str,
+    },
+}
+
+/// Checks that `token` can stand as one subject token: non-empty, no `.`, `*`, `>` or
+/// whitespace. Tenant names are held to a stricter syntax by the registration crate.
+pub fn validate_token(what: &'static str, token: &str) -> Result<(), SubjectError> {
+    let reason = if token.is_empty() {
+        Some("it is empty")
+    } else if token.contains('.') {
+        Some("it contains `.`")
+    } else if token.contains('*') || token.contains('>') {
+        Some("it contains a wildcard (`*` or `>`)")
+    } else if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("it contains whitespace or a control character")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(SubjectError::InvalidToken {
+            what,
+            token: token.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `shr.v1.job.<kind>.<tenant>`.
+pub fn job_event(kind: JobEventKind, tenant: &str) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    Ok(format!("{PREFIX}.job.{}.{tenant}", kind.token()))
+}
+
+/// `shr.v1.runner.provision.<tenant>.<provider>`.
+pub fn provision(tenant: &str, provider: ProviderKind) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    Ok(format!(
+        "{PREFIX}.runner.provision.{tenant}.{}",
+        provider.token()
+    ))
+}
+
+/// `shr.v1.runner.reap.<tenant>`.
+pub fn reap(tenant: &str) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    Ok(format!("{PREFIX}.runner.reap.{tenant}"))
+}
+
+/// `shr.v1.runner.event.<tenant>`.
+pub fn runner_event(tenant: &str) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    Ok(format!("{PREFIX}.runner.event.{tenant}"))
+}
+
+/// Every job event of every tenant: the jobs stream's subject space.
+pub const ALL_JOB_EVENTS: &str = "shr.v1.job.*.*";
+/// Every provision command: the provision stream's subject space.
+pub const ALL_PROVISION: &str = "shr.v1.runner.provision.*.*";
+/// Every reap command: the reap stream's subject space.
+pub const ALL_REAP: &str = "shr.v1.runner.reap.*";
+/// Every runner event: the runner events stream's subject space.
+pub const ALL_RUNNER_EVENTS: &str = "shr.v1.runner.event.*";
+
+/// Filter for one tenant's job events (all kinds).
+pub fn job_events_of(tenant: &str) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    Ok(format!("{PREFIX}.job.*.{tenant}"))
+}
+
+/// A parsed job event subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEventSubject {
+    pub kind: JobEventKind,
+    pub tenant: String,
+}
+
+/// Parses `shr.v1.job.<kind>.<tenant>`.
+pub fn parse_job_event(subject: &str) -> Result<JobEventSubject, SubjectError> {
+    let unrecognised = || SubjectError::Unrecognised {
+        subject: subject.to_owned(),
+        expected: "job event",
+    };
+    let rest = subject
+        .strip_prefix(PREFIX)
+        .and_then(|r| r.strip_prefix(".job."))
+        .ok_or_else(unrecognised)?;
+    let (kind, tenant) = rest.split_once('.').ok_or_else(unrecognised)?;
+    let kind = JobEventKind::from_token(kind).ok_or_else(unrecognised)?;
+    validate_token("tenant", tenant)?;
+    Ok(JobEventSubject {
+        kind,
+        tenant: tenant.to_owned(),
+    })
+}
+
+/// A parsed provision subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionSubject {
+    pub tenant: String,
+    pub provider: ProviderKind,
+}
+
+/// Parses `shr.v1.runner.provision.<tenant>.<provider>`.
+pub fn parse_provision(subject: &str) -> Result<ProvisionSubject, SubjectError> {
+    let unrecognised = || SubjectError::Unrecognised {
+        subject: subject.to_owned(),
+        expected: "provision",
+    };
+    let rest = subject
+        .strip_prefix(PREFIX)
+        .and_then(|r| r.strip_prefix(".runner.provision."))
+        .ok_or_else(unrecognised)?;
+    let (tenant, provider) = rest.split_once('.').ok_or_else(unrecognised)?;
+    validate_token("tenant", tenant)?;
+    validate_token("provider", provider)?;
+    let provider = provider.parse().map_err(|_| SubjectError::InvalidToken {
+        what: "provider",
+        token: provider.to_owned(),
+        reason: "it is not a known provider",
+    })?;
+    Ok(ProvisionSubject {
+        tenant: tenant.to_owned(),
+        provider,
+    })
+}
+
+/// Parses the tenant out of `shr.v1.runner.reap.<tenant>` or `shr.v1.runner.event.<tenant>`.
+pub fn parse_runner_tenant(subject: &str) -> Result<String, SubjectError> {
+    let unrecognised = || SubjectError::Unrecognised {
+        subject: subject.to_owned(),
+        expected: "runner reap or event",
+    };
+    let rest = subject
+        .strip_prefix(PREFIX)
+        .and_then(|r| {
+            r.strip_prefix(".runner.reap.")
+                .or_else(|| r.strip_prefix(".runner.event."))
+        })
+        .ok_or_else(unrecognised)?;
+    validate_token("tenant", rest)?;
+    Ok(rest.to_owned())
+}
+
+/// The KV key of a job record: `<tenant>.<registration>.<job id>`.
+pub fn job_key(tenant: &str, registration: &str, job_id: u64) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    validate_token("registration", registration)?;
+    Ok(format!("{tenant}.{registration}.{job_id}"))
+}
+
+/// The KV key of a poller lease for one registration.
+pub fn poll_lease_key(registration: &str) -> Result<String, SubjectError> {
+    validate_token("registration", registration)?;
+    Ok(format!("poll.{registration}"))
+}
+
+/// The KV key of the reaper's sweep lease for one tenant.
+pub fn sweep_lease_key(tenant: &str) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    Ok(format!("sweep.{tenant}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builders_and_parsers_round_trip() {
+        let s = job_event(JobEventKind::Started, "acme").unwrap();
+        assert_eq!(s, "shr.v1.job.started.acme");
+        assert_eq!(
+            parse_job_event(&s).unwrap(),
+            JobEventSubject {
+                kind: JobEventKind::Started,
+                tenant: "acme".into()
+            }
+        );
+        let p = provision("acme", ProviderKind::AzureAci).unwrap();
+        assert_eq!(p, "shr.v1.runner.provision.acme.azure-aci");
+        assert_eq!(
+            parse_provision(&p).unwrap().provider,
+            ProviderKind::AzureAci
+        );
+        assert_eq!(parse_runner_tenant(&reap("t-1").unwrap()).unwrap(), "t-1");
+        assert_eq!(
+            parse_runner_tenant(&runner_event("t-1").unwrap()).unwrap(),
+            "t-1"
+        );
+    }
+
+    #[test]
+    fn malformed_tenant_tokens_are_rejected() {
+        for bad in ["", "a.b", "*", ">", "a b", "tab\t", "x*", "new\nline"] {
+            assert!(job_event(JobEventKind::Queued, bad).is_err(), "{bad:?}");
+            assert!(provision(bad, ProviderKind::Local).is_err(), "{bad:?}");
+            assert!(reap(bad).is_err(), "{bad:?}");
+            assert!(runner_event(bad).is_err(), "{bad:?}");
+            assert!(job_key(bad, "reg", 1).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parsers_reject_foreign_and_malformed_subjects() {
+        for bad in [
+            "shr.v1.job.queued",
+            "shr.v1.job.exploded.acme",
+            "shr.v1.job.queued.a.b",
+            "shr.v2.job.queued.acme",
+            "other.v1.job.queued.acme",
+        ] {
+            assert!(parse_job_event(bad).is_err(), "{bad}");
+        }
+        for bad in [
+            "shr.v1.runner.provision.acme",
+            "shr.v1.runner.provision.acme.aws",
+            "shr.v1.runner.provision.acme.local.x",
+            "shr.v1.runner.provision..local",
+        ] {
+            assert!(parse_provision(bad).is_err(), "{bad}");
+        }
+        assert!(parse_runner_tenant("shr.v1.runner.reap.a.b").is_err());
+        assert!(parse_runner_tenant("shr.v1.runner.reap.").is_err());
+    }
+
+    #[test]
+    fn per_tenant_filters_are_disjoint_from_each_other() {
+        assert_eq!(job_events_of("a").unwrap(), "shr.v1.job.*.a");
+        assert_ne!(
+            provision("a", ProviderKind::Local),
+            provision("b", ProviderKind::Local)
+        );
+    }
+}
