@@ -1,1 +1,28 @@
-//! actors
+//! The five actors of serverless-hosted-runner and what they share.
+//!
+//! | actor | module | consumes | emits |
+//! | --- | --- | --- | --- |
+//! | webhook | [`webhook`] | GitHub deliveries | job events |
+//! | poller | [`poller`] | GitHub REST | job events |
+//! | scheduler | [`scheduler`] | job events, runner events | provision and reap commands |
+//! | provisioner | [`provisioner`] | provision commands | runner events |
+//! | reaper | [`reaper`] | reap commands | runner events |
+//!
+//! Actors talk only over NATS. Each is an async task (or a few) fed by a durable JetStream
+//! consumer; the consumer is the actor's mailbox, and it survives the process. See the README
+//! for why these are tokio tasks rather than actix actors.
+
+mod cas;
+pub mod consume;
+mod context;
+mod error;
+pub mod poller;
+pub mod provisioner;
+pub mod reaper;
+pub mod routing;
+pub mod scheduler;
+pub mod webhook;
+
+pub use context::Context;
+pub use error::Error;
+pub use provisioner::ProviderSet;

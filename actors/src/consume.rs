@@ -1,0 +1,166 @@
+//! Durable JetStream consumption shared by the actors: ack after the effect, retry on failure.
+//!
+//! Messages are spread over `lanes` sequential workers by a key (a job id, a runner name), so
+//! messages about the same thing are handled one at a time and in stream order, while
+//! different things proceed in parallel. A handler's `Ok` acks; a retryable error naks with
+//! a growing delay; a permanent error is logged and the message terminated, so one poison
+//! message never blocks a lane. A handler gets the message by value and hands it back with
+//! its result.
+
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, Message, consumer::pull};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+
+/// Which messages a consumer reads, and how.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub stream: &'static str,
+    pub durable: String,
+    pub filters: Vec<String>,
+    pub lanes: usize,
+    pub ack_wait: Duration,
+}
+
+/// The delay before redelivery after the `delivered`-th failed attempt: 0.5 s doubling, to 30 s.
+pub fn backoff(delivered: i64) -> Duration {
+    let exp = u32::try_from(delivered.clamp(1, 7) - 1).unwrap_or(6);
+    Duration::from_millis(500u64 << exp).min(Duration::from_secs(30))
+}
+
+/// A stable lane key for any hashable value.
+pub fn lane_key(value: impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// Consumes `spec` until `cancel` fires. `key` picks a message's lane; `handler` does the work.
+pub async fn run<K, H, Fut>(
+    js: jetstream::Context,
+    spec: ConsumerSpec,
+    cancel: CancellationToken,
+    key: K,
+    handler: H,
+) -> Result<(), Error>
+where
+    K: Fn(&Message) -> u64 + Send + 'static,
+    H: Fn(Message) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = (Message, Result<(), Error>)> + Send,
+{
+    let lanes = spec.lanes.max(1);
+    let mut senders = Vec::with_capacity(lanes);
+    let mut workers = tokio::task::JoinSet::new();
+    for lane in 0..lanes {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(16);
+        senders.push(tx);
+        let handler = handler.clone();
+        let durable = spec.durable.clone();
+        workers.spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                let (msg, result) = handler(msg).await;
+                settle(&durable, lane, msg, result).await;
+            }
+        });
+    }
+    let stream = js
+        .get_stream(spec.stream)
+        .await
+        .map_err(|e| Error::bus("get stream", e))?;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &spec.durable,
+            pull::Config {
+                durable_name: Some(spec.durable.clone()),
+                filter_subjects: spec.filters.clone(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: spec.ack_wait,
+                max_ack_pending: i64::try_from(lanes * 32).unwrap_or(1024),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| Error::bus("create consumer", e))?;
+    tracing::info!(durable = %spec.durable, filters = ?spec.filters, lanes, "consumer started");
+    'outer: while !cancel.is_cancelled() {
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(error) => {
+                tracing::warn!(durable = %spec.durable, %error, "consumer stream failed; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                () = cancel.cancelled() => break 'outer,
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(msg)) => {
+                    let lane = usize::try_from(key(&msg) % lanes as u64).unwrap_or(0);
+                    if senders[lane].send(msg).await.is_err() {
+                        break 'outer;
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(durable = %spec.durable, %error, "consumer error; resubscribing");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+    drop(senders);
+    while workers.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn settle(durable: &str, lane: usize, msg: Message, result: Result<(), Error>) {
+    let error = match result {
+        Ok(()) => return ack(&msg).await,
+        Err(error) => error,
+    };
+    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+    let kind = error.kind();
+    if kind.is_retryable() {
+        let delay = backoff(delivered);
+        tracing::warn!(durable, lane, subject = %msg.subject, delivered, ?kind, %error, ?delay, "handler failed; will retry");
+        if let Err(error) = msg.ack_with(AckKind::Nak(Some(delay))).await {
+            tracing::warn!(durable, %error, "nak failed; the message will be redelivered after ack_wait");
+        }
+    } else {
+        tracing::error!(durable, lane, subject = %msg.subject, delivered, ?kind, %error, "handler failed permanently; message terminated");
+        if let Err(error) = msg.ack_with(AckKind::Term).await {
+            tracing::warn!(durable, %error, "term failed");
+        }
+    }
+}
+
+/// Acks a handled message; a failed ack means the message will come again, which handlers
+/// tolerate, so it is only logged.
+pub async fn ack(msg: &Message) {
+    if let Err(error) = msg.ack().await {
+        tracing::warn!(subject = %msg.subject, %error, "ack failed; message will be redelivered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_then_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(5), Duration::from_secs(8));
+        assert_eq!(backoff(100), Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,69 @@
+//! What every actor of one process shares: configuration, the bus, and GitHub clients.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bus_schema::{JobRecord, RunnerRecord};
+use github_client::GitHubClient;
+use registration::{Config, Registration};
+use shr_nats::{Bus, Records};
+
+use crate::Error;
+
+/// Shared, read-only handles. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub bus: Bus,
+    pub jobs: Records<JobRecord>,
+    pub runners: Records<RunnerRecord>,
+    /// One client per registration (each holds its own credential, rate budget and JIT pacer).
+    pub github: Arc<BTreeMap<String, GitHubClient>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("registrations", &self.github.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub fn new(config: Arc<Config>, bus: Bus, github: BTreeMap<String, GitHubClient>) -> Self {
+        Self {
+            jobs: Records::new(bus.jobs.clone()),
+            runners: Records::new(bus.runners.clone()),
+            config,
+            bus,
+            github: Arc::new(github),
+        }
+    }
+
+    pub fn registration(&self, name: &str) -> Result<&Registration, Error> {
+        self.config
+            .registration(name)
+            .ok_or_else(|| Error::Config(format!("unknown registration `{name}`")))
+    }
+
+    pub fn github(&self, registration: &str) -> Result<&GitHubClient, Error> {
+        self.github.get(registration).ok_or_else(|| {
+            Error::Config(format!(
+                "no GitHub client for registration `{registration}`"
+            ))
+        })
+    }
+
+    /// Publishes a bus message durably (JetStream ack awaited), with an optional dedup id.
+    pub async fn publish(
+        &self,
+        subject: String,
+        payload: Vec<u8>,
+        msg_id: Option<&str>,
+    ) -> Result<(), Error> {
+        self.bus
+            .publish_durable(&subject, payload, msg_id, None)
+            .await?;
+        Ok(())
+    }
+}

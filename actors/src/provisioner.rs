@@ -1,0 +1,216 @@
+//! Provisioner actor: creates the cloud instance for each provision command.
+//!
+//! # Messages
+//! - Consumes: `shr.v1.runner.provision.<tenant>.<provider>` ([`ProvisionRunner`]), one durable
+//!   consumer per tenant and provider (`provisioner-<tenant>-<provider>`), disjoint filters.
+//! - Emits: `shr.v1.runner.event.<tenant>` ([`RunnerEvent::Created`] / [`RunnerEvent::Failed`])
+//!   and, when it must undo a create, `shr.v1.runner.reap.<tenant>`.
+//!
+//! # Guarantees
+//! - Acks a command only after the instance exists (or the command is known to be moot), so a
+//!   crash replays it; the create is idempotent by runner name.
+//! - A command whose GitHub runner id differs from the record's is stale (the scheduler took
+//!   over and made a new JIT config) and is dropped.
+//! - A create that finishes after the runner was marked for deletion is undone at once.
+//! - Transient provider errors are retried with backoff (the command is nak'ed); permanent
+//!   ones mark the runner failed and tell the scheduler, which may provision again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bus_schema::subject::{self, PROVISION_STREAM};
+use bus_schema::{
+    ErrorKind, ProviderKind, ProvisionRunner, ReapReason, ReapRunner, RunnerCreated, RunnerEvent,
+    RunnerFailed, RunnerState, now_millis,
+};
+use providers::{CreateRequest, Provider};
+use tokio_util::sync::CancellationToken;
+
+use crate::cas::cas;
+use crate::consume::{self, ConsumerSpec, lane_key};
+use crate::{Context, Error};
+
+/// The providers of one process, by tenant and kind.
+pub type ProviderSet = BTreeMap<(String, ProviderKind), Arc<dyn Provider>>;
+
+/// Runs one consumer per (tenant, provider) in `providers` until `cancel` fires.
+pub async fn run(
+    ctx: Context,
+    providers: ProviderSet,
+    controller_id: String,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for ((tenant, kind), provider) in providers {
+        let ctx = ctx.clone();
+        let controller_id = controller_id.clone();
+        let cancel = cancel.clone();
+        let spec = ConsumerSpec {
+            stream: PROVISION_STREAM,
+            durable: format!("provisioner-{tenant}-{kind}"),
+            filters: vec![subject::provision(&tenant, kind)?],
+            lanes: 16,
+            ack_wait: std::time::Duration::from_secs(300),
+        };
+        tasks.spawn(consume::run(
+            ctx.bus.js.clone(),
+            spec,
+            cancel,
+            |msg| lane_key(msg.subject.as_str()) ^ lane_key(msg.payload.as_ref()),
+            move |msg| {
+                let ctx = ctx.clone();
+                let provider = provider.clone();
+                let controller_id = controller_id.clone();
+                async move {
+                    let result = match bus_schema::decode::<ProvisionRunner>(&msg.payload) {
+                        Ok(cmd) => provision(&ctx, provider.as_ref(), &controller_id, cmd).await,
+                        Err(error) => Err(error.into()),
+                    };
+                    (msg, result)
+                }
+            },
+        ));
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| Error::bus("provisioner task", e))??;
+    }
+    Ok(())
+}
+
+/// Handles one provision command. Public so tests can drive it directly.
+pub async fn provision(
+    ctx: &Context,
+    provider: &dyn Provider,
+    controller_id: &str,
+    cmd: ProvisionRunner,
+) -> Result<(), Error> {
+    let name = cmd.runner_name.clone();
+    // Move Requested -> Creating, or learn that there is nothing to do.
+    let go = cas(&ctx.runners, &name, |current| {
+        Ok(match current {
+            None => (None, false),
+            Some(rec) if rec.github_runner_id != Some(cmd.github_runner_id) => (None, false),
+            Some(rec) => match rec.state {
+                RunnerState::Requested => {
+                    let mut rec = rec.clone();
+                    rec.transition(RunnerState::Creating, now_millis())?;
+                    (Some(rec), true)
+                }
+                // Resume a create interrupted by a crash.
+                RunnerState::Creating => (None, true),
+                _ => (None, false),
+            },
+        })
+    })
+    .await?;
+    if !go {
+        tracing::debug!(runner = %name, "provision command is stale or already done");
+        return Ok(());
+    }
+    let request = CreateRequest {
+        controller_id: controller_id.to_owned(),
+        tenant: cmd.tenant.clone(),
+        registration: cmd.registration.clone(),
+        runner_name: name.clone(),
+        spec: cmd.spec.clone(),
+        jit_config: cmd.jit_config.clone(),
+    };
+    let instance = match provider.create(&request).await {
+        Ok(instance) => instance,
+        Err(error) if error.kind().is_retryable() => return Err(error.into()),
+        Err(error) => {
+            return fail(ctx, &cmd, provider.kind(), error.kind(), error.to_string()).await;
+        }
+    };
+    let undo = cas(&ctx.runners, &name, |current| {
+        Ok(match current {
+            None => (None, true),
+            Some(rec) if matches!(rec.state, RunnerState::Deleting | RunnerState::Deleted) => {
+                (None, true)
+            }
+            Some(rec) => {
+                let mut rec = rec.clone();
+                rec.instance_id = Some(instance.id.clone());
+                if rec.state.can_transition_to(RunnerState::Running)
+                    && rec.state != RunnerState::Busy
+                {
+                    rec.transition(RunnerState::Running, now_millis())?;
+                }
+                (Some(rec), false)
+            }
+        })
+    })
+    .await?;
+    if undo {
+        tracing::info!(runner = %name, "runner was reaped while it was being created; deleting");
+        provider.delete(&name).await?;
+        return Ok(());
+    }
+    let event = RunnerEvent::Created(RunnerCreated {
+        tenant: cmd.tenant.clone(),
+        registration: cmd.registration.clone(),
+        runner_name: name.clone(),
+        job_id: cmd.job_id,
+        provider: provider.kind(),
+        instance_id: instance.id.clone(),
+        at: now_millis(),
+    });
+    ctx.publish(
+        subject::runner_event(&cmd.tenant)?,
+        bus_schema::encode(&event)?,
+        Some(&format!("created-{name}")),
+    )
+    .await?;
+    tracing::info!(runner = %name, instance = %instance.id, provider = %provider.kind(), "runner instance created");
+    Ok(())
+}
+
+async fn fail(
+    ctx: &Context,
+    cmd: &ProvisionRunner,
+    provider: ProviderKind,
+    kind: ErrorKind,
+    reason: String,
+) -> Result<(), Error> {
+    tracing::error!(runner = %cmd.runner_name, %reason, ?kind, "runner create failed");
+    cas(&ctx.runners, &cmd.runner_name, |current| {
+        Ok(match current {
+            Some(rec) if rec.state.can_transition_to(RunnerState::Failed) => {
+                let mut rec = rec.clone();
+                rec.transition(RunnerState::Failed, now_millis())?;
+                rec.last_error = Some(reason.clone());
+                (Some(rec), ())
+            }
+            _ => (None, ()),
+        })
+    })
+    .await?;
+    let event = RunnerEvent::Failed(RunnerFailed {
+        tenant: cmd.tenant.clone(),
+        registration: cmd.registration.clone(),
+        runner_name: cmd.runner_name.clone(),
+        job_id: cmd.job_id,
+        provider,
+        kind,
+        reason,
+        at: now_millis(),
+    });
+    ctx.publish(
+        subject::runner_event(&cmd.tenant)?,
+        bus_schema::encode(&event)?,
+        Some(&format!("failed-{}", cmd.runner_name)),
+    )
+    .await?;
+    let reap = ReapRunner {
+        tenant: cmd.tenant.clone(),
+        runner_name: cmd.runner_name.clone(),
+        reason: ReapReason::ProvisionFailed,
+        requested_at: now_millis(),
+    };
+    ctx.publish(
+        subject::reap(&cmd.tenant)?,
+        bus_schema::encode(&reap)?,
+        Some(&format!("reap-{}-failed", cmd.runner_name)),
+    )
+    .await
+}

@@ -1,0 +1,301 @@
+//! Webhook actor: HTTPS ingress for GitHub `workflow_job` and `ping` deliveries.
+//!
+//! # Messages
+//! - Consumes: `POST <path>` deliveries from GitHub (or the simulator).
+//! - Emits: [`JobQueued`], [`JobStarted`], [`JobCompleted`] on `shr.v1.job.<kind>.<tenant>`,
+//!   JetStream message id = `X-GitHub-Delivery`.
+//!
+//! # Guarantees
+//! - The signature (`X-Hub-Signature-256`, HMAC-SHA256 of the raw body) is checked in
+//!   constant time before the body is parsed. Missing or bad → 401 and nothing published.
+//! - A 2xx answer means the event is durably in JetStream (the publish was acked). A
+//!   redelivery with the same delivery id is absorbed by the stream's duplicate window, and
+//!   beyond it by the scheduler's compare-and-set on the job record.
+//! - Nothing slow happens in the request: one HMAC, one JSON parse, one map lookup, one publish.
+//!
+//! # Status codes
+//! 200 published (or duplicate) · 202 ignored (unknown event, action we do not act on, or a
+//! repository no registration covers) · 400 malformed body or missing field · 401 signature ·
+//! 413 body over the limit · 503 the bus did not ack (GitHub shows the failure; the poller heals).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use bus_schema::{JobCompleted, JobEvent, JobQueued, JobRef, JobSource, JobStarted};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use crate::routing::Routing;
+
+/// Counters the webhook keeps; exported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub bad_signature: AtomicU64,
+    pub malformed: AtomicU64,
+    pub ignored_event: AtomicU64,
+    pub ignored_action: AtomicU64,
+    pub unrouted: AtomicU64,
+    pub publish_failed: AtomicU64,
+}
+
+/// What the webhook needs to run.
+#[derive(Clone)]
+pub struct WebhookState {
+    secret: Arc<SecretString>,
+    bus: shr_nats::Bus,
+    routing: Arc<dyn Routing>,
+    pub stats: Arc<WebhookStats>,
+}
+
+impl std::fmt::Debug for WebhookState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookState")
+            .field("secret", &"[redacted]")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookState {
+    pub fn new(secret: SecretString, bus: shr_nats::Bus, routing: Arc<dyn Routing>) -> Self {
+        Self {
+            secret: Arc::new(secret),
+            bus,
+            routing,
+            stats: Arc::default(),
+        }
+    }
+}
+
+/// The axum router serving the webhook at `path`, with a body limit of `max_body` bytes.
+pub fn router(state: WebhookState, path: &str, max_body: usize) -> Router {
+    Router::new()
+        .route(path, post(deliver))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Checks `sha256=<hex>` against HMAC-SHA256(secret, body) in constant time.
+pub fn signature_valid(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
+    let Some(hex_sig) = header.and_then(|h| h.strip_prefix("sha256=")) else {
+        return false;
+    };
+    let Ok(sig) = hex::decode(hex_sig) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
+/// Computes the `X-Hub-Signature-256` header value for a body.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[derive(Debug, Deserialize)]
+struct Delivery {
+    action: String,
+    workflow_job: WorkflowJob,
+    repository: Repository,
+    #[serde(default)]
+    organization: Option<Login>,
+    #[serde(default)]
+    enterprise: Option<Enterprise>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WorkflowJob {
+    id: u64,
+    run_id: u64,
+    labels: Vec<String>,
+    #[serde(default)]
+    conclusion: Option<String>,
+    #[serde(default)]
+    runner_id: Option<u64>,
+    #[serde(default)]
+    runner_name: Option<String>,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Repository {
+    full_name: String,
+    #[serde(default)]
+    html_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Login {
+    login: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Enterprise {
+    slug: String,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn deliver(
+    State(state): State<WebhookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let stats = &state.stats;
+    let signature = header(&headers, "x-hub-signature-256");
+    if !signature_valid(state.secret.expose_secret().as_bytes(), &body, signature) {
+        stats.bad_signature.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            delivery = header(&headers, "x-github-delivery").unwrap_or("-"),
+            "webhook rejected: missing or bad signature"
+        );
+        return (StatusCode::UNAUTHORIZED, "bad signature\n");
+    }
+    let event = header(&headers, "x-github-event").unwrap_or("");
+    match event {
+        "ping" => return (StatusCode::OK, "pong\n"),
+        "workflow_job" => {}
+        other => {
+            stats.ignored_event.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(event = other, "webhook ignored: event we do not handle");
+            return (StatusCode::ACCEPTED, "event ignored\n");
+        }
+    }
+    let Some(delivery_id) = header(&headers, "x-github-delivery").filter(|d| !d.is_empty()) else {
+        stats.malformed.fetch_add(1, Ordering::Relaxed);
+        return (StatusCode::BAD_REQUEST, "missing X-GitHub-Delivery\n");
+    };
+    let delivery: Delivery = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(error) => {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(delivery = delivery_id, %error, "webhook rejected: malformed body");
+            return (StatusCode::BAD_REQUEST, "malformed workflow_job payload\n");
+        }
+    };
+    let host = delivery
+        .repository
+        .html_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "github.com".to_owned());
+    let Some(route) = state.routing.route(
+        &host,
+        &delivery.repository.full_name,
+        delivery.organization.as_ref().map(|o| o.login.as_str()),
+        delivery.enterprise.as_ref().map(|e| e.slug.as_str()),
+    ) else {
+        stats.unrouted.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            delivery = delivery_id,
+            repo = %delivery.repository.full_name,
+            "webhook ignored: no registration covers this repository"
+        );
+        return (StatusCode::ACCEPTED, "no registration for repository\n");
+    };
+    let Some(event) = to_event(delivery, route.tenant, route.registration, delivery_id) else {
+        stats.ignored_action.fetch_add(1, Ordering::Relaxed);
+        return (StatusCode::ACCEPTED, "action ignored\n");
+    };
+    match publish(&state.bus, &event).await {
+        Ok(duplicate) => {
+            if duplicate {
+                stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                (StatusCode::OK, "duplicate\n")
+            } else {
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
+                (StatusCode::OK, "accepted\n")
+            }
+        }
+        Err(error) => {
+            stats.publish_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(delivery = delivery_id, %error, "webhook could not publish");
+            (StatusCode::SERVICE_UNAVAILABLE, "bus unavailable\n")
+        }
+    }
+}
+
+fn to_event(
+    d: Delivery,
+    tenant: String,
+    registration: String,
+    delivery_id: &str,
+) -> Option<JobEvent> {
+    let job = JobRef {
+        job_id: d.workflow_job.id,
+        run_id: d.workflow_job.run_id,
+        repo: d.repository.full_name,
+        labels: d.workflow_job.labels,
+        name: d.workflow_job.name,
+    };
+    let observed_at = bus_schema::now_millis();
+    let delivery_id = Some(delivery_id.to_owned());
+    // Dispatch on `action`: `workflow_job.status` can say `waiting` for a queued delivery.
+    Some(match d.action.as_str() {
+        "queued" => JobEvent::Queued(JobQueued {
+            tenant,
+            registration,
+            job,
+            source: JobSource::Webhook,
+            delivery_id,
+            observed_at,
+        }),
+        "in_progress" => JobEvent::Started(JobStarted {
+            tenant,
+            registration,
+            job,
+            runner_name: d.workflow_job.runner_name?,
+            runner_id: d.workflow_job.runner_id,
+            source: JobSource::Webhook,
+            delivery_id,
+            observed_at,
+        }),
+        "completed" => JobEvent::Completed(JobCompleted {
+            tenant,
+            registration,
+            job,
+            conclusion: d.workflow_job.conclusion,
+            runner_name: d.workflow_job.runner_name,
+            runner_id: d.workflow_job.runner_id,
+            source: JobSource::Webhook,
+            delivery_id,
+            observed_at,
+        }),
+        _ => return None,
+    })
+}
+
+/// Publishes a job event and waits for the JetStream ack. Returns whether it was a duplicate.
+pub async fn publish(bus: &shr_nats::Bus, event: &JobEvent) -> Result<bool, crate::Error> {
+    let ack = bus
+        .publish_durable(
+            &event.subject()?,
+            event.encode()?,
+            event.delivery_id(),
+            None,
+        )
+        .await?;
+    Ok(ack.duplicate)
+}

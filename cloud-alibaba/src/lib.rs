@@ -1,0 +1,23 @@
+//! Alibaba Cloud Elastic Container Instance (ECI) provider and its local simulator.
+//!
+//! - [`EciProvider`]: the [`providers::Provider`] for ECI (API 2018-08-08, RPC style, signed
+//!   with Signature Version 1.0 / HMAC-SHA1 by [`signer`]).
+//! - [`sim`]: a faithful local simulator of the `CreateContainerGroup`,
+//!   `DeleteContainerGroup` and `DescribeContainerGroups` subset, for tests and development.
+//!
+//! # Guarantees
+//! - The JIT config travels only inside a `ConfigFileVolume`; it is never in env, arguments,
+//!   logs or `Debug` output.
+//! - Every failure maps to a [`bus_schema::ErrorKind`] via [`EciError::kind`].
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod provider;
+pub mod rules;
+pub mod signer;
+pub mod sim;
+
+pub use config::{EciConfig, OssConfig};
+pub use error::EciError;
+pub use provider::EciProvider;

@@ -1,0 +1,346 @@
+//! A local simulator of the ACI subset the provider uses: the Entra ID v2.0 token endpoint
+//! and ARM `containerGroups` PUT / GET / DELETE / list, plus the async-operation status URL.
+//!
+//! It checks what Azure checks: the client secret (wrong → 401 `invalid_client`,
+//! AADSTS7000215), the bearer token on every ARM call (missing → `AuthenticationFailed`,
+//! unknown → `InvalidAuthenticationToken`, expired → `ExpiredAuthenticationToken`),
+//! api-version, subscription and resource group, name formats, required fields, cpu/memory
+//! steps and maxima, tag and env sizes, and it answers with ARM's error JSON. GET never returns
+//! `secureValue`s or storage keys. When a group starts, the configured [`Launch`] program runs
+//! with the container's env (the JIT config as `ACTIONS_RUNNER_INPUT_JITCONFIG`, never in
+//! argv); the group's state follows the child, and deleting the group kills it.
+
+mod arm;
+mod auth;
+mod launch;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use secrecy::SecretString;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// Token requests kept for [`SimHandle::token_requests`] (the oldest are dropped).
+const MAX_RECORDED_TOKEN_REQUESTS: usize = 100;
+
+/// The program the sim runs for each started container group.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// What the simulated tenant, subscription and region look like.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub subscription_id: String,
+    /// Resource groups that exist; others answer `ResourceGroupNotFound`.
+    pub resource_groups: Vec<String>,
+    pub location: String,
+    /// api-versions ARM accepts for `containerGroups`.
+    pub api_versions: Vec<String>,
+    /// Per-group maxima, in cores and GB.
+    pub max_cpu: f64,
+    pub max_memory_gb: f64,
+    pub token_ttl: Duration,
+    /// Groups per list page (ARM pages with `nextLink`).
+    pub page_size: usize,
+    pub launch: Option<Launch>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+            client_id: "535fb089-9ff3-47b6-9bfb-4f1264799865".into(),
+            client_secret: SecretString::from("sim-client-secret"),
+            subscription_id: "00000000-0000-0000-0000-000000000001".into(),
+            resource_groups: vec!["shr-runners".into()],
+            location: "westeurope".into(),
+            api_versions: vec![crate::config::API_VERSION.into()],
+            max_cpu: f64::from(crate::limits::DEFAULT_MAX_CPU_MILLIS) / 1000.0,
+            max_memory_gb: f64::from(crate::limits::DEFAULT_MAX_MEMORY_MIB) / 1024.0,
+            token_ttl: Duration::from_secs(3599),
+            page_size: 100,
+            launch: None,
+        }
+    }
+}
+
+/// A failure the sim injects into ARM calls (after the bearer check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 429 `SubscriptionRequestsThrottled` with `Retry-After`.
+    Throttle { retry_after_secs: u64 },
+    /// 500 `InternalServerError`.
+    ServerError,
+    /// 409 `ContainerGroupQuotaReached`.
+    Quota,
+    /// Answers normally, after this delay.
+    Slow(Duration),
+}
+
+/// A container group's runtime state (`instanceView.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl GroupState {
+    fn as_str(self) -> &'static str {
+        match self {
+            GroupState::Pending => "Pending",
+            GroupState::Running => "Running",
+            GroupState::Succeeded => "Succeeded",
+            GroupState::Failed => "Failed",
+        }
+    }
+}
+
+/// A snapshot of one container group, with the request exactly as it arrived.
+#[derive(Clone)]
+pub struct SimInstance {
+    pub name: String,
+    pub resource_group: String,
+    pub location: String,
+    pub tags: BTreeMap<String, String>,
+    /// The PUT body as received, secure values included: for assertions only.
+    pub request: Value,
+    pub provisioning_state: String,
+    pub state: GroupState,
+    pub exit_code: Option<i32>,
+    /// The launched child's pid, while it runs.
+    pub pid: Option<u32>,
+    /// How many PUTs this group received.
+    pub puts: u32,
+}
+
+impl std::fmt::Debug for SimInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimInstance")
+            .field("name", &self.name)
+            .field("resource_group", &self.resource_group)
+            .field("tags", &self.tags)
+            .field("provisioning_state", &self.provisioning_state)
+            .field("state", &self.state)
+            .field("exit_code", &self.exit_code)
+            .field("puts", &self.puts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token request as it arrived (its body holds the client secret).
+#[derive(Clone)]
+pub struct TokenRequest {
+    pub path: String,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("path", &self.path)
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("binding the simulator to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct Group {
+    inst: SimInstance,
+    /// Distinguishes a re-created group from the one a background task was started for.
+    generation: u64,
+    operation_id: String,
+    kill: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    groups: BTreeMap<(String, String), Group>,
+    tokens: HashMap<String, Instant>,
+    faults: VecDeque<Fault>,
+    failure_rate: Option<(u8, StdRng)>,
+    token_requests: Vec<TokenRequest>,
+    generation: u64,
+}
+
+struct Shared {
+    cfg: SimConfig,
+    base_url: String,
+    inner: Mutex<Inner>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Starts simulators.
+#[derive(Debug)]
+pub struct Sim;
+
+impl Sim {
+    /// Serves the simulator on `addr` (port 0 picks a free port).
+    pub async fn start(cfg: SimConfig, addr: SocketAddr) -> Result<SimHandle, SimError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let shared = Arc::new(Shared {
+            cfg,
+            base_url: format!("http://{local}"),
+            inner: Mutex::new(Inner::default()),
+        });
+        let app = arm::router(shared.clone()).merge(auth::router(shared.clone()));
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!(error = %e, "ACI simulator stopped");
+            }
+        });
+        Ok(SimHandle { shared, server })
+    }
+}
+
+/// A running simulator: its URL, its state, and its fault switches. Dropping it stops the
+/// server; children still running are killed when their groups are deleted or the runtime ends.
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("base_url", &self.shared.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.server.abort();
+        for g in self.shared.lock().groups.values_mut() {
+            if let Some(kill) = g.kill.take() {
+                let _ = kill.send(());
+            }
+        }
+    }
+}
+
+impl SimHandle {
+    /// Serves both ARM and the token endpoint.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// Every container group, in every resource group.
+    pub fn instances(&self) -> Vec<SimInstance> {
+        self.shared
+            .lock()
+            .groups
+            .values()
+            .map(|g| g.inst.clone())
+            .collect()
+    }
+
+    /// The group called `name`, in any resource group.
+    pub fn instance(&self, name: &str) -> Option<SimInstance> {
+        self.instances().into_iter().find(|i| i.name == name)
+    }
+
+    /// Creates a running group directly, as if someone made it behind the system's back.
+    pub fn create_orphan(&self, resource_group: &str, name: &str, tags: BTreeMap<String, String>) {
+        let mut inner = self.shared.lock();
+        inner.generation += 1;
+        let generation = inner.generation;
+        let inst = SimInstance {
+            name: name.to_owned(),
+            resource_group: resource_group.to_owned(),
+            location: self.shared.cfg.location.clone(),
+            tags,
+            request: serde_json::json!({"properties": {"osType": "Linux", "containers": []}}),
+            provisioning_state: "Succeeded".into(),
+            state: GroupState::Running,
+            exit_code: None,
+            pid: None,
+            puts: 0,
+        };
+        inner.groups.insert(
+            (resource_group.to_owned(), name.to_owned()),
+            Group {
+                inst,
+                generation,
+                operation_id: uuid::Uuid::new_v4().to_string(),
+                kill: None,
+            },
+        );
+    }
+
+    /// Ends a group that has no child (no [`Launch`]) as if its container exited.
+    pub fn finish(&self, name: &str, exit_code: i32) {
+        let mut inner = self.shared.lock();
+        if let Some(g) = inner.groups.values_mut().find(|g| g.inst.name == name) {
+            g.inst.exit_code = Some(exit_code);
+            g.inst.state = if exit_code == 0 {
+                GroupState::Succeeded
+            } else {
+                GroupState::Failed
+            };
+        }
+    }
+
+    /// The next `count` ARM calls fail with `fault`.
+    pub fn inject(&self, fault: Fault, count: usize) {
+        self.shared
+            .lock()
+            .faults
+            .extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// From now on, `percent` of ARM calls fail with 500, drawn from a seeded RNG.
+    pub fn set_failure_rate(&self, percent: u8, seed: u64) {
+        use rand::SeedableRng;
+        self.shared.lock().failure_rate =
+            (percent > 0).then(|| (percent.min(100), StdRng::seed_from_u64(seed)));
+    }
+
+    /// Every issued token now counts as expired.
+    pub fn expire_tokens(&self) {
+        let past = Instant::now();
+        for exp in self.shared.lock().tokens.values_mut() {
+            *exp = past;
+        }
+    }
+
+    /// Token requests received so far (the last 100).
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        self.shared.lock().token_requests.clone()
+    }
+}

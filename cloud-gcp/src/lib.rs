@@ -1,0 +1,29 @@
+//! Google Cloud providers: Cloud Run v2 jobs ([`CloudRunProvider`]) and Cloud Batch
+//! ([`BatchProvider`], used when a runner needs docker-in-docker), plus a local simulator of
+//! both APIs, Secret Manager and the OAuth token endpoint ([`sim`]).
+//!
+//! # Guarantees
+//! - Both providers authenticate with a service-account key: a self-signed RS256 JWT is
+//!   exchanged for an access token at `token_uri`, cached until 5 minutes before it expires.
+//! - The JIT config is stored as a Secret Manager secret version and referenced by the job;
+//!   it never appears in a job definition, a log line or a command line.
+//! - Create is idempotent by runner name (the job name); delete of a missing job is success;
+//!   list returns only jobs labelled with this controller id.
+//! - Every failure maps to a [`bus_schema::ErrorKind`] through [`GcpError::kind`].
+
+pub mod auth;
+pub mod batch;
+mod client;
+pub mod cloudrun;
+pub mod config;
+pub mod error;
+pub mod labels;
+mod secrets;
+pub mod shapes;
+pub mod sim;
+
+pub use auth::{ServiceAccountKey, TokenSource};
+pub use batch::BatchProvider;
+pub use cloudrun::CloudRunProvider;
+pub use config::{Endpoints, GcpConfig};
+pub use error::GcpError;

@@ -1,0 +1,220 @@
+//! A local simulator of the Google APIs the providers use: the OAuth token endpoint, Cloud
+//! Run Admin v2 jobs, Batch v1 jobs, Secret Manager v1 secrets and long-running operations,
+//! all served from one base URL (`Endpoints::all_at(handle.base_url())`).
+//!
+//! # What it checks, as Google does
+//! - Token endpoint: the JWT-bearer grant, the RS256 signature against the configured
+//!   service account's public key and `kid`, `iss`, `aud` (= this sim's token URL), `scope`
+//!   and a ≤ 1 hour `iat`..`exp` window. Errors are `{"error", "error_description"}` with
+//!   HTTP 400 (`invalid_grant` / "Invalid JWT Signature." for a wrong key).
+//! - APIs: a bearer token it issued and that has not expired (else 401 `UNAUTHENTICATED`),
+//!   the `cloud-platform` scope (else 403), the project, job and secret id formats, label
+//!   syntax, required fields, Cloud Run CPU/memory combinations, env value length, that
+//!   referenced secret versions exist, and duplicate ids (409 `ALREADY_EXISTS`). Errors are
+//!   `{"error": {"code", "message", "status"}}`.
+//! - Mutations answer with long-running operations that report `done` after
+//!   [`SimConfig::operation_polls`] polls; a Cloud Run run operation is done only when its
+//!   execution ends.
+//!
+//! # Runners
+//! When a Cloud Run execution or a Batch job starts and [`SimConfig::launch`] is set, the sim
+//! starts that program with the container's env (including `ACTIONS_RUNNER_INPUT_JITCONFIG`,
+//! read from Secret Manager); the execution/job state follows the child, and deleting the
+//! job kills it.
+
+mod api;
+mod launch;
+mod state;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::Endpoints;
+use state::State;
+pub use state::{SimJob, SimSecret};
+
+/// The program the sim starts for each runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// The one service account the sim's token endpoint knows.
+#[derive(Debug, Clone)]
+pub struct SimServiceAccount {
+    pub client_email: String,
+    /// The key's `private_key_id`, expected as the JWT's `kid`.
+    pub key_id: String,
+    /// The public key, PEM (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`).
+    pub public_key_pem: String,
+}
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The only project id calls may name.
+    pub project: String,
+    pub service_account: SimServiceAccount,
+    pub launch: Option<Launch>,
+    /// How many `GET` of an operation answer `done: false` before it is done.
+    pub operation_polls: u32,
+    /// The largest (and default) page of a list call.
+    pub max_page_size: usize,
+    /// The lifetime of issued access tokens.
+    pub token_ttl: Duration,
+}
+
+impl SimConfig {
+    pub fn new(project: impl Into<String>, service_account: SimServiceAccount) -> Self {
+        Self {
+            project: project.into(),
+            service_account,
+            launch: None,
+            operation_polls: 1,
+            max_page_size: 100,
+            token_ttl: Duration::from_secs(3599),
+        }
+    }
+}
+
+/// A failure the sim answers with instead of serving an API call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 429 `RESOURCE_EXHAUSTED` about the request rate.
+    Throttle,
+    /// 429 `RESOURCE_EXHAUSTED` about a resource quota.
+    Quota,
+    /// 503 `UNAVAILABLE`.
+    Unavailable,
+    /// 500 `INTERNAL`.
+    Internal,
+    /// Serve the call, after this delay.
+    Slow(Duration),
+}
+
+/// One API call the sim received (token exchanges are not recorded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub body: Value,
+}
+
+/// The simulator.
+#[derive(Debug)]
+pub struct Sim;
+
+impl Sim {
+    /// Serves the simulator on `addr` (port 0 picks a free port).
+    pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
+        let decoding_key = jsonwebtoken::DecodingKey::from_rsa_pem(
+            config.service_account.public_key_pem.as_bytes(),
+        )
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let base_url = format!("http://{local}");
+        let state = Arc::new(Mutex::new(State::new(
+            config,
+            decoding_key,
+            format!("{base_url}/token"),
+        )));
+        let app = axum::Router::new()
+            .fallback(api::dispatch)
+            .with_state(state.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(SimHandle {
+            base_url,
+            state,
+            server,
+        })
+    }
+}
+
+/// A running simulator; dropping it stops the server and kills every runner child.
+#[derive(Debug)]
+pub struct SimHandle {
+    base_url: String,
+    state: Arc<Mutex<State>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Endpoints pointing every API and the token endpoint at this sim.
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints::all_at(&self.base_url)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every Cloud Run job.
+    pub fn run_jobs(&self) -> Vec<SimJob> {
+        self.lock().run_jobs()
+    }
+
+    /// Every Batch job.
+    pub fn batch_jobs(&self) -> Vec<SimJob> {
+        self.lock().batch_jobs()
+    }
+
+    /// Every secret.
+    pub fn secrets(&self) -> Vec<SimSecret> {
+        self.lock().secrets()
+    }
+
+    /// Every API call received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.clone()
+    }
+
+    /// Creates a running Cloud Run job behind the system's back (`region`, short `name`).
+    pub fn insert_run_job(&self, region: &str, name: &str, labels: BTreeMap<String, String>) {
+        self.lock().insert_orphan(true, region, name, labels);
+    }
+
+    /// Creates a running Batch job behind the system's back.
+    pub fn insert_batch_job(&self, region: &str, name: &str, labels: BTreeMap<String, String>) {
+        self.lock().insert_orphan(false, region, name, labels);
+    }
+
+    /// The next `times` API calls fail with `fault`.
+    pub fn inject(&self, fault: Fault, times: usize) {
+        self.lock().faults.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// From now on, `percent` % of API calls fail with `UNAVAILABLE`, drawn from a seeded RNG.
+    pub fn fail_percent(&self, percent: u8, seed: u64) {
+        self.lock().set_failure_rate(percent, seed);
+    }
+
+    /// Forgets every issued token, as if they had all expired.
+    pub fn expire_tokens(&self) {
+        self.lock().tokens.clear();
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.lock().kill_all();
+    }
+}
+
+/// Pending faults, drained one per API call.
+pub(crate) type Faults = VecDeque<Fault>;

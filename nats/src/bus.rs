@@ -1,0 +1,250 @@
+//! Connecting to NATS and setting up the bus: the four streams and three KV buckets named in
+//! [`bus_schema::subject`].
+//!
+//! [`ensure_bus`] is create-or-update and safe to run from many processes at once: a create
+//! that loses the race to another process turns into an update on the next attempt.
+
+use std::time::Duration;
+
+use async_nats::{
+    HeaderMap, HeaderValue,
+    header::NATS_MESSAGE_ID,
+    jetstream::{
+        self, Context,
+        context::CreateStreamErrorKind,
+        kv,
+        publish::PublishAck,
+        stream::{Config as StreamConfig, RetentionPolicy, StorageType},
+    },
+};
+use bus_schema::subject;
+
+use crate::{Error, LEASE_TTL};
+
+/// JetStream's duplicate window on every stream: a message id seen within it is dropped.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long events and commands stay in their streams.
+pub const EVENT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Revisions kept per key in the record buckets (the latest plus a little audit trail).
+pub const RECORD_HISTORY: i64 = 5;
+
+/// How often a create-or-update is attempted before giving up on a race.
+const ENSURE_ATTEMPTS: u32 = 5;
+
+/// Connects as `shr` with default reconnect behaviour; see [`connect_named`].
+pub async fn connect(url: &str) -> Result<async_nats::Client, Error> {
+    connect_named(url, "shr").await
+}
+
+/// Connects with a connection name (shown in server monitoring). The first connect must
+/// succeed; after that the client reconnects forever with backoff, buffering publishes, and
+/// logs connection events.
+pub async fn connect_named(url: &str, name: &str) -> Result<async_nats::Client, Error> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_secs(10)))
+        .max_reconnects(None)
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("nats: {event}"),
+                _ => tracing::warn!("nats: {event}"),
+            }
+        })
+        .connect(url)
+        .await
+        .map_err(|source| Error::Connect {
+            url: url.to_owned(),
+            source,
+        })
+}
+
+/// Tunables of [`ensure_bus_with`].
+#[derive(Debug, Clone)]
+pub struct BusOptions {
+    /// Replicas of every stream and bucket: 1 for a single server, 3 for the cluster.
+    pub replicas: usize,
+}
+
+impl Default for BusOptions {
+    fn default() -> Self {
+        Self { replicas: 1 }
+    }
+}
+
+/// A connection with the bus set up: the JetStream context and the three KV buckets.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    pub client: async_nats::Client,
+    pub js: Context,
+    /// [`subject::JOBS_BUCKET`]: job records.
+    pub jobs: kv::Store,
+    /// [`subject::RUNNERS_BUCKET`]: runner records.
+    pub runners: kv::Store,
+    /// [`subject::LEASES_BUCKET`]: leases, entries expire after [`LEASE_TTL`].
+    pub leases: kv::Store,
+}
+
+/// [`ensure_bus_with`] with default options (one replica).
+pub async fn ensure_bus(client: &async_nats::Client) -> Result<Bus, Error> {
+    ensure_bus_with(client, &BusOptions::default()).await
+}
+
+/// Creates or updates every stream and bucket, then returns the [`Bus`].
+pub async fn ensure_bus_with(client: &async_nats::Client, opts: &BusOptions) -> Result<Bus, Error> {
+    let js = jetstream::new(client.clone());
+    for config in stream_configs(opts.replicas) {
+        ensure_stream(&js, config).await?;
+    }
+    let record_bucket = |bucket: &'static str| kv::Config {
+        bucket: bucket.to_owned(),
+        history: RECORD_HISTORY,
+        storage: StorageType::File,
+        num_replicas: opts.replicas,
+        ..Default::default()
+    };
+    let jobs = ensure_bucket(&js, record_bucket(subject::JOBS_BUCKET)).await?;
+    let runners = ensure_bucket(&js, record_bucket(subject::RUNNERS_BUCKET)).await?;
+    let leases = ensure_bucket(
+        &js,
+        kv::Config {
+            bucket: subject::LEASES_BUCKET.to_owned(),
+            history: 1,
+            max_age: LEASE_TTL,
+            storage: StorageType::File,
+            num_replicas: opts.replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Bus {
+        client: client.clone(),
+        js,
+        jobs,
+        runners,
+        leases,
+    })
+}
+
+fn stream_configs(replicas: usize) -> [StreamConfig; 4] {
+    let stream = |name: &str, subjects: &str, retention| StreamConfig {
+        name: name.to_owned(),
+        subjects: vec![subjects.to_owned()],
+        retention,
+        storage: StorageType::File,
+        max_age: EVENT_MAX_AGE,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    [
+        stream(
+            subject::JOBS_STREAM,
+            subject::ALL_JOB_EVENTS,
+            RetentionPolicy::Limits,
+        ),
+        stream(
+            subject::PROVISION_STREAM,
+            subject::ALL_PROVISION,
+            RetentionPolicy::WorkQueue,
+        ),
+        stream(
+            subject::REAP_STREAM,
+            subject::ALL_REAP,
+            RetentionPolicy::WorkQueue,
+        ),
+        stream(
+            subject::RUNNER_EVENTS_STREAM,
+            subject::ALL_RUNNER_EVENTS,
+            RetentionPolicy::Limits,
+        ),
+    ]
+}
+
+/// Update, else create; a create that loses to a concurrent one is retried as an update.
+async fn ensure_stream(js: &Context, config: StreamConfig) -> Result<(), Error> {
+    let stream = config.name.as_str();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = match js.update_stream(config.clone()).await {
+            Err(err) if err.kind() == CreateStreamErrorKind::NotFound => {
+                js.create_stream(config.clone()).await.map(|_| ())
+            }
+            other => other.map(|_| ()),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(source) if attempt < ENSURE_ATTEMPTS && is_race(&source.kind()) => {
+                tracing::debug!(stream, error = %source, "stream create raced, retrying");
+            }
+            Err(source) => {
+                return Err(Error::EnsureStream {
+                    stream: stream.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// A create that lost to a concurrent creator, or an answer lost in the shuffle.
+fn is_race(kind: &CreateStreamErrorKind) -> bool {
+    const STREAM_NAME_EXIST: u64 = 10058;
+    match kind {
+        CreateStreamErrorKind::JetStream(err) => err.error_code().0 == STREAM_NAME_EXIST,
+        CreateStreamErrorKind::NotFound | CreateStreamErrorKind::TimedOut => true,
+        _ => false,
+    }
+}
+
+async fn ensure_bucket(js: &Context, config: kv::Config) -> Result<kv::Store, Error> {
+    let bucket = config.bucket.as_str();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match js.create_or_update_key_value(config.clone()).await {
+            Ok(store) => return Ok(store),
+            Err(source) if attempt < ENSURE_ATTEMPTS => {
+                tracing::debug!(bucket, error = %source, "bucket create raced, retrying");
+            }
+            Err(source) => {
+                return Err(Error::EnsureBucket {
+                    bucket: bucket.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+impl Bus {
+    /// Publishes to a stream and waits for JetStream's ack. With `msg_id`, a second publish
+    /// of the same id within [`DUPLICATE_WINDOW`] is not stored again and its ack has
+    /// `duplicate == true`.
+    pub async fn publish_durable(
+        &self,
+        subject: &str,
+        payload: Vec<u8>,
+        msg_id: Option<&str>,
+        headers: Option<HeaderMap>,
+    ) -> Result<PublishAck, Error> {
+        let mut headers = headers.unwrap_or_default();
+        if let Some(id) = msg_id {
+            let value: HeaderValue = id.parse().map_err(|_| Error::Header {
+                header: "Nats-Msg-Id",
+            })?;
+            headers.insert(NATS_MESSAGE_ID, value);
+        }
+        let publish_error = |source| Error::Publish {
+            subject: subject.to_owned(),
+            source,
+        };
+        self.js
+            .publish_with_headers(subject.to_owned(), headers, payload.into())
+            .await
+            .map_err(publish_error)?
+            .await
+            .map_err(publish_error)
+    }
+}
