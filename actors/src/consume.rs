@@ -61,10 +61,18 @@ where
         senders.push(tx);
         let handler = handler.clone();
         let durable = spec.durable.clone();
+        // A handler that hangs must not stall its lane (and, once the lane's queue is full,
+        // every lane): past half the ack wait it is abandoned and the message retried.
+        let limit = spec.ack_wait / 2;
         workers.spawn(async move {
             while let Some(msg) = rx.recv().await {
-                let (msg, result) = handler(msg).await;
-                settle(&durable, lane, msg, result).await;
+                let subject = msg.subject.clone();
+                match tokio::time::timeout(limit, handler(msg)).await {
+                    Ok((msg, result)) => settle(&durable, lane, msg, result).await,
+                    Err(_) => {
+                        tracing::error!(%durable, lane, %subject, ?limit, "handler timed out; message will be redelivered");
+                    }
+                }
             }
         });
     }

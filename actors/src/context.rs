@@ -61,9 +61,11 @@ impl Context {
         payload: Vec<u8>,
         msg_id: Option<&str>,
     ) -> Result<(), Error> {
-        self.bus
+        let ack = self
+            .bus
             .publish_durable(&subject, payload, msg_id, None)
             .await?;
+        tracing::trace!(%subject, stream = %ack.stream, sequence = ack.sequence, duplicate = ack.duplicate, "published");
         Ok(())
     }
 }

@@ -6,7 +6,7 @@
 //! | poller | [`poller`] | GitHub REST | job events |
 //! | scheduler | [`scheduler`] | job events, runner events | provision and reap commands |
 //! | provisioner | [`provisioner`] | provision commands | runner events |
-//! | reaper | [`reaper`] | reap commands | runner events |
+//! | reaper | [`reaper`], [`sweep`] | reap commands, a periodic sweep | runner events |
 //!
 //! Actors talk only over NATS. Each is an async task (or a few) fed by a durable JetStream
 //! consumer; the consumer is the actor's mailbox, and it survives the process. See the README
@@ -21,6 +21,8 @@ pub mod provisioner;
 pub mod reaper;
 pub mod routing;
 pub mod scheduler;
+pub mod sweep;
+pub mod tls;
 pub mod webhook;
 
 pub use context::Context;

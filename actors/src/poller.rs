@@ -19,7 +19,7 @@
 //! Enterprise scopes have no enterprise-wide runs endpoint; they rely on webhooks and the
 //! re-check of tracked jobs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use bus_schema::{
@@ -51,11 +51,19 @@ pub async fn run(ctx: Context, holder: String, cancel: CancellationToken) -> Res
     Ok(())
 }
 
-/// ETags remembered between rounds, per repository and per run.
+/// A conditional answer kept for the next round: its ETag and its value.
+type Cached<T> = (Option<String>, Vec<T>);
+
+/// What the poller remembers between rounds: ETags and answers per list, and what it last
+/// reported per job.
 #[derive(Debug, Default)]
 pub struct PollCache {
-    runs: HashMap<String, (Option<String>, Vec<WorkflowRun>)>,
-    jobs: HashMap<u64, (Option<String>, Vec<Job>)>,
+    runs: HashMap<(String, &'static str), Cached<WorkflowRun>>,
+    jobs: HashMap<u64, Cached<Job>>,
+    /// Runs seen active last round, per repository: one that disappears has finished.
+    active: HashMap<String, BTreeSet<u64>>,
+    /// The status last published per job (started and completed are reported once).
+    reported: HashMap<u64, RunStatus>,
 }
 
 async fn poll_loop(ctx: Context, registration: String, holder: String, cancel: CancellationToken) {
@@ -86,10 +94,14 @@ async fn poll_loop(ctx: Context, registration: String, holder: String, cancel: C
                     None
                 }),
         };
-        if lease.is_some()
-            && let Err(error) = poll_once(&ctx, &registration, &mut cache).await
-        {
-            tracing::warn!(%registration, %error, "poll round failed");
+        if lease.is_some() {
+            let started = std::time::Instant::now();
+            match poll_once(&ctx, &registration, &mut cache).await {
+                Ok(published) => {
+                    tracing::debug!(%registration, published, elapsed = ?started.elapsed(), "poll round done")
+                }
+                Err(error) => tracing::warn!(%registration, %error, "poll round failed"),
+            }
         }
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -102,6 +114,11 @@ async fn poll_loop(ctx: Context, registration: String, holder: String, cancel: C
 }
 
 /// One polling round for a registration. Returns how many events were published.
+///
+/// Per repository: the queued and in-progress run lists (conditional), each active run's
+/// jobs (conditional), and once more the jobs of a run that left the active lists, which
+/// tells how its jobs ended. Queued jobs are reported every round (the scheduler uses a
+/// still-queued job to notice a runner that went elsewhere); started and completed once.
 pub async fn poll_once(
     ctx: &Context,
     registration: &str,
@@ -112,42 +129,68 @@ pub async fn poll_once(
     let mut published = 0;
     for (owner, repo) in repositories(reg, github).await? {
         let full = format!("{owner}/{repo}");
-        let etag = cache.runs.get(&full).and_then(|(e, _)| e.clone());
-        let runs = match github
-            .list_queued_runs(&owner, &repo, etag.as_deref())
-            .await?
-        {
-            Conditional::NotModified => cache
-                .runs
-                .get(&full)
-                .map(|(_, r)| r.clone())
-                .unwrap_or_default(),
-            Conditional::Modified { value, etag } => {
-                cache.runs.insert(full.clone(), (etag, value.clone()));
-                value
-            }
-        };
-        for run in runs {
-            let etag = cache.jobs.get(&run.id).and_then(|(e, _)| e.clone());
+        let mut active = BTreeSet::new();
+        for (status, token) in [
+            (RunStatus::Queued, "queued"),
+            (RunStatus::InProgress, "in_progress"),
+        ] {
+            let key = (full.clone(), token);
+            let etag = cache.runs.get(&key).and_then(|(e, _)| e.clone());
+            let runs = match github
+                .list_runs(&owner, &repo, status, etag.as_deref())
+                .await?
+            {
+                Conditional::NotModified => cache
+                    .runs
+                    .get(&key)
+                    .map(|(_, r)| r.clone())
+                    .unwrap_or_default(),
+                Conditional::Modified { value, etag } => {
+                    cache.runs.insert(key, (etag, value.clone()));
+                    value
+                }
+            };
+            active.extend(runs.iter().map(|r| r.id));
+        }
+        let finished: Vec<u64> = cache
+            .active
+            .get(&full)
+            .map(|prev| prev.difference(&active).copied().collect())
+            .unwrap_or_default();
+        for run_id in active.iter().copied().chain(finished.iter().copied()) {
+            let etag = cache.jobs.get(&run_id).and_then(|(e, _)| e.clone());
             let jobs = match github
-                .list_run_jobs(&owner, &repo, run.id, etag.as_deref())
+                .list_run_jobs(&owner, &repo, run_id, etag.as_deref())
                 .await?
             {
                 Conditional::NotModified => cache
                     .jobs
-                    .get(&run.id)
+                    .get(&run_id)
                     .map(|(_, j)| j.clone())
                     .unwrap_or_default(),
                 Conditional::Modified { value, etag } => {
-                    cache.jobs.insert(run.id, (etag, value.clone()));
+                    cache.jobs.insert(run_id, (etag, value.clone()));
                     value
                 }
             };
-            for job in jobs.iter().filter(|j| j.status == RunStatus::Queued) {
-                publish(ctx, reg, job).await?;
-                published += 1;
+            for job in &jobs {
+                let again = cache.reported.get(&job.id) == Some(&job.status);
+                if job.status == RunStatus::Queued || !again {
+                    tracing::trace!(job = job.id, status = ?job.status, "poll publishes");
+                    publish(ctx, reg, job).await?;
+                    cache.reported.insert(job.id, job.status);
+                    published += 1;
+                }
             }
         }
+        for run_id in &finished {
+            if let Some((_, jobs)) = cache.jobs.remove(run_id) {
+                for job in jobs {
+                    cache.reported.remove(&job.id);
+                }
+            }
+        }
+        cache.active.insert(full, active);
     }
     published += recheck_tracked(ctx, reg, github).await?;
     Ok(published)
@@ -171,13 +214,20 @@ async fn repositories(
     })
 }
 
-/// Re-reads each job this registration is tracking and reports what changed.
+/// How many tracked jobs one round may re-read individually.
+const RECHECK_PER_ROUND: usize = 20;
+
+/// Re-reads jobs this registration has tracked for a while without news (their run left
+/// the lists unnoticed, or their webhooks were lost) and reports what changed. Bounded per
+/// round to spare the rate limit.
 async fn recheck_tracked(
     ctx: &Context,
     reg: &Registration,
     github: &GitHubClient,
 ) -> Result<usize, Error> {
     let prefix = format!("{}.{}.", reg.tenant, reg.name);
+    let quiet_ms = i64::try_from(reg.poll_interval_secs.unwrap_or(30) * 2_000).unwrap_or(i64::MAX);
+    let now = now_millis();
     let mut published = 0;
     let mut by_key = BTreeMap::new();
     for key in ctx.jobs.keys().await? {
@@ -186,11 +236,12 @@ async fn recheck_tracked(
         }
         if let Some((rec, _)) = ctx.jobs.get(&key).await?
             && !rec.state.is_terminal()
+            && now - rec.updated_at > quiet_ms
         {
             by_key.insert(key, rec);
         }
     }
-    for rec in by_key.into_values() {
+    for rec in by_key.into_values().take(RECHECK_PER_ROUND) {
         let Some((owner, repo)) = rec.job.repo.split_once('/') else {
             continue;
         };
@@ -256,7 +307,9 @@ async fn publish(ctx: &Context, reg: &Registration, job: &Job) -> Result<(), Err
         ),
         _ => return Ok(()),
     };
-    let msg_id = format!("poll-{}-{}-{status}", reg.name, job.id);
-    ctx.publish(event.subject()?, event.encode()?, Some(&msg_id))
+    // Queued is re-reported every round on purpose (a job still queued tells the scheduler
+    // to check its runner); started and completed once per job, deduplicated by id.
+    let msg_id = (status != "queued").then(|| format!("poll-{}-{}-{status}", reg.name, job.id));
+    ctx.publish(event.subject()?, event.encode()?, msg_id.as_deref())
         .await
 }

@@ -4,26 +4,257 @@
 //! - Consumes: `shr.v1.runner.reap.<tenant>` ([`ReapRunner`]), durable `reaper-<tenant>`.
 //! - Emits: `shr.v1.runner.event.<tenant>` ([`RunnerEvent::Deleted`]).
 //!
+//! # Reconciling
+//! A command only says "look at runner K". [`reconcile`] reads the record, the cloud instance
+//! and the GitHub runner, asks the pure [`decide`] what to do, and does it. The periodic sweep
+//! ([`crate::sweep`]) calls the same function for whatever no event brought here. The rules,
+//! first match wins:
+//! 1. `Deleted`: nothing to do.
+//! 2. An order (job completed, provision failed, manual): delete.
+//! 3. `Completed`, `Failed`, `Deleting`, `PendingForceDelete`: delete. A periodic look (no
+//!    command) first gives such a record `grace` to finish a reap already under way, except
+//!    `PendingForceDelete`, which every sweep retries.
+//! 4. Older than the max runtime (the registration's limit, or the spec's if smaller): hard
+//!    stop, busy or not.
+//! 5. `Orphaned` (marked by the sweep): kept while GitHub says busy, else deregistered and
+//!    deleted once the mark is `grace` old.
+//! 6. `Running`/`Busy` whose instance is gone or stopped, that GitHub does not report busy and
+//!    whose record has not changed for `grace`: delete (its runner is dead).
+//! 7. Took a job (record `Busy` or `ran_job_id`, or GitHub says busy): keep; the job's
+//!    completion reaps it.
+//! 8. Its job is gone (`JobGone`), or it took no job within the idle timeout: deregister, then
+//!    delete.
+//!
 //! # Guarantees
-//! - A command only says "look at runner K": the reaper reads the record, deregisters the
-//!   GitHub runner, deletes the instance and records `Deleted`. Running it twice, or after a
-//!   crash, is safe; a missing GitHub runner or instance counts as gone.
-//! - Deregister first, then delete: a runner that is idle is removed from GitHub before its
-//!   instance goes, so it cannot take a job mid-teardown. GitHub refuses to remove a busy
-//!   runner; such a runner is left alone (its job's completion reaps it).
-//! - Provider errors are retried with backoff (the command is nak'ed).
+//! - Idempotent and crash safe: every step is safe to repeat; a missing GitHub runner or
+//!   instance counts as gone; state changes are compare-and-set through
+//!   [`RunnerRecord::transition`]; the `Deleted` event is published by whoever made the
+//!   `Deleting -> Deleted` write, with a dedup id.
+//! - Scale-down race (rules 5 and 8): the GitHub runner is deregistered first. GitHub refuses
+//!   (422) while it runs a job, and the reaper then keeps the runner. After a successful
+//!   deregistration it checks again (GitHub shows it gone or idle, and the record, in the same
+//!   compare-and-set that moves it to `Deleting`, has no job) before deleting the instance.
+//! - Hard deletes (rules 2, 3, 4, 6) deregister best effort: a busy or unreachable GitHub
+//!   runner does not stop the instance delete; the sweep removes the leftover later.
+//! - A failed instance delete is counted in `delete_attempts` and retried with the consumer's
+//!   backoff; after [`MAX_DELETE_ATTEMPTS`] the record moves to `PendingForceDelete` (logged
+//!   at error level, visible in KV) and the sweep keeps retrying it.
+//!
+//! # Assumptions
+//! Runner names are unique per job attempt and never reused, so a `Deleted` record stays
+//! deleted. Time comes in as [`Clock`], so tests decide with any `now`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bus_schema::subject::{self, REAP_STREAM};
-use bus_schema::{ReapReason, ReapRunner, RunnerDeleted, RunnerEvent, RunnerState, now_millis};
+use bus_schema::{
+    ReapReason, ReapRunner, RunnerDeleted, RunnerEvent, RunnerRecord, RunnerState, Scope,
+    UnixMillis, now_millis,
+};
+use github_client::GitHubClient;
+use providers::{InstanceStatus, Provider};
 use tokio_util::sync::CancellationToken;
 
 use crate::cas::cas;
 use crate::consume::{self, ConsumerSpec, lane_key};
 use crate::provisioner::ProviderSet;
 use crate::{Context, Error};
+
+/// Failed instance deletes before a record moves to `PendingForceDelete`.
+pub const MAX_DELETE_ATTEMPTS: u32 = 5;
+/// The grace a command-driven look uses (see the rules); the sweep uses half its interval.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);
+/// Limits for a record whose registration is gone from the configuration (the config's
+/// defaults).
+const FALLBACK_IDLE_TIMEOUT_SECS: u64 = 600;
+const FALLBACK_MAX_RUNTIME_SECS: u64 = 21_600;
+
+/// What the reaper saw of something outside the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen<T> {
+    Present(T),
+    Absent,
+    /// The look failed or was not possible: neither present nor absent.
+    Unknown,
+}
+
+/// The outside world of one runner, as [`decide`] needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// The cloud instance's status.
+    pub instance: Seen<InstanceStatus>,
+    /// Whether the GitHub runner is running a job.
+    pub github_busy: Seen<bool>,
+}
+
+/// The time limits that apply to one runner, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub idle_timeout_ms: i64,
+    pub max_runtime_ms: i64,
+    /// How long a periodic look leaves a record that may be mid-change, and how old an
+    /// orphan mark must be before the orphan is deleted.
+    pub grace_ms: i64,
+}
+
+/// When a look happens, and the grace it grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    pub now: UnixMillis,
+    pub grace: Duration,
+}
+
+/// Why a runner is left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepReason {
+    /// Already deleted.
+    Deleted,
+    /// It runs (or ran) a job.
+    Busy,
+    /// No rule applies yet.
+    NotDue,
+}
+
+/// What [`decide`] says to do with a runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Keep(KeepReason),
+    /// Deregister from GitHub (refused while busy), check it is still idle, then delete.
+    ReapIfIdle(ReapReason),
+    /// Delete, busy or not.
+    Delete(ReapReason),
+}
+
+/// What [`reconcile`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// No record: the sweep handles strays.
+    NoRecord,
+    Kept(KeepReason),
+    /// The instance is gone and the record is `Deleted`.
+    Deleted(ReapReason),
+    /// The instance delete keeps failing; the record waits for the sweep.
+    PendingForceDelete,
+}
+
+/// The GitHub runner of a record, and the client and scope to reach it.
+struct GitHubSide<'a> {
+    client: &'a GitHubClient,
+    scope: Scope,
+    id: u64,
+}
+
+impl Clock {
+    /// Now, with [`DEFAULT_GRACE`].
+    pub fn wall() -> Self {
+        Self {
+            now: now_millis(),
+            grace: DEFAULT_GRACE,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The limits of `rec`: its registration's (`None` when the registration is gone), the
+    /// spec's max runtime if smaller, and `grace`.
+    pub fn for_record(
+        limits: Option<&registration::Limits>,
+        rec: &RunnerRecord,
+        grace: Duration,
+    ) -> Self {
+        let (idle, max) = limits.map_or(
+            (FALLBACK_IDLE_TIMEOUT_SECS, FALLBACK_MAX_RUNTIME_SECS),
+            |l| (l.idle_timeout_secs, l.max_runtime_secs),
+        );
+        let max = match rec.spec.as_ref().map(|s| s.max_runtime_secs) {
+            Some(spec) if spec > 0 => spec.min(max),
+            _ => max,
+        };
+        let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        Self {
+            idle_timeout_ms: ms(idle),
+            max_runtime_ms: ms(max),
+            grace_ms: i64::try_from(grace.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// The reaping rules (see the module docs). `asked` is the command's reason, `None` for a
+/// periodic look. Pure: everything it needs comes in.
+pub fn decide(
+    rec: &RunnerRecord,
+    seen: Observed,
+    asked: Option<ReapReason>,
+    now: UnixMillis,
+    t: Timeouts,
+) -> Action {
+    use RunnerState::*;
+    if rec.state == Deleted {
+        return Action::Keep(KeepReason::Deleted);
+    }
+    if let Some(
+        order @ (ReapReason::JobCompleted | ReapReason::ProvisionFailed | ReapReason::Manual),
+    ) = asked
+    {
+        return Action::Delete(order);
+    }
+    let age = now.saturating_sub(rec.created_at);
+    let quiet = now.saturating_sub(rec.updated_at);
+    let github_busy = seen.github_busy == Seen::Present(true);
+    match rec.state {
+        Completed | Failed | Deleting | PendingForceDelete => {
+            if asked.is_none() && rec.state != PendingForceDelete && quiet < t.grace_ms {
+                Action::Keep(KeepReason::NotDue)
+            } else {
+                Action::Delete(asked.unwrap_or_else(|| ending_reason(rec)))
+            }
+        }
+        _ if age >= t.max_runtime_ms => Action::Delete(ReapReason::MaxRuntime),
+        Orphaned if github_busy => Action::Keep(KeepReason::Busy),
+        Orphaned if age >= t.grace_ms => Action::ReapIfIdle(ReapReason::Orphan),
+        Orphaned => Action::Keep(KeepReason::NotDue),
+        Requested | Creating | Running | Busy => {
+            let took_job = rec.state == Busy || rec.ran_job_id.is_some();
+            let instance_gone = matches!(
+                seen.instance,
+                Seen::Absent | Seen::Present(InstanceStatus::Stopped)
+            );
+            if matches!(rec.state, Running | Busy)
+                && instance_gone
+                && !github_busy
+                && quiet >= t.grace_ms
+            {
+                Action::Delete(if took_job {
+                    ReapReason::JobCompleted
+                } else {
+                    ReapReason::ProvisionFailed
+                })
+            } else if took_job || github_busy {
+                Action::Keep(KeepReason::Busy)
+            } else if asked == Some(ReapReason::JobGone) {
+                Action::ReapIfIdle(ReapReason::JobGone)
+            } else if age >= t.idle_timeout_ms {
+                Action::ReapIfIdle(ReapReason::IdleTimeout)
+            } else {
+                Action::Keep(KeepReason::NotDue)
+            }
+        }
+        // Unreachable: `Deleted` returned above.
+        Deleted => Action::Keep(KeepReason::Deleted),
+    }
+}
+
+/// The best reason to give for finishing a record that is already on its way out.
+fn ending_reason(rec: &RunnerRecord) -> ReapReason {
+    match rec.state {
+        RunnerState::Failed => ReapReason::ProvisionFailed,
+        RunnerState::Orphaned => ReapReason::Orphan,
+        _ if rec.ran_job_id.is_some() => ReapReason::JobCompleted,
+        _ => ReapReason::JobGone,
+    }
+}
 
 /// Runs one reaper consumer per tenant that has providers in `providers`.
 pub async fn run(
@@ -47,7 +278,7 @@ pub async fn run(
             durable: format!("reaper-{tenant}"),
             filters: vec![subject::reap(&tenant)?],
             lanes: 8,
-            ack_wait: std::time::Duration::from_secs(120),
+            ack_wait: Duration::from_secs(120),
         };
         tasks.spawn(consume::run(
             ctx.bus.js.clone(),
@@ -73,50 +304,35 @@ pub async fn run(
     Ok(())
 }
 
-/// Converges one runner. Public so tests can drive it directly.
+/// Handles one reap command: [`reconcile`] now, with [`DEFAULT_GRACE`].
 pub async fn reap(ctx: &Context, providers: &ProviderSet, cmd: ReapRunner) -> Result<(), Error> {
-    let name = &cmd.runner_name;
+    reconcile(
+        ctx,
+        providers,
+        &cmd.runner_name,
+        Some(cmd.reason),
+        Clock::wall(),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Converges runner `name`: reads its record, instance and GitHub runner, [`decide`]s and acts.
+/// `asked` is the reason of the command that brought it here, `None` for a periodic look.
+pub async fn reconcile(
+    ctx: &Context,
+    providers: &ProviderSet,
+    name: &str,
+    asked: Option<ReapReason>,
+    clock: Clock,
+) -> Result<Outcome, Error> {
     let Some((rec, _)) = ctx.runners.get(name).await? else {
         tracing::debug!(runner = %name, "reap: no record; the sweep handles strays");
-        return Ok(());
+        return Ok(Outcome::NoRecord);
     };
-    // A runner that took a job is reaped when that job completes, never for being "unneeded".
-    let only_if_idle = matches!(cmd.reason, ReapReason::JobGone | ReapReason::IdleTimeout);
-    if only_if_idle && rec.ran_job_id.is_some() && rec.state != RunnerState::Completed {
-        tracing::info!(runner = %name, reason = ?cmd.reason, "reap skipped: runner is busy with a job");
-        return Ok(());
+    if rec.state == RunnerState::Deleted {
+        return Ok(Outcome::Kept(KeepReason::Deleted));
     }
-    // 1. Deregister from GitHub. GitHub refuses (422) while the runner runs a job.
-    if let Some(id) = rec.github_runner_id {
-        let reg = ctx.registration(&rec.registration)?;
-        match ctx
-            .github(&rec.registration)?
-            .delete_runner(&reg.scope(), id)
-            .await
-        {
-            Ok(()) => {}
-            Err(error) if error.status() == Some(422) && only_if_idle => {
-                tracing::info!(runner = %name, "reap skipped: GitHub says the runner is busy");
-                return Ok(());
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-    cas(&ctx.runners, name, |current| {
-        Ok(match current {
-            Some(r)
-                if r.state != RunnerState::Deleting
-                    && r.state.can_transition_to(RunnerState::Deleting) =>
-            {
-                let mut r = r.clone();
-                r.transition(RunnerState::Deleting, now_millis())?;
-                (Some(r), ())
-            }
-            _ => (None, ()),
-        })
-    })
-    .await?;
-    // 2. Delete the instance; missing is success.
     let provider = providers
         .get(&(rec.tenant.clone(), rec.provider))
         .ok_or_else(|| {
@@ -124,45 +340,173 @@ pub async fn reap(ctx: &Context, providers: &ProviderSet, cmd: ReapRunner) -> Re
                 "no {} provider for tenant {}",
                 rec.provider, rec.tenant
             ))
-        })?;
+        })?
+        .as_ref();
+    let github = match rec.github_runner_id {
+        Some(id) => Some(GitHubSide {
+            client: ctx.github(&rec.registration)?,
+            scope: ctx.registration(&rec.registration)?.scope(),
+            id,
+        }),
+        None => None,
+    };
+    let seen = observe(provider, github.as_ref(), name).await;
+    let limits = ctx
+        .config
+        .registration(&rec.registration)
+        .map(|r| &r.limits);
+    let timeouts = Timeouts::for_record(limits, &rec, clock.grace);
+    let action = decide(&rec, seen, asked, clock.now, timeouts);
+    tracing::debug!(runner = %name, state = ?rec.state, ?asked, ?seen, ?action, "reap decision");
+    match action {
+        Action::Keep(why) => Ok(Outcome::Kept(why)),
+        Action::ReapIfIdle(reason) => {
+            if let Some(gh) = &github {
+                match gh.client.delete_runner(&gh.scope, gh.id).await {
+                    Ok(()) => {}
+                    Err(error) if error.status() == Some(422) => {
+                        tracing::info!(runner = %name, ?reason, "reap skipped: GitHub says the runner is busy");
+                        return Ok(Outcome::Kept(KeepReason::Busy));
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+                // Re-check: GitHub must show it gone or idle.
+                if let Some(runner) = gh.client.get_runner(&gh.scope, gh.id).await?
+                    && runner.busy
+                {
+                    tracing::warn!(runner = %name, "deregistered runner still reported busy; keeping it");
+                    return Ok(Outcome::Kept(KeepReason::Busy));
+                }
+            }
+            // Re-check the record in the same write that claims it for deletion.
+            if !mark_deleting(ctx, name, true, clock.now).await? {
+                tracing::info!(runner = %name, ?reason, "reap skipped: the runner took a job");
+                return Ok(Outcome::Kept(KeepReason::Busy));
+            }
+            delete_instance(ctx, provider, &rec, reason, clock.now).await
+        }
+        Action::Delete(reason) => {
+            if !mark_deleting(ctx, name, false, clock.now).await? {
+                return Ok(Outcome::Kept(KeepReason::Deleted));
+            }
+            if let Some(gh) = &github
+                && let Err(error) = gh.client.delete_runner(&gh.scope, gh.id).await
+            {
+                tracing::warn!(runner = %name, ?reason, %error, "deregistering failed; deleting the instance anyway, the sweep removes the GitHub runner later");
+            }
+            delete_instance(ctx, provider, &rec, reason, clock.now).await
+        }
+    }
+}
+
+async fn observe(provider: &dyn Provider, github: Option<&GitHubSide<'_>>, name: &str) -> Observed {
+    let instance = match provider.get(name).await {
+        Ok(Some(instance)) => Seen::Present(instance.status),
+        Ok(None) => Seen::Absent,
+        Err(error) => {
+            tracing::debug!(runner = %name, %error, "instance look-up failed");
+            Seen::Unknown
+        }
+    };
+    let github_busy = match github {
+        None => Seen::Unknown,
+        Some(gh) => match gh.client.get_runner(&gh.scope, gh.id).await {
+            Ok(Some(runner)) => Seen::Present(runner.busy),
+            Ok(None) => Seen::Absent,
+            Err(error) => {
+                tracing::debug!(runner = %name, %error, "GitHub runner look-up failed");
+                Seen::Unknown
+            }
+        },
+    };
+    Observed {
+        instance,
+        github_busy,
+    }
+}
+
+/// Moves the record to `Deleting`. `false` when there is nothing to delete any more, or (with
+/// `only_if_idle`) when the record says the runner took a job.
+async fn mark_deleting(
+    ctx: &Context,
+    name: &str,
+    only_if_idle: bool,
+    now: UnixMillis,
+) -> Result<bool, Error> {
+    cas(&ctx.runners, name, |current| {
+        Ok(match current {
+            None => (None, false),
+            Some(r) if r.state == RunnerState::Deleted => (None, false),
+            Some(r) if only_if_idle && (r.ran_job_id.is_some() || r.state == RunnerState::Busy) => {
+                (None, false)
+            }
+            Some(r) if r.state == RunnerState::Deleting => (None, true),
+            Some(r) => {
+                let mut r = r.clone();
+                r.transition(RunnerState::Deleting, now)?;
+                (Some(r), true)
+            }
+        })
+    })
+    .await
+}
+
+/// Deletes the instance and records the result: `Deleted`, a counted failure, or
+/// `PendingForceDelete` after [`MAX_DELETE_ATTEMPTS`].
+async fn delete_instance(
+    ctx: &Context,
+    provider: &dyn Provider,
+    rec: &RunnerRecord,
+    reason: ReapReason,
+    now: UnixMillis,
+) -> Result<Outcome, Error> {
+    let name = &rec.name;
     if let Err(error) = provider.delete(name).await {
-        cas(&ctx.runners, name, |current| {
+        let message = error.to_string();
+        let attempts = cas(&ctx.runners, name, |current| {
             Ok(match current {
-                Some(r) => {
+                Some(r) if r.state == RunnerState::Deleting => {
                     let mut r = r.clone();
                     r.delete_attempts += 1;
-                    r.last_error = Some(error.to_string());
-                    (Some(r), ())
+                    r.last_error = Some(message.clone());
+                    r.updated_at = now;
+                    if r.delete_attempts >= MAX_DELETE_ATTEMPTS {
+                        r.transition(RunnerState::PendingForceDelete, now)?;
+                    }
+                    let attempts = r.delete_attempts;
+                    (Some(r), Some(attempts))
                 }
-                None => (None, ()),
+                _ => (None, None),
             })
         })
         .await?;
+        if let Some(attempts) = attempts.filter(|a| *a >= MAX_DELETE_ATTEMPTS) {
+            tracing::error!(runner = %name, provider = %rec.provider, attempts, %error, "instance delete keeps failing; runner is pending force delete, the sweep keeps retrying");
+            return Ok(Outcome::PendingForceDelete);
+        }
         return Err(error.into());
     }
-    // 3. Record it.
-    let was_deleted = cas(&ctx.runners, name, |current| {
+    let changed = cas(&ctx.runners, name, |current| {
         Ok(match current {
-            Some(r) if r.state == RunnerState::Deleted => (None, true),
-            Some(r) => {
+            Some(r) if r.state != RunnerState::Deleted => {
                 let mut r = r.clone();
                 if r.state != RunnerState::Deleting {
-                    r.transition(RunnerState::Deleting, now_millis())?;
+                    r.transition(RunnerState::Deleting, now)?;
                 }
-                r.transition(RunnerState::Deleted, now_millis())?;
-                (Some(r), false)
+                r.transition(RunnerState::Deleted, now)?;
+                (Some(r), true)
             }
-            None => (None, true),
+            _ => (None, false),
         })
     })
     .await?;
-    if !was_deleted {
+    if changed {
         let event = RunnerEvent::Deleted(RunnerDeleted {
             tenant: rec.tenant.clone(),
             runner_name: name.clone(),
-            provider: provider.kind(),
-            reason: cmd.reason,
-            at: now_millis(),
+            provider: rec.provider,
+            reason,
+            at: now,
         });
         ctx.publish(
             subject::runner_event(&rec.tenant)?,
@@ -170,7 +514,7 @@ pub async fn reap(ctx: &Context, providers: &ProviderSet, cmd: ReapRunner) -> Re
             Some(&format!("deleted-{name}")),
         )
         .await?;
-        tracing::info!(runner = %name, reason = ?cmd.reason, "runner reaped");
+        tracing::info!(runner = %name, ?reason, "runner reaped");
     }
-    Ok(())
+    Ok(Outcome::Deleted(reason))
 }

@@ -160,23 +160,65 @@ enum QueuedOutcome {
     Nothing(JobState),
 }
 
-/// Whether `runner` can still serve job `job_id`: it exists, is meant for it, and has neither
-/// taken another job nor gone away.
-async fn still_serves(ctx: &Context, runner: &str, job_id: u64) -> Result<bool, Error> {
-    Ok(match ctx.runners.get(runner).await? {
-        None => false,
-        Some((rec, _)) => {
-            rec.job_id == job_id
-                && rec.ran_job_id.is_none_or(|ran| ran == job_id)
-                && matches!(
-                    rec.state,
-                    RunnerState::Requested
-                        | RunnerState::Creating
-                        | RunnerState::Running
-                        | RunnerState::Busy
-                )
-        }
-    })
+/// How long a runner may wait for its job before a fresh `queued` observation makes the
+/// scheduler ask GitHub whether the runner went elsewhere.
+pub const RUNNER_CHECK_AFTER: Duration = Duration::from_secs(10);
+
+/// What became of the latest runner of a job that is still queued.
+#[derive(Debug, PartialEq, Eq)]
+enum Latest {
+    /// It can still take the job.
+    Serving,
+    /// It took another job, failed, or is gone: the job needs another runner.
+    Gone,
+    /// GitHub no longer knows it (ephemeral runners vanish after their one job): the job
+    /// needs another runner, and the leftover instance is reaped.
+    Unregistered,
+}
+
+/// Decides whether `runner` can still serve queued job `job_id`. Records answer most cases;
+/// for a runner that has waited long, a fresh observation (`ask_github`) checks GitHub,
+/// which catches a runner that ran a job whose events were never seen.
+async fn latest_runner(
+    ctx: &Context,
+    runner: &str,
+    job_id: u64,
+    ask_github: bool,
+) -> Result<Latest, Error> {
+    let Some((rec, _)) = ctx.runners.get(runner).await? else {
+        return Ok(Latest::Gone);
+    };
+    let serving = rec.job_id == job_id
+        && rec.ran_job_id.is_none_or(|ran| ran == job_id)
+        && matches!(
+            rec.state,
+            RunnerState::Requested
+                | RunnerState::Creating
+                | RunnerState::Running
+                | RunnerState::Busy
+        );
+    if !serving {
+        return Ok(Latest::Gone);
+    }
+    let waited = now_millis() - rec.updated_at
+        > i64::try_from(RUNNER_CHECK_AFTER.as_millis()).unwrap_or(i64::MAX);
+    let (true, true, Some(id), RunnerState::Running) =
+        (ask_github, waited, rec.github_runner_id, rec.state)
+    else {
+        return Ok(Latest::Serving);
+    };
+    let scope = ctx.registration(&rec.registration)?.scope();
+    Ok(
+        match ctx
+            .github(&rec.registration)?
+            .get_runner(&scope, id)
+            .await?
+        {
+            None => Latest::Unregistered,
+            Some(r) if r.busy => Latest::Gone,
+            Some(_) => Latest::Serving,
+        },
+    )
 }
 
 async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
@@ -188,10 +230,13 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
         Some((rec, _)) if rec.state == JobState::Provisioning => rec.runners.last().cloned(),
         _ => None,
     };
-    let latest_gone = match &latest {
-        Some(name) => !still_serves(ctx, name, e.job.job_id).await?,
-        None => false,
+    let fresh = e.source == bus_schema::JobSource::Poll;
+    let latest_state = match &latest {
+        Some(name) => Some(latest_runner(ctx, name, e.job.job_id, fresh).await?),
+        None => None,
     };
+    let latest_gone = matches!(latest_state, Some(Latest::Gone | Latest::Unregistered));
+    tracing::debug!(job = e.job.job_id, source = ?e.source, ?latest, ?latest_state, "queued event");
     let outcome = cas(&ctx.jobs, &key, |current| {
         Ok(match current {
             None => {
@@ -242,6 +287,9 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
         (QueuedOutcome::Provision(attempt), Ok(spec)) => {
             if latest_gone && attempt > 1 {
                 tracing::info!(job = e.job.job_id, attempt, source = ?e.source, "job still queued but its runner went elsewhere; provisioning again");
+            }
+            if let (Some(Latest::Unregistered), Some(old)) = (&latest_state, &latest) {
+                reap(ctx, &e.tenant, old, ReapReason::JobGone).await?;
             }
             ensure_provisioned(
                 ctx,

@@ -17,15 +17,21 @@
 //! 200 published (or duplicate) · 202 ignored (unknown event, action we do not act on, or a
 //! repository no registration covers) · 400 malformed body or missing field · 401 signature ·
 //! 413 body over the limit · 503 the bus did not ack (GitHub shows the failure; the poller heals).
+//!
+//! # Other routes
+//! `GET /metrics`: [`WebhookStats`] as Prometheus text ([`METRIC_DELIVERIES`] by `outcome`).
+//! `GET /healthz`: 200 while the process serves HTTP.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::{CONTENT_TYPE, HeaderName};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use bus_schema::{JobCompleted, JobEvent, JobQueued, JobRef, JobSource, JobStarted};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -34,17 +40,63 @@ use sha2::Sha256;
 
 use crate::routing::Routing;
 
+/// Counter of deliveries by outcome, labelled `outcome` (see [`WebhookStats::outcomes`]).
+pub const METRIC_DELIVERIES: &str = "shr_webhook_deliveries_total";
+/// `Content-Type` of the Prometheus text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Route of the Prometheus metrics.
+pub const METRICS_PATH: &str = "/metrics";
+/// Route of the health check.
+pub const HEALTH_PATH: &str = "/healthz";
+
 /// Counters the webhook keeps; exported on `/metrics`.
 #[derive(Debug, Default)]
 pub struct WebhookStats {
     pub accepted: AtomicU64,
     pub duplicates: AtomicU64,
+    pub pings: AtomicU64,
     pub bad_signature: AtomicU64,
     pub malformed: AtomicU64,
+    pub too_large: AtomicU64,
     pub ignored_event: AtomicU64,
     pub ignored_action: AtomicU64,
     pub unrouted: AtomicU64,
     pub publish_failed: AtomicU64,
+}
+
+impl WebhookStats {
+    /// Every counter with its `outcome` label value.
+    pub fn outcomes(&self) -> [(&'static str, &AtomicU64); 10] {
+        [
+            ("accepted", &self.accepted),
+            ("duplicate", &self.duplicates),
+            ("pong", &self.pings),
+            ("bad_signature", &self.bad_signature),
+            ("malformed", &self.malformed),
+            ("too_large", &self.too_large),
+            ("ignored_event", &self.ignored_event),
+            ("ignored_action", &self.ignored_action),
+            ("unrouted", &self.unrouted),
+            ("publish_failed", &self.publish_failed),
+        ]
+    }
+
+    /// The counters in the Prometheus text exposition format.
+    pub fn render_prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = format!(
+            "# HELP {METRIC_DELIVERIES} GitHub webhook deliveries by outcome.\n\
+             # TYPE {METRIC_DELIVERIES} counter\n"
+        );
+        for (outcome, counter) in self.outcomes() {
+            let _ = writeln!(
+                out,
+                "{METRIC_DELIVERIES}{{outcome=\"{outcome}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
 }
 
 /// What the webhook needs to run.
@@ -76,12 +128,22 @@ impl WebhookState {
     }
 }
 
-/// The axum router serving the webhook at `path`, with a body limit of `max_body` bytes.
+/// The axum router serving the webhook at `path` (body limit `max_body` bytes), plus
+/// [`METRICS_PATH`] and [`HEALTH_PATH`].
 pub fn router(state: WebhookState, path: &str, max_body: usize) -> Router {
     Router::new()
         .route(path, post(deliver))
         .layer(DefaultBodyLimit::max(max_body))
+        .route(METRICS_PATH, get(metrics))
+        .route(HEALTH_PATH, get(|| async { "ok\n" }))
         .with_state(state)
+}
+
+async fn metrics(State(state): State<WebhookState>) -> ([(HeaderName, &'static str); 1], String) {
+    (
+        [(CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        state.stats.render_prometheus(),
+    )
 }
 
 /// Checks `sha256=<hex>` against HMAC-SHA256(secret, body) in constant time.
@@ -160,9 +222,20 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn deliver(
     State(state): State<WebhookState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> (StatusCode, &'static str) {
     let stats = &state.stats;
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            stats.too_large.fetch_add(1, Ordering::Relaxed);
+            return (StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+        }
+        Err(rejection) => {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            return (rejection.status(), "unreadable body\n");
+        }
+    };
     let signature = header(&headers, "x-hub-signature-256");
     if !signature_valid(state.secret.expose_secret().as_bytes(), &body, signature) {
         stats.bad_signature.fetch_add(1, Ordering::Relaxed);
@@ -174,7 +247,10 @@ async fn deliver(
     }
     let event = header(&headers, "x-github-event").unwrap_or("");
     match event {
-        "ping" => return (StatusCode::OK, "pong\n"),
+        "ping" => {
+            stats.pings.fetch_add(1, Ordering::Relaxed);
+            return (StatusCode::OK, "pong\n");
+        }
         "workflow_job" => {}
         other => {
             stats.ignored_event.fetch_add(1, Ordering::Relaxed);
@@ -298,4 +374,61 @@ pub async fn publish(bus: &shr_nats::Bus, event: &JobEvent) -> Result<bool, crat
         )
         .await?;
     Ok(ack.duplicate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // GitHub's published test values, from "Validating webhook deliveries":
+    // https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
+    const DOC_SECRET: &[u8] = b"It's a Secret to Everybody";
+    const DOC_PAYLOAD: &[u8] = b"Hello, World!";
+    const DOC_SIGNATURE: &str =
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+
+    #[test]
+    fn githubs_published_test_vector() {
+        assert!(signature_valid(
+            DOC_SECRET,
+            DOC_PAYLOAD,
+            Some(DOC_SIGNATURE)
+        ));
+        assert_eq!(sign(DOC_SECRET, DOC_PAYLOAD), DOC_SIGNATURE);
+    }
+
+    #[test]
+    fn anything_else_is_rejected() {
+        assert!(!signature_valid(
+            DOC_SECRET,
+            b"Hello, World?",
+            Some(DOC_SIGNATURE)
+        ));
+        assert!(!signature_valid(b"other", DOC_PAYLOAD, Some(DOC_SIGNATURE)));
+        assert!(!signature_valid(DOC_SECRET, DOC_PAYLOAD, None));
+        assert!(!signature_valid(
+            DOC_SECRET,
+            DOC_PAYLOAD,
+            Some(&DOC_SIGNATURE[7..])
+        ));
+        assert!(!signature_valid(
+            DOC_SECRET,
+            DOC_PAYLOAD,
+            Some(&DOC_SIGNATURE[..40])
+        ));
+        let upper = DOC_SIGNATURE.replace("sha256=", "SHA256=");
+        assert!(!signature_valid(DOC_SECRET, DOC_PAYLOAD, Some(&upper)));
+    }
+
+    #[test]
+    fn metrics_text_lists_every_outcome() {
+        let stats = WebhookStats::default();
+        stats.accepted.fetch_add(2, Ordering::Relaxed);
+        let text = stats.render_prometheus();
+        assert!(text.contains("shr_webhook_deliveries_total{outcome=\"accepted\"} 2\n"));
+        assert_eq!(
+            text.lines().filter(|l| !l.starts_with('#')).count(),
+            stats.outcomes().len()
+        );
+    }
 }

@@ -164,6 +164,8 @@ struct State {
     nonces: HashSet<String>,
     faults: Faults,
     calls: Vec<String>,
+    /// Names of the groups a runner process was started for, one entry per start.
+    launched: Vec<String>,
     next_id: u64,
 }
 
@@ -222,6 +224,7 @@ impl Sim {
                 nonces: HashSet::new(),
                 faults: Faults::default(),
                 calls: Vec::new(),
+                launched: Vec::new(),
                 next_id: 1,
             }),
         });
@@ -269,6 +272,12 @@ impl SimHandle {
     /// The actions served so far (after authentication), in order.
     pub fn calls(&self) -> Vec<String> {
         self.shared.state().calls.clone()
+    }
+
+    /// The names of the groups a runner process was started for, one entry per start (a
+    /// name twice means a runner was launched twice).
+    pub fn launched(&self) -> Vec<String> {
+        self.shared.state().launched.clone()
     }
 
     /// Creates a running group behind the provider's back (an orphan); returns its id.

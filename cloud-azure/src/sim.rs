@@ -184,6 +184,8 @@ struct Inner {
     failure_rate: Option<(u8, StdRng)>,
     token_requests: Vec<TokenRequest>,
     generation: u64,
+    /// Names of the groups a runner process was started for, one entry per start.
+    launched: Vec<String>,
 }
 
 struct Shared {
@@ -337,6 +339,12 @@ impl SimHandle {
         for exp in self.shared.lock().tokens.values_mut() {
             *exp = past;
         }
+    }
+
+    /// The names of the groups a runner process was started for, one entry per start (a
+    /// name twice means a runner was launched twice).
+    pub fn launched(&self) -> Vec<String> {
+        self.shared.lock().launched.clone()
     }
 
     /// Token requests received so far (the last 100).

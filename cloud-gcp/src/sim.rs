@@ -183,6 +183,12 @@ impl SimHandle {
         self.lock().requests.clone()
     }
 
+    /// The short names of the jobs (Cloud Run and Batch) a runner process was started for,
+    /// one entry per start (a name twice means a runner was launched twice).
+    pub fn launched(&self) -> Vec<String> {
+        self.lock().launched.clone()
+    }
+
     /// Creates a running Cloud Run job behind the system's back (`region`, short `name`).
     pub fn insert_run_job(&self, region: &str, name: &str, labels: BTreeMap<String, String>) {
         self.lock().insert_orphan(true, region, name, labels);

@@ -20,7 +20,7 @@ use crate::auth::{Auth, Credential, InstallationTokenWire};
 use crate::model::{JitConfigWire, JobWire, JobsPage, Page, RepoWire, RunnersPage, RunsPage};
 use crate::pacer::Pacer;
 use crate::rate::{RateBudget, throttle_wait};
-use crate::{Conditional, Error, JitConfig, JitRequest, Job, Runner, WorkflowRun};
+use crate::{Conditional, Error, JitConfig, JitRequest, Job, RunStatus, Runner, WorkflowRun};
 
 /// Items per page on list endpoints (GitHub's maximum).
 const PER_PAGE: u32 = 100;
@@ -242,9 +242,31 @@ impl GitHubClient {
         repo: &str,
         etag: Option<&str>,
     ) -> Result<Conditional<Vec<WorkflowRun>>, Error> {
-        let op = format!("list queued runs of {owner}/{repo}");
+        self.list_runs(owner, repo, RunStatus::Queued, etag).await
+    }
+
+    /// `GET /repos/{owner}/{repo}/actions/runs?status=<status>`, all pages, conditional on
+    /// `etag` like [`GitHubClient::list_queued_runs`]. `status` is `queued` or `in_progress`
+    /// (or any status GitHub accepts).
+    pub async fn list_runs(
+        &self,
+        owner: &str,
+        repo: &str,
+        status: RunStatus,
+        etag: Option<&str>,
+    ) -> Result<Conditional<Vec<WorkflowRun>>, Error> {
+        let status = match status {
+            RunStatus::Queued => "queued",
+            RunStatus::InProgress => "in_progress",
+            RunStatus::Completed => "completed",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Requested => "requested",
+            RunStatus::Pending => "pending",
+            RunStatus::Unknown => "queued",
+        };
+        let op = format!("list {status} runs of {owner}/{repo}");
         let prefix = repo_prefix(&op, owner, repo)?;
-        let path = format!("{prefix}/actions/runs?status=queued&per_page={PER_PAGE}");
+        let path = format!("{prefix}/actions/runs?status={status}&per_page={PER_PAGE}");
         let full_name = format!("{owner}/{repo}");
         Ok(self
             .list::<RunsPage>(op, path, etag)

@@ -3,20 +3,11 @@
 //! One binary for every role: the actors (`shr run`), the all-in-one demo (`shr demo`), the
 //! registration tools, the local simulators and the benchmarks.
 
-mod bench;
-mod clouds;
-mod demo;
-mod registration_cmd;
-mod sim;
-mod wiring;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-/// Exit code for bad input (BSD `EX_USAGE`/`EX_DATAERR` family): configuration or arguments.
-pub const EXIT_BAD_INPUT: u8 = 64;
+use shr::{EXIT_BAD_INPUT, bench, demo, registration_cmd, sim, wiring};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -121,10 +112,11 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         config,
         wiring::StartOptions {
             nats_url,
-            holder_id: holder_id(),
+            holder_id: shr::holder_id(),
             work_dir,
             runner_program: std::env::current_exe()?,
             webhook_listener: None,
+            sweep_interval: actors::sweep::DEFAULT_INTERVAL,
         },
     )
     .await?;
@@ -137,10 +129,4 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         })
         .await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// A replica identity for leases: host name and pid.
-pub fn holder_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "host".into());
-    format!("{}-{}", host.trim(), std::process::id())
 }

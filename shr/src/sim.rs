@@ -1,4 +1,5 @@
-//! `shr sim …`: the local simulators and the fake runner, as processes.
+//! `shr sim …`: the local simulators (GitHub and the clouds) and the fake runner, as
+//! processes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,27 @@ pub enum SimCommand {
         /// Repositories that exist (`owner/name`), comma separated.
         #[arg(long, default_value = "acme/app")]
         repos: String,
+    },
+    /// Serve one cloud simulator until interrupted; started instances run `shr sim runner`.
+    /// Writes the tenant's provider section (TOML, secrets as `file:` references) into the
+    /// state dir and prints its path.
+    Cloud {
+        #[arg(long)]
+        platform: bus_schema::ProviderKind,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Where the sim-only credentials and the provider section are written.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Percentage of API calls that fail with the platform's transient error.
+        #[arg(long, default_value_t = 0)]
+        failure_percent: u32,
+        /// Seed of the failure injection.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The tenant named in the provider section's header.
+        #[arg(long, default_value = "demo")]
+        tenant: String,
     },
 }
 
@@ -113,6 +135,32 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<ExitCode> {
                 "GitHub simulator at {} (admin API under /_sim/)",
                 sim.base_url()
             );
+            let _ = tokio::signal::ctrl_c().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        SimCommand::Cloud {
+            platform,
+            listen,
+            state_dir,
+            failure_percent,
+            seed,
+            tenant,
+        } => {
+            let cloud = crate::clouds::start_cloud_sim(
+                platform,
+                listen,
+                &state_dir,
+                std::env::current_exe()?,
+                vec!["sim".into(), "runner".into()],
+                failure_percent,
+                seed,
+            )
+            .await?;
+            let path = state_dir.join(format!("{platform}-provider.toml"));
+            std::fs::write(&path, cloud.provider_toml(&tenant))
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            eprintln!("{platform} simulator at {}", cloud.base_url());
+            println!("{}", path.display());
             let _ = tokio::signal::ctrl_c().await;
             Ok(ExitCode::SUCCESS)
         }

@@ -29,6 +29,8 @@ pub struct StartOptions {
     pub runner_program: PathBuf,
     /// A listener already bound for the webhook (the demo binds port 0 first).
     pub webhook_listener: Option<std::net::TcpListener>,
+    /// How often the reaper sweeps for orphans and timeouts.
+    pub sweep_interval: std::time::Duration,
 }
 
 /// The running actors of this process.
@@ -182,13 +184,31 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         webhook_addr = Some(listener.local_addr()?);
-        tracing::info!(addr = ?webhook_addr, path = %config.webhook.path, "webhook listening");
+        // `[webhook] tls`: serve HTTPS ourselves when no proxy terminates TLS.
+        let tls = (config.webhook.tls.as_ref())
+            .map(|tls| actors::tls::server_config(&tls.cert, &tls.key))
+            .transpose()
+            .context("webhook.tls")?;
+        tracing::info!(addr = ?webhook_addr, path = %config.webhook.path, tls = tls.is_some(), "webhook listening");
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { cancel.cancelled().await })
-                .await
-                .map_err(|e| actors::Error::bus("webhook server", e));
+            let shutdown = async move { cancel.cancelled().await };
+            let served = match tls {
+                Some(tls) => match actors::tls::TlsListener::new(listener, tls) {
+                    Ok(tls) => {
+                        axum::serve(tls, router)
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                    }
+                    Err(error) => Err(error),
+                },
+                None => {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                }
+            }
+            .map_err(|e| actors::Error::bus("webhook server", e));
             ("webhook", served)
         });
     }
@@ -215,8 +235,26 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
         });
     }
     if config.runs(Actor::Reaper) && !providers.is_empty() {
-        let (ctx, set, cancel) = (ctx.clone(), providers.clone(), cancel.clone());
-        tasks.spawn(async move { ("reaper", actors::reaper::run(ctx, set, cancel).await) });
+        let (reaper_ctx, set, reaper_cancel) = (ctx.clone(), providers.clone(), cancel.clone());
+        tasks.spawn(async move {
+            (
+                "reaper",
+                actors::reaper::run(reaper_ctx, set, reaper_cancel).await,
+            )
+        });
+        let (ctx, set, holder, cancel) = (
+            ctx.clone(),
+            providers.clone(),
+            opts.holder_id.clone(),
+            cancel.clone(),
+        );
+        let interval = opts.sweep_interval;
+        tasks.spawn(async move {
+            (
+                "sweeper",
+                actors::sweep::run_sweeper(ctx, set, holder, interval, cancel).await,
+            )
+        });
     }
     Ok(Running {
         ctx,

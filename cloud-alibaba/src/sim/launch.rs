@@ -22,6 +22,7 @@ pub(super) async fn run(shared: Arc<Shared>, group: SimGroup, killed: oneshot::R
     };
     let status = match start(&launch, &group) {
         Ok((dir, mut child)) => {
+            shared.state().launched.push(group.name.clone());
             shared.set_status(&group.id, GroupStatus::Running);
             let deadline = group
                 .fields

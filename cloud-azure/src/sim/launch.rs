@@ -66,6 +66,7 @@ pub(super) fn start(
             let _ = child.kill().await;
             return;
         }
+        shared.lock().launched.push(key.1.clone());
         tokio::select! {
             status = child.wait() => {
                 let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);

@@ -483,8 +483,11 @@ fn check_env_value(name: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Starts the runner child for job `job` (short name) if a launch is configured, and
+/// records the start in [`SimState::launched`].
 fn start_child(
-    st: &SimState,
+    st: &mut SimState,
+    job: &str,
     weak: &Weak<Mutex<SimState>>,
     env: &[(String, String)],
     on_exit: impl FnOnce(&mut SimState, bool) + Send + 'static,
@@ -497,7 +500,10 @@ fn start_child(
         }
     });
     match spawned {
-        Ok(child) => Some(child),
+        Ok(child) => {
+            st.launched.push(job.to_owned());
+            Some(child)
+        }
         Err(error) => {
             tracing::warn!(%error, program = %launch.program.display(), "sim could not start runner");
             None
@@ -691,7 +697,7 @@ fn run_execute(st: &mut SimState, weak: &Weak<Mutex<SimState>>, region: &str, fu
     }
     let (job_key, exec_key) = (full.to_owned(), execution.clone());
     let child = if resolved {
-        start_child(st, weak, &env, move |st, success| {
+        start_child(st, &short, weak, &env, move |st, success| {
             let exec = st
                 .run_jobs
                 .get_mut(&job_key)
@@ -836,7 +842,7 @@ fn batch_create(
     resource["updateTime"] = json!(created);
     resource["taskGroups"][0]["name"] = json!(format!("{full}/taskGroups/group0"));
     let key = full.clone();
-    let child = start_child(st, weak, &env, move |st, success| {
+    let child = start_child(st, id.as_str(), weak, &env, move |st, success| {
         if let Some(job) = st.batch_jobs.get_mut(&key) {
             if job.batch_state == "RUNNING" {
                 job.batch_state = if success { "SUCCEEDED" } else { "FAILED" };

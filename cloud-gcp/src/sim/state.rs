@@ -177,6 +177,8 @@ pub(crate) struct State {
     pub faults: Faults,
     failure: Option<(u8, StdRng)>,
     pub requests: Vec<RecordedRequest>,
+    /// Short names of the jobs a runner process was started for, one entry per start.
+    pub launched: Vec<String>,
 }
 
 impl std::fmt::Debug for State {
@@ -212,6 +214,7 @@ impl State {
             faults: Faults::new(),
             failure: None,
             requests: Vec::new(),
+            launched: Vec::new(),
         }
     }
 
