@@ -19,6 +19,30 @@ pub struct Context {
     pub runners: Records<RunnerRecord>,
     /// One client per registration (each holds its own credential, rate budget and JIT pacer).
     pub github: Arc<BTreeMap<String, GitHubClient>>,
+    /// Counters of this process's actors.
+    pub stats: Arc<Stats>,
+}
+
+/// Counters the actors of one process keep, for `/metrics` and the demo.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Jobs declined, by [`registration::labels::DeclineReason::code`].
+    declined: std::sync::Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Stats {
+    pub fn count_decline(&self, code: &'static str) {
+        let mut map = self.declined.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *map.entry(code).or_default() += 1;
+    }
+
+    /// Declines so far, by reason code.
+    pub fn declined(&self) -> BTreeMap<&'static str, u64> {
+        self.declined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -37,6 +61,7 @@ impl Context {
             config,
             bus,
             github: Arc::new(github),
+            stats: Arc::default(),
         }
     }
 

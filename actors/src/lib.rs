@@ -25,6 +25,6 @@ pub mod sweep;
 pub mod tls;
 pub mod webhook;
 
-pub use context::Context;
+pub use context::{Context, Stats};
 pub use error::Error;
 pub use provisioner::ProviderSet;

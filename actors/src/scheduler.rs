@@ -145,17 +145,17 @@ fn resolve(
     registration: &str,
     tenant: &str,
     labels: &[String],
-) -> Result<Result<RunnerSpec, String>, Error> {
+) -> Result<Result<RunnerSpec, (&'static str, String)>, Error> {
     let reg = ctx.registration(registration)?;
     let tenant = ctx
         .config
         .tenant(tenant)
         .ok_or_else(|| Error::Config(format!("unknown tenant `{tenant}`")))?;
-    Ok(registration::labels::resolve(labels, reg, tenant).map_err(|decline| decline.to_string()))
+    Ok(registration::labels::resolve(labels, reg, tenant).map_err(|d| (d.code(), d.to_string())))
 }
 
 enum QueuedOutcome {
-    Declined(String),
+    Declined(&'static str, String),
     Provision(u32),
     Nothing(JobState),
 }
@@ -242,10 +242,10 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
             None => {
                 let mut rec = new_job_record(&e.tenant, &e.registration, &e.job, JobState::Queued);
                 match &spec {
-                    Err(reason) => {
+                    Err((code, reason)) => {
                         rec.state = JobState::Declined;
                         rec.declined_reason = Some(reason.clone());
-                        (Some(rec), QueuedOutcome::Declined(reason.clone()))
+                        (Some(rec), QueuedOutcome::Declined(code, reason.clone()))
                     }
                     Ok(_) => {
                         rec.state = JobState::Provisioning;
@@ -280,8 +280,9 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
     })
     .await?;
     match (outcome, spec) {
-        (QueuedOutcome::Declined(reason), _) => {
-            tracing::info!(tenant = %e.tenant, registration = %e.registration, job = e.job.job_id, labels = ?e.job.labels, %reason, "job declined");
+        (QueuedOutcome::Declined(code, reason), _) => {
+            ctx.stats.count_decline(code);
+            tracing::info!(code,tenant = %e.tenant, registration = %e.registration, job = e.job.job_id, labels = ?e.job.labels, %reason, "job declined");
             Ok(())
         }
         (QueuedOutcome::Provision(attempt), Ok(spec)) => {
@@ -690,7 +691,7 @@ async fn bind(ctx: &Context, job: &JobRecord, runner: &str) -> Result<(), Error>
                     ensure_provisioned(ctx, &b.tenant, &b.registration, b_id, *attempt, &spec)
                         .await?
                 }
-                Err(reason) => tracing::warn!(job = b_id, %reason, "job no longer admissible"),
+                Err((_, reason)) => tracing::warn!(job = b_id, %reason, "job no longer admissible"),
             }
         }
         Repair::Stuck => {

@@ -406,9 +406,16 @@ impl Harness {
             .iter()
             .filter(|r| r.instance_id.is_some() && r.state == RunnerState::Deleted)
             .count();
+        // The cloud simulator's own view when there is one (the actors may run elsewhere);
+        // otherwise what the local provider lists.
         let mut live_instances = 0;
-        for provider in running.providers.values() {
-            live_instances += provider.list().await.map(|l| l.len()).unwrap_or(0);
+        match &self.cloud {
+            Some(cloud) => live_instances = cloud.live_instances_of(CONTROLLER_ID),
+            None => {
+                for provider in running.providers.values() {
+                    live_instances += provider.list().await.map(|l| l.len()).unwrap_or(0);
+                }
+            }
         }
         let (spawns, distinct) = match &self.cloud {
             Some(cloud) => cloud.launches(),
@@ -515,6 +522,35 @@ impl Harness {
             }
         }
         Ok(out)
+    }
+
+    /// Kills the NATS server (`kill -9`) and starts it again on the same port and store.
+    pub async fn restart_nats(&mut self) -> anyhow::Result<()> {
+        let server = self
+            .nats
+            .as_mut()
+            .context("the harness did not start this NATS server")?;
+        server.restart().await?;
+        Ok(())
+    }
+
+    /// The generated configuration file with `[controller] actors` replaced, for running
+    /// some actors in another process (`shr run --config`).
+    pub fn config_for_actors(&self, actors: &[Actor], path: &Path) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(&self.config_path)?;
+        let list: Vec<String> = actors.iter().map(|a| format!("\"{}\"", a.name())).collect();
+        let replaced: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if line.starts_with("actors = ") {
+                    format!("actors = [{}]", list.join(", "))
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect();
+        std::fs::write(path, replaced.join("\n") + "\n")?;
+        Ok(())
     }
 
     /// Stops everything.
