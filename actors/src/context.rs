@@ -32,7 +32,10 @@ pub struct Stats {
 
 impl Stats {
     pub fn count_decline(&self, code: &'static str) {
-        let mut map = self.declined.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .declined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *map.entry(code).or_default() += 1;
     }
 

@@ -541,12 +541,27 @@ async fn on_completed(ctx: &Context, e: JobCompleted) -> Result<(), Error> {
         mark_runner(ctx, runner, RunnerState::Completed, Some(e.job.job_id)).await?;
         reap(ctx, &e.tenant, runner, ReapReason::JobCompleted).await?;
     }
-    // Runners made for this job that never ran it are no longer needed.
+    // Runners made for this job that never ran it are no longer needed. One whose instance
+    // does not exist yet is marked for deletion at once, so a provisioner that has not got to
+    // it yet creates nothing (it skips runners being deleted, and undoes a create that races).
     for name in record.runners.iter().filter(|n| Some(n.as_str()) != ran_on) {
-        if let Some((runner, _)) = ctx.runners.get(name).await?
-            && runner.job_id == e.job.job_id
-            && runner.ran_job_id.is_none()
-        {
+        let job_id = e.job.job_id;
+        let unneeded = cas(&ctx.runners, name, |current| {
+            Ok(match current {
+                Some(r) if r.job_id == job_id && r.ran_job_id.is_none() => {
+                    if matches!(r.state, RunnerState::Requested | RunnerState::Creating) {
+                        let mut r = r.clone();
+                        r.transition(RunnerState::Deleting, now_millis())?;
+                        (Some(r), true)
+                    } else {
+                        (None, true)
+                    }
+                }
+                _ => (None, false),
+            })
+        })
+        .await?;
+        if unneeded {
             reap(ctx, &e.tenant, name, ReapReason::JobGone).await?;
         }
     }

@@ -81,6 +81,12 @@ pub fn build(
                 config.login_endpoint = login.as_str().trim_end_matches('/').to_owned();
             }
             config.default_subnet = p.subnet_id.clone();
+            // `subnet-<name>` labels name a sibling subnet of the configured one.
+            config.vnet_id = p
+                .subnet_id
+                .as_deref()
+                .and_then(|id| id.rsplit_once("/subnets/"))
+                .map(|(vnet, _)| vnet.to_owned());
             Arc::new(
                 cloud_azure::AciProvider::new(config)
                     .with_context(|| format!("{at}: configuring"))?,
@@ -133,6 +139,17 @@ const ALIBABA_SECURITY_GROUP: &str = "sg-sim0001";
 const GCP_PROJECT: &str = "shr-sim";
 const GCP_REGION: &str = "europe-west1";
 const GCP_EMAIL: &str = "shr-sim@shr-sim.iam.gserviceaccount.com";
+
+/// A transient failure [`DemoCloud::inject`] queues, mapped onto each platform's own:
+/// throttling (ECI `Throttling.User`, ARM 429 with `Retry-After: 1`, Google 429), a server
+/// error (ECI 500, ARM 500, Google 503), or a normal answer after a delay (longer than the
+/// client's request timeout, it is a timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudFault {
+    Throttle,
+    ServerError,
+    Slow(std::time::Duration),
+}
 
 /// One running cloud simulator and the sim-only credentials that reach it. Dropping it stops
 /// the simulator and kills the runner processes it launched.
@@ -359,7 +376,7 @@ impl DemoCloud {
             SimHandle::Azure { config, .. } => format!(
                 "endpoint = {}\nlogin_endpoint = {}\nsubscription_id = {}\n\
                  resource_group = {}\nlocation = {}\ntenant_id = {}\nclient_id = {}\n\
-                 client_secret = {secret}\n",
+                 client_secret = {secret}\nsubnet_id = {}\n",
                 toml_str(&base),
                 toml_str(&base),
                 toml_str(&config.subscription_id),
@@ -367,6 +384,11 @@ impl DemoCloud {
                 toml_str(&config.location),
                 toml_str(&config.tenant_id),
                 toml_str(&config.client_id),
+                toml_str(&format!(
+                    "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/virtualNetworks/runners/subnets/default",
+                    config.subscription_id,
+                    config.resource_groups.first().map_or("", String::as_str)
+                )),
             ),
             SimHandle::Gcp(_) => format!(
                 "endpoint = {}\ntoken_endpoint = {}\nproject = {}\nregion = {}\n\
@@ -454,6 +476,39 @@ impl DemoCloud {
                     sim.insert_batch_job(GCP_REGION, name, labels);
                 }
             }
+        }
+    }
+
+    /// Makes the next `count` API calls of this simulator fail with `fault` (ahead of the
+    /// random failure rate; those calls draw no random failure).
+    pub fn inject(&self, fault: CloudFault, count: usize) {
+        match &self.sim {
+            SimHandle::Alibaba(sim) => sim.fail_next(
+                count,
+                match fault {
+                    CloudFault::Throttle => cloud_alibaba::sim::Fault::Throttling,
+                    CloudFault::ServerError => cloud_alibaba::sim::Fault::ServerError,
+                    CloudFault::Slow(d) => cloud_alibaba::sim::Fault::Slow(d),
+                },
+            ),
+            SimHandle::Azure { sim, .. } => sim.inject(
+                match fault {
+                    CloudFault::Throttle => cloud_azure::Fault::Throttle {
+                        retry_after_secs: 1,
+                    },
+                    CloudFault::ServerError => cloud_azure::Fault::ServerError,
+                    CloudFault::Slow(d) => cloud_azure::Fault::Slow(d),
+                },
+                count,
+            ),
+            SimHandle::Gcp(sim) => sim.inject(
+                match fault {
+                    CloudFault::Throttle => cloud_gcp::sim::Fault::Throttle,
+                    CloudFault::ServerError => cloud_gcp::sim::Fault::Unavailable,
+                    CloudFault::Slow(d) => cloud_gcp::sim::Fault::Slow(d),
+                },
+                count,
+            ),
         }
     }
 

@@ -40,6 +40,12 @@ pub struct DemoArgs {
     /// Deliver every webhook twice.
     #[arg(long)]
     pub deliver_twice: bool,
+    /// Run the actors as separate processes and kill them while jobs run ([`crate::chaos`]).
+    #[arg(long)]
+    pub chaos: bool,
+    /// The chaos schedule's random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// The label sets the demo cycles through: default size, a sized runner, a pinned runner
@@ -57,6 +63,9 @@ pub const LABEL_SETS: [&[&str]; 4] = [
 ];
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.chaos {
+        return crate::chaos::run(args).await;
+    }
     let started = Instant::now();
     let mut options = HarnessOptions::new(&args.work_dir);
     options.provider = args.provider;

@@ -190,6 +190,10 @@ jit_per_minute = 6000
 max_cpu = 4
 max_memory = 8
 max_attempts = 5
+# What `vsw-`, `sg-` and `subnet-` labels may ask for.
+allowed_vswitches = ["vsw-demo2"]
+allowed_security_groups = ["sg-demo2"]
+allowed_subnets = ["runners-b"]
 "#,
         nats_url = i.nats_url,
         webhook_port = i.webhook_port,

@@ -2,6 +2,7 @@
 //! harness, the simulators as commands, and the benchmarks. `main.rs` only parses arguments.
 
 pub mod bench;
+pub mod chaos;
 pub mod clouds;
 pub mod demo;
 pub mod harness;

@@ -116,7 +116,7 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
             work_dir,
             runner_program: std::env::current_exe()?,
             webhook_listener: None,
-            sweep_interval: actors::sweep::DEFAULT_INTERVAL,
+            sweep_interval: sweep_interval(),
         },
     )
     .await?;
@@ -129,4 +129,17 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         })
         .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sweep interval: `$SHR_SWEEP_INTERVAL_SECS` (the chaos suite sets a short one), else
+/// [`actors::sweep::DEFAULT_INTERVAL`].
+fn sweep_interval() -> std::time::Duration {
+    std::env::var("SHR_SWEEP_INTERVAL_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(
+            actors::sweep::DEFAULT_INTERVAL,
+            std::time::Duration::from_secs,
+        )
 }

@@ -1,0 +1,260 @@
+//! The job pipeline end to end: webhooks, poller, scheduler, provisioner and reaper over a
+//! real nats-server, with the GitHub simulator and the local process provider.
+//!
+//! Each test asserts on what the simulators and the records say (jobs completed, runners and
+//! instances gone), never on what the actors claim. Waiting is polling with a deadline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bus_schema::{JobState, RunnerState};
+use registration::Actor;
+use shr::demo::LABEL_SETS;
+use shr::harness::{Harness, HarnessOptions, Summary};
+use simulators::github::JobStatus;
+
+const SETTLE: Duration = Duration::from_secs(300);
+
+async fn harness(dir: &tempfile::TempDir, tweak: impl FnOnce(&mut HarnessOptions)) -> Harness {
+    let mut options = HarnessOptions::new(dir.path().join("work"));
+    options.job_duration = Duration::from_millis(300);
+    tweak(&mut options);
+    Harness::start(options).await.expect("harness starts")
+}
+
+async fn settle(h: &Harness) -> Summary {
+    let summary = h.wait_settled(SETTLE, false).await.unwrap();
+    if !summary.ok() {
+        panic!("{summary}\n{}", h.explain_lost().await.unwrap());
+    }
+    summary
+}
+
+/// Every queued job ran exactly once, on a runner of ours, and no runner ran two jobs.
+fn assert_each_job_ran_once_on_its_own_runner(h: &Harness) {
+    let state = h.sim.state();
+    let mut runners = BTreeSet::new();
+    for job in state.jobs.iter().filter(|j| h.jobs.contains(&j.id)) {
+        assert_eq!(job.status, JobStatus::Completed, "job {}", job.id);
+        let runner = job.runner_name.clone().expect("completed job has a runner");
+        assert!(
+            runner.starts_with("shr-demo-"),
+            "job {} ran on {runner}",
+            job.id
+        );
+        assert!(
+            runners.insert(runner.clone()),
+            "runner {runner} ran two jobs"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_jobs_through_webhooks_each_get_one_runner() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(&dir, |_| {}).await;
+    h.queue_jobs(200, &LABEL_SETS);
+    let summary = settle(&h).await;
+    assert_eq!(summary.jobs, 200);
+    assert_eq!(summary.completed, 200);
+    assert_each_job_ran_once_on_its_own_runner(&h);
+    let stats = h.running.as_ref().unwrap().webhook_stats.clone().unwrap();
+    assert!(
+        stats.accepted.load(std::sync::atomic::Ordering::Relaxed) >= 600,
+        "queued, in_progress and completed per job"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_delivery_sent_twice_still_gives_one_runner_per_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(&dir, |o| o.deliver_twice = true).await;
+    h.queue_jobs(60, &LABEL_SETS);
+    let summary = settle(&h).await;
+    assert_eq!(summary.duplicates, 0);
+    assert_each_job_ran_once_on_its_own_runner(&h);
+    let stats = h.running.as_ref().unwrap().webhook_stats.clone().unwrap();
+    let duplicates = stats.duplicates.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        duplicates >= 60,
+        "second copies reached the webhook and were absorbed: {duplicates}"
+    );
+    // One attempt per job unless its runner was taken by another job: never two runners
+    // for the same attempt.
+    for job in h.jobs.clone() {
+        let rec = h.job_record(job).await.unwrap().unwrap();
+        let distinct: BTreeSet<_> = rec.runners.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            rec.runners.len(),
+            "job {job}: {:?}",
+            rec.runners
+        );
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_webhooks_off_the_poller_alone_finds_every_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(&dir, |o| o.webhooks = false).await;
+    h.queue_jobs(60, &LABEL_SETS);
+    settle(&h).await;
+    assert_each_job_ran_once_on_its_own_runner(&h);
+    let stats = h.running.as_ref().unwrap().webhook_stats.clone().unwrap();
+    assert_eq!(
+        stats.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no webhook reached us"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_whose_runner_is_stolen_still_gets_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(&dir, |_| {}).await;
+    // The next three assignments hand the runner a decoy job first: the runner made for a
+    // job runs another one, and the job stays queued.
+    h.sim.steal_next(3);
+    h.queue_jobs(6, &[&["serverless-hosted-runner"]]);
+    settle(&h).await;
+    assert_each_job_ran_once_on_its_own_runner(&h);
+    let state = h.sim.state();
+    let decoys: Vec<_> = state
+        .jobs
+        .iter()
+        .filter(|j| !h.jobs.contains(&j.id))
+        .collect();
+    assert_eq!(decoys.len(), 3, "the simulator made three decoys");
+    assert!(decoys.iter().all(|j| j.status == JobStatus::Completed));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_cancelled_before_provisioning_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    // No provisioner or reaper yet: runners get requested (JIT config, provision command)
+    // but no instance is created.
+    let mut h = harness(&dir, |o| {
+        o.actors = vec![Actor::Webhook, Actor::Poller, Actor::Scheduler];
+    })
+    .await;
+    let jobs = h.queue_jobs(5, &[&["serverless-hosted-runner"]]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let requested = h
+            .runner_records()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.state == RunnerState::Requested && r.github_runner_id.is_some())
+            .count();
+        if requested == jobs.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "runners were never requested"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for job in &jobs {
+        assert!(h.sim.cancel_job(*job), "cancel {job}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut done = 0;
+        for job in &jobs {
+            if h.job_record(*job)
+                .await
+                .unwrap()
+                .is_some_and(|r| r.state == JobState::Completed)
+            {
+                done += 1;
+            }
+        }
+        if done == jobs.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cancellations never reached the records"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Now the provisioner and reaper come up and find the commands waiting.
+    h.stop_actors().await;
+    let all = h.options.work_dir.join("all.toml");
+    h.config_for_actors(&Actor::ALL, &all).unwrap();
+    h.config_path = all;
+    h.start_actors(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let records = h.runner_records().await.unwrap();
+        let gone = records.iter().all(|r| r.state == RunnerState::Deleted);
+        if gone && h.sim.state().runners.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "runners left behind: {records:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let records = h.runner_records().await.unwrap();
+    assert!(
+        records.iter().all(|r| r.instance_id.is_none()),
+        "no instance was ever created: {records:?}"
+    );
+    let created = std::fs::read_to_string(h.options.work_dir.join("local/demo/created.log"))
+        .unwrap_or_default();
+    assert!(
+        created.is_empty(),
+        "no runner process was started: {created}"
+    );
+    let state = h.sim.state();
+    for job in &jobs {
+        let job = state.job(*job).unwrap();
+        assert_eq!(job.conclusion.map(|c| c.as_str()), Some("cancelled"));
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_asking_for_more_cpu_than_allowed_is_declined_logged_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(&dir, |_| {}).await;
+    // The harness's registration allows at most 4 vCPU.
+    let declined = h.queue_jobs(1, &[&["serverless-hosted-runner", "cpu-8"]])[0];
+    let ok = h.queue_jobs(1, &[&["serverless-hosted-runner", "cpu-2"]])[0];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let record = loop {
+        if let Some(rec) = h.job_record(declined).await.unwrap() {
+            break rec;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job was never considered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(record.state, JobState::Declined);
+    let reason = record.declined_reason.unwrap();
+    assert!(reason.contains("cpu-8"), "reason names the label: {reason}");
+    assert!(record.runners.is_empty());
+    let counted = h.running.as_ref().unwrap().ctx.stats.declined();
+    assert_eq!(counted.get("exceeds_policy"), Some(&1), "{counted:?}");
+    // The allowed job still runs; the declined one stays queued for someone else.
+    h.jobs.remove(&declined);
+    settle(&h).await;
+    assert_eq!(h.sim.state().job(ok).unwrap().status, JobStatus::Completed);
+    assert_eq!(
+        h.sim.state().job(declined).unwrap().status,
+        JobStatus::Queued
+    );
+    h.stop().await;
+}
