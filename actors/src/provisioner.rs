@@ -2,7 +2,7 @@
 //!
 //! # Messages
 //! - Consumes: `shr.v1.runner.provision.<tenant>.<provider>` ([`ProvisionRunner`]), one durable
-//!   consumer per tenant and provider (`provisioner-<tenant>-<provider>`), disjoint filters.
+//!   consumer per tenant and provider (`provision-<tenant>-<provider>`), disjoint filters.
 //! - Emits: `shr.v1.runner.event.<tenant>` ([`RunnerEvent::Created`] / [`RunnerEvent::Failed`])
 //!   and, when it must undo a create, `shr.v1.runner.reap.<tenant>`.
 //!
@@ -47,7 +47,7 @@ pub async fn run(
         let cancel = cancel.clone();
         let spec = ConsumerSpec {
             stream: PROVISION_STREAM,
-            durable: format!("provisioner-{tenant}-{kind}"),
+            durable: subject::provisioner_consumer(&tenant, kind)?,
             filters: vec![subject::provision(&tenant, kind)?],
             lanes: 16,
             ack_wait: std::time::Duration::from_secs(300),

@@ -1,7 +1,7 @@
 //! Reaper actor: converges runners toward deleted.
 //!
 //! # Messages
-//! - Consumes: `shr.v1.runner.reap.<tenant>` ([`ReapRunner`]), durable `reaper-<tenant>`.
+//! - Consumes: `shr.v1.runner.reap.<tenant>` ([`ReapRunner`]), durable `reap-<tenant>` ([`subject::reaper_consumer`]).
 //! - Emits: `shr.v1.runner.event.<tenant>` ([`RunnerEvent::Deleted`]).
 //!
 //! # Reconciling
@@ -275,7 +275,7 @@ pub async fn run(
         let providers = Arc::new(providers);
         let spec = ConsumerSpec {
             stream: REAP_STREAM,
-            durable: format!("reaper-{tenant}"),
+            durable: subject::reaper_consumer(&tenant)?,
             filters: vec![subject::reap(&tenant)?],
             lanes: 8,
             ack_wait: Duration::from_secs(120),

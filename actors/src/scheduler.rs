@@ -52,7 +52,7 @@ pub async fn run(ctx: Context, cancel: CancellationToken) -> Result<(), Error> {
             ctx.bus.js.clone(),
             ConsumerSpec {
                 stream: JOBS_STREAM,
-                durable: "scheduler".into(),
+                durable: subject::SCHEDULER_CONSUMER.into(),
                 filters: vec![ALL_JOB_EVENTS.into()],
                 lanes: 16,
                 ack_wait: ACK_WAIT,
@@ -81,7 +81,7 @@ pub async fn run(ctx: Context, cancel: CancellationToken) -> Result<(), Error> {
             ctx.bus.js.clone(),
             ConsumerSpec {
                 stream: RUNNER_EVENTS_STREAM,
-                durable: "scheduler-runner-events".into(),
+                durable: subject::SCHEDULER_RUNNER_EVENTS_CONSUMER.into(),
                 filters: vec![ALL_RUNNER_EVENTS.into()],
                 lanes: 4,
                 ack_wait: ACK_WAIT,

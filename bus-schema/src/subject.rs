@@ -26,7 +26,8 @@ pub const REAP_STREAM: &str = "SHR_REAP";
 /// Stream of runner events from provisioners and reapers.
 pub const RUNNER_EVENTS_STREAM: &str = "SHR_RUNNER_EVENTS";
 
-/// KV bucket of [`JobRecord`](crate::JobRecord)s, keyed by [`job_key`].
+/// KV bucket of [`JobRecord`](crate::JobRecord)s, keyed by [`job_key`]; also holds the
+/// scheduler's per-registration [`slots_key`] and per-tenant [`pool_sequence_key`] records.
 pub const JOBS_BUCKET: &str = "shr-jobs";
 /// KV bucket of [`RunnerRecord`](crate::RunnerRecord)s, keyed by runner name.
 pub const RUNNERS_BUCKET: &str = "shr-runners";
@@ -218,6 +219,24 @@ pub fn parse_runner_tenant(subject: &str) -> Result<String, SubjectError> {
     Ok(rest.to_owned())
 }
 
+/// Durable consumer of the scheduler on the jobs stream.
+pub const SCHEDULER_CONSUMER: &str = "scheduler";
+/// Durable consumer of the scheduler on the runner events stream.
+pub const SCHEDULER_RUNNER_EVENTS_CONSUMER: &str = "scheduler-runner-events";
+
+/// Durable consumer of one tenant's provisioner for one provider: `provision-<tenant>-<provider>`.
+/// Fixed names let NATS permissions confine a tenant agent to its own consumers.
+pub fn provisioner_consumer(tenant: &str, provider: ProviderKind) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    Ok(format!("provision-{tenant}-{}", provider.token()))
+}
+
+/// Durable consumer of one tenant's reaper: `reap-<tenant>`.
+pub fn reaper_consumer(tenant: &str) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    Ok(format!("reap-{tenant}"))
+}
+
 /// The KV key of a job record: `<tenant>.<registration>.<job id>`.
 pub fn job_key(tenant: &str, registration: &str, job_id: u64) -> Result<String, SubjectError> {
     validate_token("tenant", tenant)?;
@@ -235,6 +254,26 @@ pub fn poll_lease_key(registration: &str) -> Result<String, SubjectError> {
 pub fn sweep_lease_key(tenant: &str) -> Result<String, SubjectError> {
     validate_token("tenant", tenant)?;
     Ok(format!("sweep.{tenant}"))
+}
+
+/// The KV key of the warm-pool lease for one registration.
+pub fn pool_lease_key(registration: &str) -> Result<String, SubjectError> {
+    validate_token("registration", registration)?;
+    Ok(format!("pool.{registration}"))
+}
+
+/// The KV key, in [`JOBS_BUCKET`], of a registration's runner slots (its `max_runners` cap
+/// and the jobs waiting for a slot). Two tokens, so it never collides with a [`job_key`].
+pub fn slots_key(registration: &str) -> Result<String, SubjectError> {
+    validate_token("registration", registration)?;
+    Ok(format!("slots.{registration}"))
+}
+
+/// The KV key, in [`JOBS_BUCKET`], of a tenant's pool runner name sequence. Two tokens, so
+/// it never collides with a [`job_key`].
+pub fn pool_sequence_key(tenant: &str) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    Ok(format!("poolseq.{tenant}"))
 }
 
 #[cfg(test)]
@@ -297,6 +336,17 @@ mod tests {
         }
         assert!(parse_runner_tenant("shr.v1.runner.reap.a.b").is_err());
         assert!(parse_runner_tenant("shr.v1.runner.reap.").is_err());
+    }
+
+    #[test]
+    fn pool_keys_never_look_like_job_keys() {
+        assert_eq!(pool_lease_key("reg").unwrap(), "pool.reg");
+        assert_eq!(slots_key("reg").unwrap(), "slots.reg");
+        assert_eq!(pool_sequence_key("acme").unwrap(), "poolseq.acme");
+        for key in [slots_key("a").unwrap(), pool_sequence_key("a").unwrap()] {
+            assert_eq!(key.matches('.').count(), 1, "{key}");
+        }
+        assert!(slots_key("a.b").is_err() && pool_sequence_key("*").is_err());
     }
 
     #[test]
