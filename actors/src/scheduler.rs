@@ -186,7 +186,9 @@ async fn latest_runner(
     ask_github: bool,
 ) -> Result<Latest, Error> {
     let Some((rec, _)) = ctx.runners.get(runner).await? else {
-        return Ok(Latest::Gone);
+        // Pool hook: never written (a crash, or no free `max_runners` slot): the same
+        // attempt is resumed rather than a new one spent.
+        return Ok(Latest::Serving);
     };
     let serving = rec.job_id == job_id
         && rec.ran_job_id.is_none_or(|ran| ran == job_id)
@@ -226,8 +228,10 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
     let spec = resolve(ctx, &e.registration, &e.tenant, &e.job.labels)?;
     let max_attempts = ctx.registration(&e.registration)?.limits.max_attempts;
     // A job still queued whose latest runner went elsewhere (or away) needs another one.
-    let latest = match ctx.jobs.get(&key).await? {
-        Some((rec, _)) if rec.state == JobState::Provisioning => rec.runners.last().cloned(),
+    // Pool hook: the record is kept (`current`) to decide below whether a slot is needed.
+    let current = ctx.jobs.get(&key).await?.map(|(rec, _)| rec);
+    let latest = match &current {
+        Some(rec) if rec.state == JobState::Provisioning => rec.runners.last().cloned(),
         _ => None,
     };
     let fresh = e.source == bus_schema::JobSource::Poll;
@@ -237,6 +241,23 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
     };
     let latest_gone = matches!(latest_state, Some(Latest::Gone | Latest::Unregistered));
     tracing::debug!(job = e.job.job_id, source = ?e.source, ?latest, ?latest_state, "queued event");
+    // Pool hook: a first runner, or a new one after the latest went elsewhere, needs one of
+    // the registration's `max_runners` slots; without one the job waits `Queued` and is
+    // poked when a slot frees (see `pool`).
+    let next_attempt = match &current {
+        _ if spec.is_err() => None,
+        None => Some(1),
+        Some(rec) if rec.state == JobState::Queued => Some(1),
+        Some(rec) if latest_gone && rec.attempts < max_attempts => Some(rec.attempts + 1),
+        Some(_) => None,
+    };
+    let has_slot = match next_attempt {
+        Some(attempt) => {
+            let name = runner_name(&e.tenant, e.job.job_id, attempt);
+            crate::pool::take_slot(ctx, &e.registration, &name, e.job.job_id).await?
+        }
+        None => true,
+    };
     let outcome = cas(&ctx.jobs, &key, |current| {
         Ok(match current {
             None => {
@@ -247,6 +268,8 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
                         rec.declined_reason = Some(reason.clone());
                         (Some(rec), QueuedOutcome::Declined(code, reason.clone()))
                     }
+                    // Pool hook: no slot, the job waits.
+                    Ok(_) if !has_slot => (Some(rec), QueuedOutcome::Nothing(JobState::Queued)),
                     Ok(_) => {
                         rec.state = JobState::Provisioning;
                         rec.attempts = 1;
@@ -255,10 +278,20 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
                     }
                 }
             }
+            // Pool hook: a job that waited for a slot and now has one.
+            Some(rec) if rec.state == JobState::Queued && spec.is_ok() && has_slot => {
+                let mut rec = rec.clone();
+                rec.transition(JobState::Provisioning, now_millis())?;
+                rec.attempts = 1;
+                rec.runners
+                    .push(runner_name(&rec.tenant, rec.job.job_id, 1));
+                (Some(rec), QueuedOutcome::Provision(1))
+            }
             Some(rec)
                 if rec.state == JobState::Provisioning && rec.runners.last() == latest.as_ref() =>
             {
-                if latest_gone && rec.attempts < max_attempts {
+                // Pool hook: `has_slot`; without one the resume below is a no-op.
+                if latest_gone && rec.attempts < max_attempts && has_slot {
                     let mut rec = rec.clone();
                     rec.attempts += 1;
                     rec.updated_at = now_millis();
@@ -331,6 +364,11 @@ pub async fn ensure_provisioned(
         let now = now_millis();
         match ctx.runners.get(&name).await? {
             None => {
+                // Pool hook: every runner record holds a `max_runners` slot; without one the
+                // job is remembered as waiting and poked when a slot frees.
+                if !crate::pool::take_slot(ctx, registration, &name, job_id).await? {
+                    return Ok(());
+                }
                 let rec = RunnerRecord {
                     name: name.clone(),
                     tenant: tenant.to_owned(),
@@ -507,8 +545,14 @@ async fn on_started(ctx: &Context, e: JobStarted) -> Result<(), Error> {
 
 async fn on_completed(ctx: &Context, e: JobCompleted) -> Result<(), Error> {
     let key = subject::job_key(&e.tenant, &e.registration, e.job.job_id)?;
+    // Jobs that were never ours (GitHub-hosted ones in the same org) leave no record.
+    let ours = resolve(ctx, &e.registration, &e.tenant, &e.job.labels)?.is_ok()
+        || e.runner_name
+            .as_deref()
+            .is_some_and(|r| our_runner(&e.tenant, r).is_some());
     let record = cas(&ctx.jobs, &key, |current| {
         Ok(match current {
+            None if !ours => (None, None),
             // Completed before we saw it queued: a tombstone keeps a late `queued` from
             // provisioning a runner nobody needs.
             None => {
@@ -516,9 +560,9 @@ async fn on_completed(ctx: &Context, e: JobCompleted) -> Result<(), Error> {
                     new_job_record(&e.tenant, &e.registration, &e.job, JobState::Completed);
                 rec.conclusion = e.conclusion.clone();
                 rec.ran_on = e.runner_name.clone();
-                (Some(rec.clone()), rec)
+                (Some(rec.clone()), Some(rec))
             }
-            Some(rec) if rec.state.is_terminal() => (None, rec.clone()),
+            Some(rec) if rec.state.is_terminal() => (None, Some(rec.clone())),
             Some(rec) => {
                 let mut rec = rec.clone();
                 rec.transition(JobState::Completed, now_millis())?;
@@ -526,11 +570,14 @@ async fn on_completed(ctx: &Context, e: JobCompleted) -> Result<(), Error> {
                 if e.runner_name.is_some() {
                     rec.ran_on = e.runner_name.clone();
                 }
-                (Some(rec.clone()), rec)
+                (Some(rec.clone()), Some(rec))
             }
         })
     })
     .await?;
+    let Some(record) = record else {
+        return Ok(());
+    };
     let ran_on = e
         .runner_name
         .as_deref()
@@ -621,6 +668,13 @@ async fn bind(ctx: &Context, job: &JobRecord, runner: &str) -> Result<(), Error>
         }
     }
     let b_id = runner_rec.job_id;
+    // Pool hook: `runner` was a warm pool runner; A's idle runners refill the pool if they
+    // fit, the rest are reaped.
+    if b_id == crate::pool::POOL_JOB_ID {
+        let adopted = crate::pool::adopt(ctx, &runner_rec.registration, &free).await?;
+        free.retain(|f| !adopted.contains(&f.name));
+        return reap_all(ctx, &free).await;
+    }
     let b_key = subject::job_key(&runner_rec.tenant, &runner_rec.registration, b_id)?;
     let max_attempts = ctx
         .registration(&runner_rec.registration)?
@@ -750,8 +804,13 @@ async fn reap(ctx: &Context, tenant: &str, runner: &str, reason: ReapReason) -> 
 }
 
 async fn on_runner_event(ctx: &Context, event: RunnerEvent) -> Result<(), Error> {
-    let RunnerEvent::Failed(failed) = event else {
-        return Ok(());
+    let failed = match event {
+        RunnerEvent::Failed(failed) => failed,
+        // Pool hook: a deleted runner frees its `max_runners` slot for waiting jobs.
+        RunnerEvent::Deleted(deleted) => {
+            return crate::pool::on_runner_deleted(ctx, &deleted).await;
+        }
+        RunnerEvent::Created(_) => return Ok(()),
     };
     let key = subject::job_key(&failed.tenant, &failed.registration, failed.job_id)?;
     let max_attempts = ctx.registration(&failed.registration)?.limits.max_attempts;

@@ -28,6 +28,12 @@ pub const EVENT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Revisions kept per key in the record buckets (the latest plus a little audit trail).
 pub const RECORD_HISTORY: i64 = 5;
 
+/// Job and runner records untouched this long expire. GitHub cancels a job queued for a
+/// day, and a runner lives at most its max runtime; an instance whose record expired anyway is
+/// found by the reaper's orphan sweep. Without an expiry, declined and deleted records of a
+/// busy org would pile up forever.
+pub const RECORD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How often a create-or-update is attempted before giving up on a race.
 const ENSURE_ATTEMPTS: u32 = 5;
 
@@ -99,6 +105,7 @@ pub async fn ensure_bus_with(client: &async_nats::Client, opts: &BusOptions) -> 
     let record_bucket = |bucket: &'static str| kv::Config {
         bucket: bucket.to_owned(),
         history: RECORD_HISTORY,
+        max_age: RECORD_MAX_AGE,
         storage: StorageType::File,
         num_replicas: opts.replicas,
         ..Default::default()
