@@ -6,6 +6,13 @@
 //! a growing delay; a permanent error is logged and the message terminated, so one poison
 //! message never blocks a lane. A handler gets the message by value and hands it back with
 //! its result.
+//!
+//! # Crash behaviour
+//! A message in hand when a process dies comes back to another replica after [`ACK_WAIT`].
+//! To keep that short while allowing slow effects (a cloud create can take minutes), a
+//! running handler reports progress every [`PROGRESS_EVERY`], which resets the server's ack
+//! timer, and is abandoned only after its spec's `handler_timeout`. Each process pulls few
+//! messages ahead (small batches, one queued per lane), so a crash strands few.
 
 use std::future::Future;
 use std::hash::{Hash, Hasher};
@@ -24,8 +31,17 @@ pub struct ConsumerSpec {
     pub durable: String,
     pub filters: Vec<String>,
     pub lanes: usize,
-    pub ack_wait: Duration,
+    /// How long one handler may run before it is abandoned and the message retried.
+    pub handler_timeout: Duration,
 }
+
+/// How long the server waits for an ack (or a progress report) before redelivering.
+pub const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How often a running handler tells the server it is still working.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// A pull stream that delivers nothing for this long is re-created: it recovers a
+/// subscription lost across a server restart that reported no error.
+const IDLE_RESUBSCRIBE: Duration = Duration::from_secs(30);
 
 /// The delay before redelivery after the `delivered`-th failed attempt: 0.5 s doubling, to 30 s.
 pub fn backoff(delivered: i64) -> Duration {
@@ -57,21 +73,32 @@ where
     let mut senders = Vec::with_capacity(lanes);
     let mut workers = tokio::task::JoinSet::new();
     for lane in 0..lanes {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(16);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(1);
         senders.push(tx);
         let handler = handler.clone();
         let durable = spec.durable.clone();
         // A handler that hangs must not stall its lane (and, once the lane's queue is full,
-        // every lane): past half the ack wait it is abandoned and the message retried.
-        let limit = spec.ack_wait / 2;
+        // every lane): past its timeout it is abandoned and the message retried.
+        let limit = spec.handler_timeout;
         workers.spawn(async move {
             while let Some(msg) = rx.recv().await {
                 let subject = msg.subject.clone();
-                match tokio::time::timeout(limit, handler(msg)).await {
-                    Ok((msg, result)) => settle(&durable, lane, msg, result).await,
-                    Err(_) => {
-                        tracing::error!(%durable, lane, %subject, ?limit, "handler timed out; message will be redelivered");
+                let progress = msg.clone();
+                let heartbeat = async move {
+                    loop {
+                        tokio::time::sleep(PROGRESS_EVERY).await;
+                        let _ = progress.ack_with(AckKind::Progress).await;
                     }
+                };
+                let work = tokio::time::timeout(limit, handler(msg));
+                tokio::select! {
+                    done = work => match done {
+                        Ok((msg, result)) => settle(&durable, lane, msg, result).await,
+                        Err(_) => {
+                            tracing::error!(%durable, lane, %subject, ?limit, "handler timed out; message will be redelivered");
+                        }
+                    },
+                    () = heartbeat => {}
                 }
             }
         });
@@ -87,8 +114,8 @@ where
                 durable_name: Some(spec.durable.clone()),
                 filter_subjects: spec.filters.clone(),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: spec.ack_wait,
-                max_ack_pending: i64::try_from(lanes * 32).unwrap_or(1024),
+                ack_wait: ACK_WAIT,
+                max_ack_pending: i64::try_from(lanes * 4).unwrap_or(1024),
                 ..Default::default()
             },
         )
@@ -96,7 +123,14 @@ where
         .map_err(|e| Error::bus("create consumer", e))?;
     tracing::info!(durable = %spec.durable, filters = ?spec.filters, lanes, "consumer started");
     'outer: while !cancel.is_cancelled() {
-        let mut messages = match consumer.messages().await {
+        let batch = consumer
+            .stream()
+            .max_messages_per_batch(lanes * 2)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(15))
+            .messages()
+            .await;
+        let mut messages = match batch {
             Ok(m) => m,
             Err(error) => {
                 tracing::warn!(durable = %spec.durable, %error, "consumer stream failed; retrying");
@@ -109,7 +143,11 @@ where
         loop {
             let next = tokio::select! {
                 () = cancel.cancelled() => break 'outer,
-                next = messages.next() => next,
+                next = tokio::time::timeout(IDLE_RESUBSCRIBE, messages.next()) => next,
+            };
+            let Ok(next) = next else {
+                tracing::debug!(durable = %spec.durable, "no messages for a while; resubscribing");
+                break;
             };
             match next {
                 Some(Ok(msg)) => {

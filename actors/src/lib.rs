@@ -4,7 +4,7 @@
 //! | --- | --- | --- | --- |
 //! | webhook | [`webhook`] | GitHub deliveries | job events |
 //! | poller | [`poller`] | GitHub REST | job events |
-//! | scheduler | [`scheduler`] | job events, runner events | provision and reap commands |
+//! | scheduler | [`scheduler`], [`pool`] | job events, runner events | provision and reap commands |
 //! | provisioner | [`provisioner`] | provision commands | runner events |
 //! | reaper | [`reaper`], [`sweep`] | reap commands, a periodic sweep | runner events |
 //!
@@ -17,6 +17,7 @@ pub mod consume;
 mod context;
 mod error;
 pub mod poller;
+pub mod pool;
 pub mod provisioner;
 pub mod reaper;
 pub mod routing;

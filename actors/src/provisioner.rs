@@ -50,7 +50,8 @@ pub async fn run(
             durable: subject::provisioner_consumer(&tenant, kind)?,
             filters: vec![subject::provision(&tenant, kind)?],
             lanes: 16,
-            ack_wait: std::time::Duration::from_secs(300),
+            // Cloud creates can be slow; progress reports keep the message meanwhile.
+            handler_timeout: std::time::Duration::from_secs(600),
         };
         tasks.spawn(consume::run(
             ctx.bus.js.clone(),

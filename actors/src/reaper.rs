@@ -278,7 +278,7 @@ pub async fn run(
             durable: subject::reaper_consumer(&tenant)?,
             filters: vec![subject::reap(&tenant)?],
             lanes: 8,
-            ack_wait: Duration::from_secs(120),
+            handler_timeout: Duration::from_secs(120),
         };
         tasks.spawn(consume::run(
             ctx.bus.js.clone(),

@@ -18,6 +18,8 @@
 //!   own idle runner is re-bound to B if its labels cover B's, else B is provisioned again
 //!   (bounded by the registration's `max_attempts`); runners nobody needs are reaped.
 //! - A job completed or cancelled before its runner took it gets its runners reaped.
+//! - Limits (pool hook): a runner record is written only with one of its registration's
+//!   `max_runners` slots; a job without one waits `Queued`. Warm pool runners: [`crate::pool`].
 //!
 //! # Assumptions
 //! Events about one job are handled one at a time per process (lanes keyed by job id);
@@ -41,8 +43,8 @@ use crate::{Context, Error};
 
 /// How long a `Requested` runner record may stay unfinished before another worker takes over.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(60);
-/// Redelivery timeout of the scheduler's consumers; longer than [`CLAIM_TIMEOUT`].
-pub const ACK_WAIT: Duration = Duration::from_secs(120);
+/// How long one scheduler handler may run (JIT pacing can queue calls for a while).
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Runs the scheduler until `cancel` fires.
 pub async fn run(ctx: Context, cancel: CancellationToken) -> Result<(), Error> {
@@ -55,7 +57,7 @@ pub async fn run(ctx: Context, cancel: CancellationToken) -> Result<(), Error> {
                 durable: subject::SCHEDULER_CONSUMER.into(),
                 filters: vec![ALL_JOB_EVENTS.into()],
                 lanes: 16,
-                ack_wait: ACK_WAIT,
+                handler_timeout: HANDLER_TIMEOUT,
             },
             cancel.clone(),
             |msg| {
@@ -84,7 +86,7 @@ pub async fn run(ctx: Context, cancel: CancellationToken) -> Result<(), Error> {
                 durable: subject::SCHEDULER_RUNNER_EVENTS_CONSUMER.into(),
                 filters: vec![ALL_RUNNER_EVENTS.into()],
                 lanes: 4,
-                ack_wait: ACK_WAIT,
+                handler_timeout: HANDLER_TIMEOUT,
             },
             cancel.clone(),
             |msg| lane_key(msg.payload.as_ref()),
@@ -411,6 +413,29 @@ pub async fn ensure_provisioned(
         }
     };
 
+    // The job may have finished while this runner was being decided on (its completion saw
+    // no record of this runner yet). Then the runner is not needed: give the name up.
+    if job_id != crate::pool::POOL_JOB_ID {
+        let job_key = subject::job_key(tenant, registration, job_id)?;
+        if let Some((job, _)) = ctx.jobs.get(&job_key).await?
+            && job.state.is_terminal()
+        {
+            cas(&ctx.runners, &name, |current| {
+                Ok(match current {
+                    Some(r) if r.state == RunnerState::Requested => {
+                        let mut r = r.clone();
+                        r.transition(RunnerState::Deleting, now_millis())?;
+                        (Some(r), ())
+                    }
+                    _ => (None, ()),
+                })
+            })
+            .await?;
+            tracing::info!(runner = %name, job = job_id, "job finished before its runner was made; not making it");
+            return reap(ctx, tenant, &name, ReapReason::JobGone).await;
+        }
+    }
+
     let reg = ctx.registration(registration)?;
     let github = ctx.github(registration)?;
     let request = github_client::JitRequest {
@@ -537,6 +562,7 @@ async fn on_started(ctx: &Context, e: JobStarted) -> Result<(), Error> {
         })
     })
     .await?;
+    tracing::debug!(job = e.job.job_id, runner = %e.runner_name, source = ?e.source, state = ?record.as_ref().map(|r| r.state), "started event");
     if let (true, Some(record)) = (ours, record) {
         bind(ctx, &record, &e.runner_name).await?;
     }
@@ -578,6 +604,7 @@ async fn on_completed(ctx: &Context, e: JobCompleted) -> Result<(), Error> {
     let Some(record) = record else {
         return Ok(());
     };
+    tracing::debug!(job = e.job.job_id, runner = ?e.runner_name, source = ?e.source, state = ?record.state, runners = ?record.runners, "completed event");
     let ran_on = e
         .runner_name
         .as_deref()

@@ -3,7 +3,8 @@
 //! A [`Harness`] runs NATS, the GitHub simulator and a cloud simulator (which fails a share
 //! of its API calls) in this process, with no actors of its own. The actors run as
 //! `shr run --config <role>.toml` children: edge (webhook + poller) once, and scheduler,
-//! provisioner and reaper (with the sweeper) twice each. While jobs run, every 1–3 s a
+//! provisioner and reaper (with the sweeper) twice each. Jobs arrive in batches over
+//! [`ChaosOptions::arrival`]. While jobs run, every 1–3 s a
 //! random scheduler, provisioner or reaper gets `SIGKILL` and comes back 0–2 s later; the
 //! NATS server is killed and restarted once, about a third of the way through; extra cloud
 //! faults (throttling, server errors, slow answers and timeouts) are queued now and then.
@@ -43,7 +44,10 @@ pub struct ChaosOptions {
     pub work_dir: PathBuf,
     pub seed: u64,
     pub job_duration: Duration,
-    /// Give up after this long (chaos and settling together).
+    /// Jobs are queued in batches spread over this long, so events keep coming during kills.
+    pub arrival: Duration,
+    /// Give up after this long (chaos and settling together); the chaos phase ends at half
+    /// of it at the latest.
     pub timeout: Duration,
     pub cloud_failure_percent: u32,
     /// The `shr` binary the role processes run.
@@ -60,6 +64,8 @@ impl ChaosOptions {
             work_dir: work_dir.into(),
             seed: 1,
             job_duration: Duration::from_millis(500),
+            // About 10 jobs a second, at least 20 s and at most 200 s of arrivals.
+            arrival: Duration::from_secs((jobs as u64 / 10).clamp(20, 200)),
             timeout: Duration::from_secs(600),
             cloud_failure_percent: DEFAULT_CLOUD_FAILURE_PERCENT,
             shr_bin: shr_bin.into(),
@@ -305,7 +311,12 @@ impl Roles {
         }
         let pick = usize::try_from(rng.below(0, alive.len() as u64)).unwrap_or(0);
         let role = &mut self.roles[alive[pick]];
-        tracing::info!(role = %role.name, pid = ?role.pid(), ?delay, "chaos: SIGKILL");
+        println!(
+            "chaos: SIGKILL {} (pid {}), back in {:.1}s",
+            role.name,
+            role.pid().unwrap_or_default(),
+            delay.as_secs_f64()
+        );
         role.kill().await?;
         role.restart_at = Some(Instant::now() + delay);
         Ok(true)
@@ -375,10 +386,17 @@ pub async fn run_chaos(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     let result = drive(&mut harness, &mut roles, &mut rng, &options, started).await;
     roles.stop().await;
     if let Ok(report) = &result
-        && report.summary.lost > 0
-        && let Ok(text) = harness.explain_lost().await
+        && !report.ok()
     {
-        print!("{text}");
+        if report.summary.lost > 0
+            && let Ok(text) = harness.explain_lost().await
+        {
+            print!("{text}");
+        }
+        match describe_unsettled(&harness).await {
+            Ok(text) => print!("{text}"),
+            Err(error) => println!("chaos: describing what is left failed: {error:#}"),
+        }
     }
     harness.stop().await;
     result
@@ -393,13 +411,13 @@ async fn drive(
 ) -> anyhow::Result<ChaosReport> {
     wait_for_webhook(harness, Duration::from_secs(60)).await?;
     let deadline = started + options.timeout;
-    // Jobs arrive in 20 batches over the first 10 s, so events keep coming during kills.
-    let batch = options.jobs.div_ceil(20).max(1);
+    // Jobs arrive in proportion to the time passed, over `arrival`.
+    let arrival_ms = options.arrival.as_millis().max(1);
     let mut queued = 0;
-    let mut next_batch = Instant::now();
     let mut next_kill = Instant::now() + rng.millis(1000, 3000);
     let mut next_fault = Instant::now() + rng.millis(2000, 5000);
     let mut next_print = Instant::now();
+    let mut lines = 0u64;
     let (mut kills, mut nats_restarts) = (0, 0);
     let mut injected = [0usize; 4];
     let chaos_budget = options.timeout / 2;
@@ -407,11 +425,15 @@ async fn drive(
     // Chaos phase.
     loop {
         let now = Instant::now();
-        if queued < options.jobs && now >= next_batch {
-            let n = batch.min(options.jobs - queued);
-            harness.queue_jobs(n, &LABEL_SETS);
-            queued += n;
-            next_batch = now + Duration::from_millis(500);
+        let due = usize::try_from(
+            (chaos_started.elapsed().as_millis() * options.jobs as u128 / arrival_ms)
+                .min(options.jobs as u128),
+        )
+        .unwrap_or(options.jobs)
+        .clamp(options.jobs.min(1), options.jobs);
+        if queued < due {
+            harness.queue_jobs(due - queued, &LABEL_SETS);
+            queued = due;
         }
         roles.tend(false)?;
         let done = completed(harness);
@@ -422,7 +444,7 @@ async fn drive(
             }
             next_kill = now + rng.millis(1000, 3000);
         }
-        if nats_restarts == 0 && queued == options.jobs && done * 3 >= options.jobs {
+        if nats_restarts == 0 && done * 3 >= options.jobs {
             println!("chaos: killing and restarting nats-server ({done} jobs completed)");
             harness.restart_nats().await?;
             nats_restarts += 1;
@@ -444,7 +466,14 @@ async fn drive(
         }
         if options.print && now >= next_print {
             next_print = now + Duration::from_secs(1);
-            print_progress(harness, started, kills, roles.restarts, nats_restarts).await;
+            lines += 1;
+            print_progress(
+                harness,
+                started,
+                [kills, roles.restarts, nats_restarts],
+                lines,
+            )
+            .await;
         }
         let mostly_done = queued == options.jobs && done * 10 >= options.jobs * 9;
         if (mostly_done && nats_restarts > 0) || chaos_started.elapsed() >= chaos_budget {
@@ -501,16 +530,56 @@ async fn drive(
     })
 }
 
-async fn print_progress(
-    harness: &Harness,
-    started: Instant,
-    kills: usize,
-    restarts: usize,
-    nats_restarts: usize,
-) {
-    let progress = match harness.measure().await {
-        Ok((_, _, progress)) => progress,
-        Err(error) => format!("(records unavailable: {error:#})"),
+/// Every runner record not yet `Deleted` and every GitHub runner still registered.
+async fn describe_unsettled(harness: &Harness) -> anyhow::Result<String> {
+    let now = bus_schema::now_millis();
+    let mut out = String::new();
+    for r in harness.runner_records().await? {
+        if r.state != bus_schema::RunnerState::Deleted {
+            out.push_str(&format!(
+                "left: runner {} {:?} job {} ran {:?} github id {:?} instance {:?} unchanged for {}s\n",
+                r.name,
+                r.state,
+                r.job_id,
+                r.ran_job_id,
+                r.github_runner_id,
+                r.instance_id,
+                (now - r.updated_at) / 1000
+            ));
+        }
+    }
+    for r in harness.sim.state().runners {
+        out.push_str(&format!(
+            "left: GitHub runner {} (id {}) online={} job={:?}\n",
+            r.name, r.id, r.online, r.job_id
+        ));
+    }
+    Ok(out)
+}
+
+/// One progress line. The records (one KV read each) only every tenth line, so a large run
+/// keeps its pace; the other lines count what the simulators hold.
+async fn print_progress(harness: &Harness, started: Instant, counts: [usize; 3], line: u64) {
+    let [kills, restarts, nats_restarts] = counts;
+    let progress = if line.is_multiple_of(10) {
+        match harness.measure().await {
+            Ok((_, _, progress)) => progress,
+            Err(error) => format!("(records unavailable: {error:#})"),
+        }
+    } else {
+        let state = harness.sim.state();
+        let mut by_status: std::collections::BTreeMap<&str, usize> = Default::default();
+        for job in state.jobs.iter().filter(|j| harness.jobs.contains(&j.id)) {
+            *by_status.entry(job.status.as_str()).or_default() += 1;
+        }
+        let live = harness
+            .cloud
+            .as_ref()
+            .map_or(0, |c| c.live_instances_of(crate::harness::CONTROLLER_ID));
+        format!(
+            "jobs {by_status:?} | instances live={live} | github runners={}",
+            state.runners.len()
+        )
     };
     println!(
         "[{:>6.1}s] kills={kills} restarts={restarts} nats_restarts={nats_restarts} | {progress}",

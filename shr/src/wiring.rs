@@ -217,8 +217,21 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
         tasks.spawn(async move { ("poller", actors::poller::run(ctx, holder, cancel).await) });
     }
     if config.runs(Actor::Scheduler) {
-        let (ctx, cancel) = (ctx.clone(), cancel.clone());
-        tasks.spawn(async move { ("scheduler", actors::scheduler::run(ctx, cancel).await) });
+        let (sched_ctx, sched_cancel) = (ctx.clone(), cancel.clone());
+        tasks.spawn(async move {
+            (
+                "scheduler",
+                actors::scheduler::run(sched_ctx, sched_cancel).await,
+            )
+        });
+        // The warm pool (min_idle) refills under a lease per registration.
+        let (pool_ctx, holder, pool_cancel) = (ctx.clone(), opts.holder_id.clone(), cancel.clone());
+        tasks.spawn(async move {
+            (
+                "pool",
+                actors::pool::run_pool(pool_ctx, holder, pool_cancel).await,
+            )
+        });
     }
     if config.runs(Actor::Provisioner) && !providers.is_empty() {
         let (ctx, set, id, cancel) = (

@@ -1,0 +1,495 @@
+//! Warm pool and runner limits, per registration.
+//!
+//! # What it keeps
+//! - **Cap**: at most `limits.max_runners` live runners per registration, across every
+//!   scheduler replica. A runner record is created only after its name took a slot in the
+//!   registration's [`Slots`] record (key [`slots_key`](bus_schema::subject::slots_key) in
+//!   the jobs bucket) by compare-and-set; the slot is freed when the runner is `Deleted`.
+//! - **Warm pool**: `limits.min_idle` idle JIT runners, made ahead of jobs. A pool runner is a
+//!   runner record with `job_id` [`POOL_JOB_ID`], named `shr-<tenant>-0-<n>` with `n` from a
+//!   per-tenant sequence, and labelled with all of the registration's labels at its default
+//!   size. GitHub gives a job to any idle runner whose labels cover the job's, so a pool
+//!   runner serves exactly the jobs whose labels are registration labels (plus
+//!   `self-hosted`); a job asking for `cpu-2`, `img-…` and the like always gets its own runner.
+//!
+//! # Messages
+//! - Consumes nothing of its own: the scheduler calls [`take_slot`] before it creates a
+//!   runner record, [`on_runner_deleted`] for `runner.event` `Deleted`, and [`adopt`] when a
+//!   job started on a pool runner.
+//! - Emits `shr.v1.job.queued.<tenant>` for jobs that waited for a slot once one frees, and
+//!   (through [`scheduler::ensure_provisioned`]) provision commands for pool runners.
+//!
+//! # Guarantees
+//! - The cap holds cluster-wide: the slot record is the one place that admits a runner, and
+//!   every admission is a compare-and-set on its revision. Freeing is idempotent (the record
+//!   holds names, not a count), so a replayed `Deleted` event frees nothing twice.
+//! - A job that finds no slot stays `Queued` and is remembered in the slot record; each freed
+//!   slot pokes the oldest waiting job (re-publishes its `queued` event), and [`refill_once`]
+//!   pokes as many as there are free slots, so a lost `Deleted` event delays a job by at most
+//!   one pool round. Waiting jobs go before pool refills.
+//! - Slots of runners whose `Deleted` event was lost, or whose record was never written
+//!   (a crash between the slot and the record), are reclaimed by [`refill_once`]: a `Deleted`
+//!   record frees its slot at once, a missing one after [`CLAIM_TIMEOUT`].
+//! - The pool refills under a lease per registration
+//!   ([`pool_lease_key`](bus_schema::subject::pool_lease_key)), so replicas do not overfill it.
+//! - When a job starts on a pool runner, the job's own idle runners join the pool if they have
+//!   the pool's spec and the pool is short; the scheduler reaps the rest.
+//!
+//! # Caveats
+//! - Pool runners are reaped at the idle timeout like any idle runner and then replaced, so a
+//!   warm pool turns over once per `idle_timeout_secs`. `min_idle = 0` scales to zero.
+//! - Records that did not come through [`take_slot`] (sweep `Orphaned` marks, runners made
+//!   before this module existed) hold no slot.
+//! - No strict order among waiting jobs: a new job may take a slot before a poked one.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bus_schema::subject;
+use bus_schema::{
+    JobEvent, JobQueued, JobSource, JobState, RunnerDeleted, RunnerName, RunnerRecord, RunnerSpec,
+    RunnerState, UnixMillis, now_millis,
+};
+use registration::Registration;
+use serde::{Deserialize, Serialize};
+use shr_nats::{LEASE_TTL, Lease, Leases, Records};
+use tokio_util::sync::CancellationToken;
+
+use crate::cas::cas;
+use crate::scheduler::{self, CLAIM_TIMEOUT};
+use crate::{Context, Error};
+
+/// The `job_id` of a pool runner: no GitHub job has id 0.
+pub const POOL_JOB_ID: u64 = 0;
+/// How often [`run_pool`] looks at each registration.
+pub const POOL_INTERVAL: Duration = Duration::from_secs(5);
+/// Pool runners one round creates at most, so a round stays well inside the lease TTL.
+pub const MAX_CREATES_PER_ROUND: usize = 4;
+
+/// A registration's slots under its `max_runners` cap. Key
+/// [`slots_key`](bus_schema::subject::slots_key), in the jobs bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slots {
+    /// Runner names holding a slot, with when the slot was taken.
+    #[serde(default)]
+    pub holders: BTreeMap<String, UnixMillis>,
+    /// Jobs that found no free slot, with when they started waiting.
+    #[serde(default)]
+    pub waiting: BTreeMap<u64, UnixMillis>,
+}
+
+/// The next pool runner number of a tenant. Key
+/// [`pool_sequence_key`](bus_schema::subject::pool_sequence_key), in the jobs bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct PoolSequence {
+    next: u32,
+}
+
+/// What one [`refill_once`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolReport {
+    /// Idle pool runners before the refill.
+    pub idle: usize,
+    /// Pool runners requested.
+    pub created: Vec<String>,
+    /// Slots reclaimed from deleted or never-written runners.
+    pub reclaimed: Vec<String>,
+    /// Waiting jobs whose `queued` event was re-published.
+    pub poked: usize,
+}
+
+fn slot_records(ctx: &Context) -> Records<Slots> {
+    Records::new(ctx.bus.jobs.clone())
+}
+
+/// Whether `rec` is a pool runner that can still take a job.
+pub fn is_idle_pool_runner(rec: &RunnerRecord) -> bool {
+    rec.job_id == POOL_JOB_ID
+        && rec.ran_job_id.is_none()
+        && matches!(
+            rec.state,
+            RunnerState::Requested | RunnerState::Creating | RunnerState::Running
+        )
+}
+
+/// The spec of a registration's pool runners: all its labels, at its default size.
+pub fn pool_spec(ctx: &Context, reg: &Registration) -> Result<RunnerSpec, Error> {
+    let tenant = ctx
+        .config
+        .tenant(&reg.tenant)
+        .ok_or_else(|| Error::Config(format!("unknown tenant `{}`", reg.tenant)))?;
+    registration::labels::resolve(&reg.labels, reg, tenant)
+        .map_err(|d| Error::Config(format!("pool runners of `{}`: {d}", reg.name)))
+}
+
+/// Takes a slot for runner `name` of `registration` (idempotent: `true` if it holds one).
+/// `false` when the registration is at `max_runners`; a job (`job_id` not [`POOL_JOB_ID`])
+/// is then remembered as waiting, and a job that gets a slot is forgotten.
+pub async fn take_slot(
+    ctx: &Context,
+    registration: &str,
+    name: &str,
+    job_id: u64,
+) -> Result<bool, Error> {
+    let max =
+        usize::try_from(ctx.registration(registration)?.limits.max_runners).unwrap_or(usize::MAX);
+    let key = subject::slots_key(registration)?;
+    let now = now_millis();
+    let is_job = job_id != POOL_JOB_ID;
+    let mut taken = false;
+    slot_records(ctx)
+        .modify::<Error, _>(&key, |current| {
+            let mut slots = current.cloned().unwrap_or_default();
+            taken = slots.holders.contains_key(name) || slots.holders.len() < max;
+            let mut changed = false;
+            if taken {
+                if !slots.holders.contains_key(name) {
+                    slots.holders.insert(name.to_owned(), now);
+                    changed = true;
+                }
+                changed |= is_job && slots.waiting.remove(&job_id).is_some();
+            } else if is_job && !slots.waiting.contains_key(&job_id) {
+                slots.waiting.insert(job_id, now);
+                changed = true;
+            }
+            Ok(changed.then_some(slots))
+        })
+        .await?;
+    if !taken {
+        tracing::info!(
+            registration,
+            runner = name,
+            job = job_id,
+            "registration at max_runners; waiting for a slot"
+        );
+    }
+    Ok(taken)
+}
+
+/// Frees the slots of `names`; returns the slot record afterwards.
+async fn release(ctx: &Context, registration: &str, names: &[String]) -> Result<Slots, Error> {
+    let key = subject::slots_key(registration)?;
+    let mut after = Slots::default();
+    slot_records(ctx)
+        .modify::<Error, _>(&key, |current| {
+            let mut slots = current.cloned().unwrap_or_default();
+            let before = slots.holders.len();
+            slots.holders.retain(|n, _| !names.contains(n));
+            after = slots.clone();
+            Ok((slots.holders.len() != before).then_some(slots))
+        })
+        .await?;
+    Ok(after)
+}
+
+/// Frees a deleted runner's slot and pokes as many waiting jobs as there are free slots.
+/// Safe to repeat.
+pub async fn on_runner_deleted(ctx: &Context, deleted: &RunnerDeleted) -> Result<(), Error> {
+    let Some((rec, _)) = ctx.runners.get(&deleted.runner_name).await? else {
+        return Ok(());
+    };
+    let Some(reg) = ctx.config.registration(&rec.registration) else {
+        return Ok(());
+    };
+    let slots = release(ctx, &reg.name, std::slice::from_ref(&rec.name)).await?;
+    poke(ctx, reg, &slots, Some(&rec.name)).await.map(|_| ())
+}
+
+/// Re-publishes the `queued` event of the oldest waiting jobs, one per free slot, and forgets
+/// them (a job that still finds no slot waits again). `cause` dedups the events of one freed
+/// slot. Returns how many were published.
+async fn poke(
+    ctx: &Context,
+    reg: &Registration,
+    slots: &Slots,
+    cause: Option<&str>,
+) -> Result<usize, Error> {
+    let max = usize::try_from(reg.limits.max_runners).unwrap_or(usize::MAX);
+    let free = max.saturating_sub(slots.holders.len());
+    let mut oldest: Vec<(UnixMillis, u64)> = slots.waiting.iter().map(|(j, t)| (*t, *j)).collect();
+    oldest.sort_unstable();
+    let chosen: Vec<u64> = oldest.into_iter().take(free).map(|(_, j)| j).collect();
+    if chosen.is_empty() {
+        return Ok(0);
+    }
+    let mut published = 0;
+    for job_id in &chosen {
+        let key = subject::job_key(&reg.tenant, &reg.name, *job_id)?;
+        let Some((job, _)) = ctx.jobs.get(&key).await? else {
+            continue;
+        };
+        if !matches!(job.state, JobState::Queued | JobState::Provisioning) {
+            continue;
+        }
+        let event = JobEvent::Queued(JobQueued {
+            tenant: job.tenant.clone(),
+            registration: job.registration.clone(),
+            job: job.job.clone(),
+            source: JobSource::Webhook,
+            delivery_id: None,
+            observed_at: now_millis(),
+        });
+        let msg_id = cause.map(|c| format!("slot-{}-{job_id}-{c}", reg.name));
+        ctx.publish(event.subject()?, event.encode()?, msg_id.as_deref())
+            .await?;
+        published += 1;
+    }
+    let key = subject::slots_key(&reg.name)?;
+    slot_records(ctx)
+        .modify::<Error, _>(&key, |current| {
+            let Some(current) = current else {
+                return Ok(None);
+            };
+            let mut slots = current.clone();
+            slots.waiting.retain(|j, _| !chosen.contains(j));
+            Ok((slots != *current).then_some(slots))
+        })
+        .await?;
+    tracing::info!(registration = %reg.name, published, "slots freed; poked waiting jobs");
+    Ok(published)
+}
+
+/// Reclaims dead slots; returns the slot record afterwards, the live records holding slots,
+/// and the reclaimed names.
+async fn reclaim(
+    ctx: &Context,
+    reg: &Registration,
+) -> Result<(Slots, Vec<RunnerRecord>, Vec<String>), Error> {
+    let key = subject::slots_key(&reg.name)?;
+    let slots = slot_records(ctx)
+        .get(&key)
+        .await?
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    let claim_ms = i64::try_from(CLAIM_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
+    let now = now_millis();
+    let mut live = Vec::new();
+    let mut dead = Vec::new();
+    for (name, taken_at) in &slots.holders {
+        match ctx.runners.get(name).await? {
+            Some((rec, _)) if rec.state == RunnerState::Deleted => dead.push(name.clone()),
+            Some((rec, _)) => live.push(rec),
+            None if now - taken_at > claim_ms => dead.push(name.clone()),
+            None => {}
+        }
+    }
+    if dead.is_empty() {
+        return Ok((slots, live, dead));
+    }
+    let slots = release(ctx, &reg.name, &dead).await?;
+    tracing::info!(registration = %reg.name, reclaimed = ?dead, "reclaimed slots of gone runners");
+    Ok((slots, live, dead))
+}
+
+/// The next pool runner number of `tenant`, unique across the tenant's registrations.
+async fn next_sequence(ctx: &Context, tenant: &str) -> Result<u32, Error> {
+    let key = subject::pool_sequence_key(tenant)?;
+    let records: Records<PoolSequence> = Records::new(ctx.bus.jobs.clone());
+    match records
+        .modify::<Error, _>(&key, |current| {
+            let next = current.map_or(1, |s| s.next.saturating_add(1));
+            Ok(Some(PoolSequence { next }))
+        })
+        .await?
+    {
+        shr_nats::Modified::Written { value, .. } => Ok(value.next),
+        shr_nats::Modified::Unchanged => Err(Error::bus("pool sequence", "not advanced")),
+    }
+}
+
+/// One look at `registration`: reclaims dead slots, resumes pool runners whose request
+/// stalled, requests pool runners up to `min_idle` (leaving free slots to waiting jobs
+/// first), and pokes waiting jobs if slots are free.
+pub async fn refill_once(ctx: &Context, registration: &str) -> Result<PoolReport, Error> {
+    let reg = ctx.registration(registration)?;
+    let (slots, live, reclaimed) = reclaim(ctx, reg).await?;
+    let idle: Vec<&RunnerRecord> = live.iter().filter(|r| is_idle_pool_runner(r)).collect();
+    let mut report = PoolReport {
+        idle: idle.len(),
+        reclaimed,
+        ..PoolReport::default()
+    };
+    let min_idle = usize::try_from(reg.limits.min_idle).unwrap_or(usize::MAX);
+    if min_idle > 0 {
+        let spec = pool_spec(ctx, reg)?;
+        let claim_ms = i64::try_from(CLAIM_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
+        for rec in idle.iter().filter(|r| {
+            r.state == RunnerState::Requested && now_millis() - r.updated_at >= claim_ms
+        }) {
+            if let Ok(name) = rec.name.parse::<RunnerName>()
+                && name.job_id == POOL_JOB_ID
+            {
+                scheduler::ensure_provisioned(
+                    ctx,
+                    &reg.tenant,
+                    &reg.name,
+                    POOL_JOB_ID,
+                    name.attempt,
+                    &spec,
+                )
+                .await?;
+            }
+        }
+        let max = usize::try_from(reg.limits.max_runners).unwrap_or(usize::MAX);
+        let room = max.saturating_sub(slots.holders.len() + slots.waiting.len());
+        let wanted = min_idle
+            .saturating_sub(idle.len())
+            .min(room)
+            .min(MAX_CREATES_PER_ROUND);
+        for _ in 0..wanted {
+            let attempt = next_sequence(ctx, &reg.tenant).await?;
+            let name = RunnerName {
+                tenant: reg.tenant.clone(),
+                job_id: POOL_JOB_ID,
+                attempt,
+            }
+            .to_string();
+            if !take_slot(ctx, &reg.name, &name, POOL_JOB_ID).await? {
+                break;
+            }
+            scheduler::ensure_provisioned(ctx, &reg.tenant, &reg.name, POOL_JOB_ID, attempt, &spec)
+                .await?;
+            report.created.push(name);
+        }
+    }
+    if !slots.waiting.is_empty() {
+        report.poked = poke(ctx, reg, &slots, None).await?;
+    }
+    Ok(report)
+}
+
+/// Lets the idle runners in `free` (made for a job that ran on a pool runner of
+/// `registration` instead) join the pool, as long as the pool is short and they have the
+/// pool's spec. Returns the names adopted; the caller reaps the others.
+pub async fn adopt(
+    ctx: &Context,
+    registration: &str,
+    free: &[RunnerRecord],
+) -> Result<Vec<String>, Error> {
+    let reg = ctx.registration(registration)?;
+    let min_idle = usize::try_from(reg.limits.min_idle).unwrap_or(usize::MAX);
+    let mut adopted = Vec::new();
+    if min_idle == 0 {
+        return Ok(adopted);
+    }
+    let spec = pool_spec(ctx, reg)?;
+    let (_, live, _) = reclaim(ctx, reg).await?;
+    let mut short = min_idle.saturating_sub(live.iter().filter(|r| is_idle_pool_runner(r)).count());
+    for f in free.iter().filter(|f| f.registration == reg.name) {
+        if short == 0 {
+            break;
+        }
+        if f.spec.as_ref() != Some(&spec) {
+            continue;
+        }
+        let claimed = cas(&ctx.runners, &f.name, |current| {
+            Ok(match current {
+                Some(rec)
+                    if rec.job_id == f.job_id
+                        && rec.ran_job_id.is_none()
+                        && matches!(
+                            rec.state,
+                            RunnerState::Requested | RunnerState::Creating | RunnerState::Running
+                        ) =>
+                {
+                    let mut rec = rec.clone();
+                    rec.job_id = POOL_JOB_ID;
+                    rec.updated_at = now_millis();
+                    (Some(rec), true)
+                }
+                _ => (None, false),
+            })
+        })
+        .await?;
+        if claimed {
+            tracing::info!(runner = %f.name, made_for = f.job_id, "idle runner joined the warm pool");
+            adopted.push(f.name.clone());
+            short -= 1;
+        }
+    }
+    Ok(adopted)
+}
+
+/// Keeps every registration's pool and slots (see [`refill_once`]) every [`POOL_INTERVAL`],
+/// each under its pool lease, until `cancel` fires. Runs beside the scheduler.
+pub async fn run_pool(
+    ctx: Context,
+    holder: String,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for reg in ctx.config.registrations() {
+        let key = subject::pool_lease_key(&reg.name)?;
+        let span = tracing::info_span!("pool", registration = %reg.name);
+        tasks.spawn(tracing::Instrument::instrument(
+            pool_loop(
+                ctx.clone(),
+                reg.name.clone(),
+                key,
+                holder.clone(),
+                cancel.clone(),
+            ),
+            span,
+        ));
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| Error::bus("pool task", e))?;
+    }
+    Ok(())
+}
+
+async fn pool_loop(
+    ctx: Context,
+    registration: String,
+    key: String,
+    holder: String,
+    cancel: CancellationToken,
+) {
+    let leases = Leases::new(ctx.bus.leases.clone());
+    let mut lease: Option<Lease> = None;
+    while !cancel.is_cancelled() {
+        lease = match lease.take() {
+            Some(mut held) => match held.renew().await {
+                Ok(()) => Some(held),
+                Err(error) => {
+                    tracing::warn!(%error, "pool lease lost");
+                    None
+                }
+            },
+            None => leases
+                .try_acquire(&key, &holder)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "pool lease unavailable");
+                    None
+                }),
+        };
+        if lease.is_some() {
+            let round = tokio::select! {
+                () = cancel.cancelled() => break,
+                round = tokio::time::timeout(LEASE_TTL / 2, refill_once(&ctx, &registration)) => round,
+            };
+            match round {
+                Ok(Ok(report))
+                    if !report.created.is_empty()
+                        || !report.reclaimed.is_empty()
+                        || report.poked > 0 =>
+                {
+                    tracing::info!(?report, "pool round");
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "pool round failed"),
+                Err(_) => tracing::warn!("pool round took too long; continuing next round"),
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(POOL_INTERVAL) => {}
+        }
+    }
+    if let Some(held) = lease
+        && let Err(error) = held.release().await
+    {
+        tracing::debug!(%error, "releasing the pool lease failed; it expires by itself");
+    }
+}
