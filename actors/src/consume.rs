@@ -103,24 +103,19 @@ where
             }
         });
     }
-    let stream = js
-        .get_stream(spec.stream)
-        .await
-        .map_err(|e| Error::bus("get stream", e))?;
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            &spec.durable,
-            pull::Config {
-                durable_name: Some(spec.durable.clone()),
-                filter_subjects: spec.filters.clone(),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
-                max_ack_pending: i64::try_from(lanes * 4).unwrap_or(1024),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| Error::bus("create consumer", e))?;
+    // The bus may be down when we start (or restarting): keep trying rather than exit.
+    let consumer = loop {
+        match bind_consumer(&js, &spec, lanes).await {
+            Ok(consumer) => break consumer,
+            Err(error) => {
+                tracing::warn!(durable = %spec.durable, %error, "consumer unavailable; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
     tracing::info!(durable = %spec.durable, filters = ?spec.filters, lanes, "consumer started");
     'outer: while !cancel.is_cancelled() {
         let batch = consumer
@@ -167,6 +162,30 @@ where
     drop(senders);
     while workers.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Gets (or creates) the durable pull consumer of `spec`.
+async fn bind_consumer(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+    lanes: usize,
+) -> Result<jetstream::consumer::PullConsumer, Error> {
+    js.get_stream(spec.stream)
+        .await
+        .map_err(|e| Error::bus("get stream", e))?
+        .get_or_create_consumer(
+            &spec.durable,
+            pull::Config {
+                durable_name: Some(spec.durable.clone()),
+                filter_subjects: spec.filters.clone(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                max_ack_pending: i64::try_from(lanes * 4).unwrap_or(1024),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| Error::bus("create consumer", e))
 }
 
 async fn settle(durable: &str, lane: usize, msg: Message, result: Result<(), Error>) {

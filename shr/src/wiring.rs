@@ -137,14 +137,33 @@ fn tenant_providers(
     Ok(out)
 }
 
+/// How long `start` keeps trying to reach NATS (a server restarting, a cluster electing).
+const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Connects and makes sure the streams and buckets exist, retrying for [`CONNECT_PATIENCE`].
+async fn connect_bus(url: &str, holder: &str) -> anyhow::Result<shr_nats::Bus> {
+    let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+    loop {
+        let attempt = async {
+            let client = shr_nats::connect_named(url, &format!("shr-{holder}")).await?;
+            shr_nats::ensure_bus(&client).await
+        };
+        match attempt.await {
+            Ok(bus) => return Ok(bus),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%url, %error, "NATS not ready; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("connecting to NATS at {url}"));
+            }
+        }
+    }
+}
+
 /// Connects to NATS, makes sure the streams and buckets exist, and starts the actors.
 pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Result<Running> {
-    let client = shr_nats::connect_named(&opts.nats_url, &format!("shr-{}", opts.holder_id))
-        .await
-        .with_context(|| format!("connecting to NATS at {}", opts.nats_url))?;
-    let bus = shr_nats::ensure_bus(&client)
-        .await
-        .context("creating streams and buckets")?;
+    let bus = connect_bus(&opts.nats_url, &opts.holder_id).await?;
 
     let mut github = BTreeMap::new();
     for reg in config.registrations() {
