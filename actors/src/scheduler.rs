@@ -158,7 +158,8 @@ fn resolve(
 
 enum QueuedOutcome {
     Declined(&'static str, String),
-    Provision(u32),
+    /// Make sure this runner of the job exists (a new attempt, or the latest one resumed).
+    Provision(String),
     Nothing(JobState),
 }
 
@@ -275,8 +276,9 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
                     Ok(_) => {
                         rec.state = JobState::Provisioning;
                         rec.attempts = 1;
-                        rec.runners.push(runner_name(&e.tenant, e.job.job_id, 1));
-                        (Some(rec), QueuedOutcome::Provision(1))
+                        let name = runner_name(&e.tenant, e.job.job_id, 1);
+                        rec.runners.push(name.clone());
+                        (Some(rec), QueuedOutcome::Provision(name))
                     }
                 }
             }
@@ -285,9 +287,9 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
                 let mut rec = rec.clone();
                 rec.transition(JobState::Provisioning, now_millis())?;
                 rec.attempts = 1;
-                rec.runners
-                    .push(runner_name(&rec.tenant, rec.job.job_id, 1));
-                (Some(rec), QueuedOutcome::Provision(1))
+                let name = runner_name(&rec.tenant, rec.job.job_id, 1);
+                rec.runners.push(name.clone());
+                (Some(rec), QueuedOutcome::Provision(name))
             }
             Some(rec)
                 if rec.state == JobState::Provisioning && rec.runners.last() == latest.as_ref() =>
@@ -297,13 +299,16 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
                     let mut rec = rec.clone();
                     rec.attempts += 1;
                     rec.updated_at = now_millis();
-                    rec.runners
-                        .push(runner_name(&rec.tenant, rec.job.job_id, rec.attempts));
-                    let attempt = rec.attempts;
-                    (Some(rec), QueuedOutcome::Provision(attempt))
+                    let name = runner_name(&rec.tenant, rec.job.job_id, rec.attempts);
+                    rec.runners.push(name.clone());
+                    (Some(rec), QueuedOutcome::Provision(name))
                 } else {
-                    // Make sure the latest attempt went through (crash resume).
-                    (None, QueuedOutcome::Provision(rec.attempts))
+                    // Make sure the latest runner went through (crash resume). It may be a
+                    // runner re-bound from another job, so resume it by name.
+                    match rec.runners.last() {
+                        Some(name) => (None, QueuedOutcome::Provision(name.clone())),
+                        None => (None, QueuedOutcome::Nothing(rec.state)),
+                    }
                 }
             }
             // The record moved on since we looked at its runner: decide again on redelivery.
@@ -320,22 +325,14 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
             tracing::info!(code,tenant = %e.tenant, registration = %e.registration, job = e.job.job_id, labels = ?e.job.labels, %reason, "job declined");
             Ok(())
         }
-        (QueuedOutcome::Provision(attempt), Ok(spec)) => {
-            if latest_gone && attempt > 1 {
-                tracing::info!(job = e.job.job_id, attempt, source = ?e.source, "job still queued but its runner went elsewhere; provisioning again");
+        (QueuedOutcome::Provision(name), Ok(spec)) => {
+            if latest_gone && latest.as_ref() != Some(&name) {
+                tracing::info!(job = e.job.job_id, runner = %name, source = ?e.source, "job still queued but its runner went elsewhere; provisioning again");
             }
             if let (Some(Latest::Unregistered), Some(old)) = (&latest_state, &latest) {
                 reap(ctx, &e.tenant, old, ReapReason::JobGone).await?;
             }
-            ensure_provisioned(
-                ctx,
-                &e.tenant,
-                &e.registration,
-                e.job.job_id,
-                attempt,
-                &spec,
-            )
-            .await
+            ensure_runner(ctx, &e.tenant, &e.registration, e.job.job_id, &name, &spec).await
         }
         (QueuedOutcome::Provision(_), Err(_)) => Ok(()),
         (QueuedOutcome::Nothing(state), _) => {
@@ -360,6 +357,19 @@ pub async fn ensure_provisioned(
     spec: &RunnerSpec,
 ) -> Result<(), Error> {
     let name = runner_name(tenant, job_id, attempt);
+    ensure_runner(ctx, tenant, registration, job_id, &name, spec).await
+}
+
+/// [`ensure_provisioned`] for a runner known by name (a re-bound runner keeps its name).
+async fn ensure_runner(
+    ctx: &Context,
+    tenant: &str,
+    registration: &str,
+    job_id: u64,
+    name: &str,
+    spec: &RunnerSpec,
+) -> Result<(), Error> {
+    let name = name.to_owned();
     let claim_ms = i64::try_from(CLAIM_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
     // Claim the record: create it, or take over a stale `Requested` one.
     let claimed_revision = loop {
@@ -404,6 +414,8 @@ pub async fn ensure_provisioned(
                     delete_github_runner(ctx, registration, stale).await?;
                 }
                 rec.updated_at = now;
+                // A re-bound runner now serves this job: its new JIT config follows this spec.
+                rec.spec = Some(spec.clone());
                 match ctx.runners.update(&name, &rec, revision).await {
                     Ok(revision) => break revision,
                     Err(error) if error.is_conflict() => continue,
@@ -489,7 +501,7 @@ pub async fn ensure_provisioned(
         registration: registration.to_owned(),
         runner_name: name.clone(),
         job_id,
-        attempt,
+        attempt: name.parse::<RunnerName>().map_or(0, |n| n.attempt),
         spec: spec.clone(),
         github_runner_id: jit.runner_id,
         jit_config: jit.encoded_jit_config,
@@ -502,7 +514,7 @@ pub async fn ensure_provisioned(
         Some(&msg_id),
     )
     .await?;
-    tracing::info!(runner = %name, job = job_id, attempt, provider = %spec.provider, cpu_millis = spec.cpu_millis, memory_mib = spec.memory_mib, "runner requested");
+    tracing::info!(runner = %name, job = job_id, provider = %spec.provider, cpu_millis = spec.cpu_millis, memory_mib = spec.memory_mib, "runner requested");
     Ok(())
 }
 
@@ -719,10 +731,14 @@ async fn bind(ctx: &Context, job: &JobRecord, runner: &str) -> Result<(), Error>
     // Re-bind a free runner of A that covers B: claim the runner first (it must not have
     // taken a job meanwhile), then add it to B.
     let mut rebound = None;
+    // A runner still being requested (no JIT config yet) is not re-bound: its maker would
+    // drop it when the record changes under it.
     for f in free.iter().filter(|f| {
-        f.spec
-            .as_ref()
-            .is_some_and(|s| covers(&s.labels, &b.job.labels))
+        let being_made = f.state == RunnerState::Requested && f.github_runner_id.is_none();
+        !being_made
+            && f.spec
+                .as_ref()
+                .is_some_and(|s| covers(&s.labels, &b.job.labels))
     }) {
         let claimed = cas(&ctx.runners, &f.name, |current| {
             Ok(match current {
