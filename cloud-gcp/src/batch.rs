@@ -213,27 +213,20 @@ impl BatchProvider {
             providers::tags::CONTROLLER,
             sanitize_value(&self.config.controller_id)
         );
-        let mut instances = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let mut query = vec![("pageSize", "100"), ("filter", filter.as_str())];
-            if !page_token.is_empty() {
-                query.push(("pageToken", page_token.as_str()));
-            }
-            let page = self
-                .api
-                .call("list jobs", Method::GET, &self.jobs_url(), &query, None)
-                .await?;
-            for job in page["jobs"].as_array().into_iter().flatten() {
-                if self.ours(job) {
-                    instances.push(instance(job, status(job)));
-                }
-            }
-            match page["nextPageToken"].as_str() {
-                Some(token) if !token.is_empty() => page_token = token.to_owned(),
-                _ => return Ok(instances),
-            }
-        }
+        let jobs = self
+            .api
+            .list_all(
+                "list jobs",
+                &self.jobs_url(),
+                &[("filter", filter.as_str())],
+                "jobs",
+            )
+            .await?;
+        Ok(jobs
+            .iter()
+            .filter(|job| self.ours(job))
+            .map(|job| instance(job, status(job)))
+            .collect())
     }
 }
 

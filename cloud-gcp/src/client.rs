@@ -47,6 +47,36 @@ impl Api {
         })
     }
 
+    /// GETs every page of a Google list call (`pageToken`/`nextPageToken`, 100 a page) and
+    /// returns the items under `field`.
+    pub(crate) async fn list_all(
+        &self,
+        operation: &'static str,
+        url: &str,
+        query: &[(&str, &str)],
+        field: &str,
+    ) -> Result<Vec<Value>, GcpError> {
+        let mut items = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let mut page_query = vec![("pageSize", "100")];
+            page_query.extend_from_slice(query);
+            if !page_token.is_empty() {
+                page_query.push(("pageToken", page_token.as_str()));
+            }
+            let mut page = self
+                .call(operation, Method::GET, url, &page_query, None)
+                .await?;
+            if let Some(Value::Array(found)) = page.get_mut(field).map(Value::take) {
+                items.extend(found);
+            }
+            match page["nextPageToken"].as_str() {
+                Some(token) if !token.is_empty() => page_token = token.to_owned(),
+                _ => return Ok(items),
+            }
+        }
+    }
+
     /// Sends one call and returns its JSON body (`{}` when empty).
     pub(crate) async fn call(
         &self,
