@@ -18,7 +18,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum Error {
     /// No `nats-server` binary was found.
     #[error(
-        "nats-server not found (looked at $NATS_SERVER_BIN, PATH and {tools}); run scripts/install-nats.sh"
+        "nats-server not found (looked at $NATS_SERVER_BIN, PATH, {tools} and ~/.local/bin); run scripts/install-nats.sh"
     )]
     ServerBinaryMissing { tools: PathBuf },
     /// Preparing the server's directories (store, ports file, log) failed.

@@ -7,7 +7,7 @@
 //! and [`NatsServer::restart`] (`SIGKILL`, then the same port and store) exist for chaos tests.
 //!
 //! The binary is `$NATS_SERVER_BIN`, else `nats-server` on `PATH`, else
-//! `<workspace>/.tools/bin/nats-server`; `scripts/install-nats.sh` installs one.
+//! `<workspace>/.tools/bin/nats-server`, else `~/.local/bin/nats-server`; `scripts/install-nats.sh` installs one.
 
 use std::{
     path::{Path, PathBuf},
@@ -264,9 +264,13 @@ pub fn find_binary() -> Result<PathBuf, Error> {
         return Ok(bin);
     }
     let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin");
-    let bin = tools.join("nats-server");
-    if bin.is_file() {
-        return Ok(bin);
+    // Also where `pip install --user` puts scripts, which is not always on PATH.
+    let user_bin = std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/bin"));
+    for dir in std::iter::once(tools.clone()).chain(user_bin) {
+        let bin = dir.join("nats-server");
+        if bin.is_file() {
+            return Ok(bin);
+        }
     }
     Err(Error::ServerBinaryMissing { tools })
 }

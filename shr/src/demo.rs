@@ -107,6 +107,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             stats.ignored_event.load(Relaxed) + stats.ignored_action.load(Relaxed),
         );
     }
+    if let Some(running) = harness.running.as_ref() {
+        let declined = running.ctx.stats.declined();
+        if !declined.is_empty() {
+            println!("declined jobs by reason: {declined:?}");
+        }
+    }
     harness.stop().await;
     println!("wall time {:.1}s", started.elapsed().as_secs_f64());
     println!("{summary}");
