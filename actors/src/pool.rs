@@ -195,9 +195,11 @@ pub async fn on_runner_deleted(ctx: &Context, deleted: &RunnerDeleted) -> Result
     poke(ctx, reg, &slots, Some(&rec.name)).await.map(|_| ())
 }
 
-/// Re-publishes the `queued` event of the oldest waiting jobs, one per free slot, and forgets
-/// them (a job that still finds no slot waits again). `cause` dedups the events of one freed
-/// slot. Returns how many were published.
+/// Re-publishes the `queued` event of the oldest waiting jobs, one per free slot. A poked job
+/// stays in `waiting` until it actually takes a slot ([`take_slot`] forgets it then): forgetting
+/// it here could race with a replica that handles the poke first, finds no slot, and leaves
+/// the job waiting on nobody. Jobs that finished meanwhile are forgotten. `cause` dedups the
+/// events of one freed slot. Returns how many were published.
 async fn poke(
     ctx: &Context,
     reg: &Registration,
@@ -213,12 +215,15 @@ async fn poke(
         return Ok(0);
     }
     let mut published = 0;
+    let mut finished = Vec::new();
     for job_id in &chosen {
         let key = subject::job_key(&reg.tenant, &reg.name, *job_id)?;
         let Some((job, _)) = ctx.jobs.get(&key).await? else {
+            finished.push(*job_id);
             continue;
         };
         if !matches!(job.state, JobState::Queued | JobState::Provisioning) {
+            finished.push(*job_id);
             continue;
         }
         let event = JobEvent::Queued(JobQueued {
@@ -241,7 +246,7 @@ async fn poke(
                 return Ok(None);
             };
             let mut slots = current.clone();
-            slots.waiting.retain(|j, _| !chosen.contains(j));
+            slots.waiting.retain(|j, _| !finished.contains(j));
             Ok((slots != *current).then_some(slots))
         })
         .await?;
