@@ -17,7 +17,13 @@
 //! - Job binding: GitHub may give a runner made for job B to job A. When A starts on it, A's
 //!   own idle runner is re-bound to B if its labels cover B's, else B is provisioned again
 //!   (bounded by the registration's `max_attempts`); runners nobody needs are reaped.
-//! - A job completed or cancelled before its runner took it gets its runners reaped.
+//! - A job still queued whose latest runner went elsewhere gets another one: a fresh
+//!   `queued` observation (the poller reports queued jobs every round) checks the runner's
+//!   record and, once it has waited [`RUNNER_CHECK_AFTER`], asks GitHub whether it still
+//!   exists and is idle. This heals bindings whose events were never seen.
+//! - A job completed or cancelled before its runner took it gets its runners reaped; one not
+//!   yet created is marked for deletion at once, and a runner is never made for a job that
+//!   has finished.
 //! - Limits (pool hook): a runner record is written only with one of its registration's
 //!   `max_runners` slots; a job without one waits `Queued`. Warm pool runners: [`crate::pool`].
 //!
