@@ -90,7 +90,13 @@ where
                         let _ = progress.ack_with(AckKind::Progress).await;
                     }
                 };
-                let work = tokio::time::timeout(limit, handler(msg));
+                // Continue the trace the message carries; logs of the handler show its id.
+                let trace = crate::trace::of_message(msg.headers.as_ref());
+                let span = tracing::info_span!("handle", trace_id = %trace.trace_id(), %subject);
+                let work = tokio::time::timeout(
+                    limit,
+                    crate::trace::scope(trace, tracing::Instrument::instrument(handler(msg), span)),
+                );
                 tokio::select! {
                     done = work => match done {
                         Ok((msg, result)) => settle(&durable, lane, msg, result).await,

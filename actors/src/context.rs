@@ -91,7 +91,12 @@ impl Context {
     ) -> Result<(), Error> {
         let ack = self
             .bus
-            .publish_durable(&subject, payload, msg_id, None)
+            .publish_durable(
+                &subject,
+                payload,
+                msg_id,
+                Some(crate::trace::outgoing_headers()),
+            )
             .await?;
         tracing::trace!(%subject, stream = %ack.stream, sequence = ack.sequence, duplicate = ack.duplicate, "published");
         Ok(())

@@ -24,6 +24,7 @@ pub mod routing;
 pub mod scheduler;
 pub mod sweep;
 pub mod tls;
+pub mod trace;
 pub mod webhook;
 
 pub use context::{Context, Stats};

@@ -364,13 +364,14 @@ fn to_event(
 }
 
 /// Publishes a job event and waits for the JetStream ack. Returns whether it was a duplicate.
+/// Each delivery starts a trace (`traceparent` header) that the actors downstream continue.
 pub async fn publish(bus: &shr_nats::Bus, event: &JobEvent) -> Result<bool, crate::Error> {
     let ack = bus
         .publish_durable(
             &event.subject()?,
             event.encode()?,
             event.delivery_id(),
-            None,
+            Some(crate::trace::outgoing_headers()),
         )
         .await?;
     Ok(ack.duplicate)

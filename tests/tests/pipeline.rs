@@ -258,3 +258,67 @@ async fn a_job_asking_for_more_cpu_than_allowed_is_declined_logged_and_counted()
     );
     h.stop().await;
 }
+
+/// Every message of `stream`, with the trace id of its `traceparent` header.
+async fn traced_messages(h: &Harness, stream: &str) -> Vec<(String, bytes::Bytes, Option<String>)> {
+    let js = &h.running.as_ref().unwrap().ctx.bus.js;
+    let mut stream = js.get_stream(stream).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        let Ok(msg) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let trace = msg
+            .headers
+            .get(bus_schema::subject::TRACEPARENT_HEADER)
+            .and_then(|v| actors::trace::TraceParent::parse(v.as_str()))
+            .map(|t| t.trace_id().to_owned());
+        out.push((msg.subject.to_string(), msg.payload, trace));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_trace_runs_from_the_webhook_to_the_cloud_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(&dir, |_| {}).await;
+    h.queue_jobs(5, &[&["serverless-hosted-runner"]]);
+    settle(&h).await;
+    // Trace ids of the queued events per job, as the webhook and the poller started them.
+    let mut queued: std::collections::BTreeMap<u64, BTreeSet<String>> = Default::default();
+    for (subject, payload, trace) in traced_messages(&h, bus_schema::subject::JOBS_STREAM).await {
+        if let Ok(bus_schema::JobEvent::Queued(e)) =
+            bus_schema::JobEvent::decode(&subject, &payload)
+        {
+            queued
+                .entry(e.job.job_id)
+                .or_default()
+                .insert(trace.expect("every job event carries a trace"));
+        }
+    }
+    // Each first runner of a job was requested on the job's queued event, so its runner-created
+    // event (published by the provisioner after the cloud call) continues that trace. (A later
+    // attempt follows the event that caused it: the start of the job that took the runner.)
+    let mut created = 0;
+    for (_, payload, trace) in traced_messages(&h, bus_schema::subject::RUNNER_EVENTS_STREAM).await
+    {
+        if let Ok(bus_schema::RunnerEvent::Created(e)) =
+            bus_schema::decode::<bus_schema::RunnerEvent>(&payload)
+            && e.runner_name
+                .parse::<bus_schema::RunnerName>()
+                .is_ok_and(|n| n.attempt == 1 && n.job_id == e.job_id)
+        {
+            let trace = trace.expect("runner events carry a trace");
+            let job_traces = queued.get(&e.job_id).expect("the job was queued");
+            assert!(
+                job_traces.contains(&trace),
+                "runner {} trace {trace} not among {job_traces:?}",
+                e.runner_name
+            );
+            created += 1;
+        }
+    }
+    assert!(created >= 3, "{created} first runners traced");
+    h.stop().await;
+}
