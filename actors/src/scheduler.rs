@@ -169,6 +169,23 @@ enum QueuedOutcome {
     Nothing(JobState),
 }
 
+/// The attempts a job may use: the registration's `max_attempts` for runners that failed or
+/// vanished, plus one for every runner of the job that ran another of our jobs. A steal is
+/// not a failure (that runner served a job, whose own runner is then spare), and it is
+/// bounded by the jobs queued, so counting steals against `max_attempts` would only strand
+/// the larger jobs of a burst whose runners the smaller ones keep taking.
+async fn attempt_budget(ctx: &Context, job: &JobRecord, max_attempts: u32) -> Result<u32, Error> {
+    let mut stolen = 0u32;
+    for name in &job.runners {
+        if let Some((r, _)) = ctx.runners.get(name).await?
+            && r.ran_job_id.is_some_and(|ran| ran != job.job.job_id)
+        {
+            stolen += 1;
+        }
+    }
+    Ok(max_attempts.saturating_add(stolen))
+}
+
 /// How long a runner may wait for its job before a fresh `queued` observation makes the
 /// scheduler ask GitHub whether the runner went elsewhere.
 pub const RUNNER_CHECK_AFTER: Duration = Duration::from_secs(10);
@@ -249,6 +266,10 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
         None => None,
     };
     let latest_gone = matches!(latest_state, Some(Latest::Gone | Latest::Unregistered));
+    let max_attempts = match (&current, latest_gone) {
+        (Some(rec), true) => attempt_budget(ctx, rec, max_attempts).await?,
+        _ => max_attempts,
+    };
     tracing::debug!(job = e.job.job_id, source = ?e.source, ?latest, ?latest_state, "queued event");
     // Pool hook: a first runner, or a new one after the latest went elsewhere, needs one of
     // the registration's `max_runners` slots; without one the job waits `Queued` and is
@@ -728,6 +749,8 @@ async fn bind(ctx: &Context, job: &JobRecord, runner: &str) -> Result<(), Error>
     let Some((b, _)) = ctx.jobs.get(&b_key).await? else {
         return reap_all(ctx, &free).await;
     };
+    // `runner` itself is one of B's runners that ran another job: it counts as a steal.
+    let max_attempts = attempt_budget(ctx, &b, max_attempts).await?;
     let needs_runner = |b: &JobRecord| {
         b.state == JobState::Provisioning && b.runners.last().map(String::as_str) == Some(runner)
     };
