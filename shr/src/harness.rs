@@ -484,22 +484,19 @@ impl Harness {
     pub async fn explain_lost(&self) -> anyhow::Result<String> {
         let mut out = String::new();
         let js = &self.ctx()?.bus.js;
-        for (stream, durable) in [(
-            bus_schema::subject::JOBS_STREAM,
-            bus_schema::subject::SCHEDULER_CONSUMER,
-        )] {
-            let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-                .get_stream(stream)
-                .await?
-                .get_consumer(durable)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let info = consumer.info().await?;
-            out.push_str(&format!(
-                "consumer {durable}: pending={} ack_pending={} redelivered={} waiting={} delivered={:?} ack_floor={:?}\n",
-                info.num_pending, info.num_ack_pending, info.num_redelivered, info.num_waiting, info.delivered, info.ack_floor
-            ));
-        }
+        // The scheduler's consumer: a stalled one shows as pending or unacked messages.
+        let durable = bus_schema::subject::SCHEDULER_CONSUMER;
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+            .get_stream(bus_schema::subject::JOBS_STREAM)
+            .await?
+            .get_consumer(durable)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let info = consumer.info().await?;
+        out.push_str(&format!(
+            "consumer {durable}: pending={} ack_pending={} redelivered={} waiting={} delivered={:?} ack_floor={:?}\n",
+            info.num_pending, info.num_ack_pending, info.num_redelivered, info.num_waiting, info.delivered, info.ack_floor
+        ));
         let state = self.sim.state();
         for job in state
             .jobs
