@@ -27,7 +27,9 @@ pub use record::{
     IllegalTransition, JobRecord, JobState, RunnerName, RunnerNameError, RunnerRecord, RunnerState,
 };
 pub use secret::Secret;
-pub use spec::{ErrorKind, JobRef, Network, ProviderKind, RunnerSpec, Scope, UnknownProvider};
+pub use spec::{
+    Capabilities, ErrorKind, JobRef, Network, ProviderKind, RunnerSpec, Scope, UnknownProvider,
+};
 
 use serde::{Serialize, de::DeserializeOwned};
 

@@ -181,3 +181,28 @@ impl ErrorKind {
         matches!(self, ErrorKind::Transient | ErrorKind::Quota)
     }
 }
+
+/// What a platform can host: plain data, so the scheduler can check a shape at admission
+/// without holding the cloud's credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capabilities {
+    /// Allowed (cpu millis, memory MiB) pairs; empty means any within the maxima.
+    pub shapes: Vec<(u32, u32)>,
+    pub max_cpu_millis: u32,
+    pub max_memory_mib: u32,
+    /// Privileged docker-in-docker.
+    pub dind: bool,
+    /// Object-storage bucket mounts.
+    pub disk_mount: bool,
+}
+
+impl Capabilities {
+    /// Whether the platform can host a runner of this size.
+    pub fn allows(&self, cpu_millis: u32, memory_mib: u32) -> bool {
+        if self.shapes.is_empty() {
+            cpu_millis <= self.max_cpu_millis && memory_mib <= self.max_memory_mib
+        } else {
+            self.shapes.contains(&(cpu_millis, memory_mib))
+        }
+    }
+}
