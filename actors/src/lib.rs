@@ -16,6 +16,7 @@ mod cas;
 pub mod consume;
 mod context;
 mod error;
+pub mod observe;
 pub mod poller;
 pub mod pool;
 pub mod provisioner;

@@ -412,7 +412,8 @@ async fn mark(
     };
     match ctx.runners.create(name, &rec).await {
         Ok(_) => {
-            tracing::warn!(runner = %name, instance = ?rec.instance_id, github_runner = ?rec.github_runner_id, "found a runner with no record; marked orphaned");
+            tracing::info!(runner = %name, instance = ?rec.instance_id, github_runner = ?rec.github_runner_id, "found a runner with no record; marked orphaned");
+            telemetry::metrics::global().orphan_found(tenant);
             Ok(true)
         }
         Err(error) if error.is_conflict() => Ok(false),

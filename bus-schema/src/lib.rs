@@ -14,6 +14,7 @@
 //! new subjects; both versions can run side by side during a migration.
 
 mod message;
+mod observed;
 mod record;
 mod secret;
 mod spec;
@@ -26,6 +27,7 @@ pub use message::{
 pub use record::{
     IllegalTransition, JobRecord, JobState, RunnerName, RunnerNameError, RunnerRecord, RunnerState,
 };
+pub use observed::{GitHubSeen, WebhookSeen};
 pub use secret::Secret;
 pub use spec::{
     Capabilities, ErrorKind, JobRef, Network, ProviderKind, RunnerSpec, Scope, UnknownProvider,

@@ -71,6 +71,8 @@ struct Inner {
     budget: Mutex<Option<RateBudget>>,
     jit_pacer: Pacer,
     options: ClientOptions,
+    /// Requests sent, by [`endpoint_class`].
+    requests: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// One logical API call.
@@ -141,6 +143,7 @@ impl GitHubClient {
                 budget: Mutex::new(None),
                 jit_pacer: Pacer::per_minute(options.jit_per_minute),
                 options,
+                requests: Mutex::default(),
             }),
         })
     }
@@ -148,6 +151,16 @@ impl GitHubClient {
     /// The API base this client talks to.
     pub fn api_base(&self) -> &Url {
         &self.inner.api_base
+    }
+
+    /// Requests sent so far (retries included), by endpoint class: `jit`, `runners`, `runs`,
+    /// `jobs`, `repos`, `other`.
+    pub fn request_counts(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.inner
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The credential's primary rate budget as of the last response, if any response had one.
@@ -438,6 +451,13 @@ impl GitHubClient {
                 }
                 Err(err) => return Err(err),
             };
+            *self
+                .inner
+                .requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(endpoint_class(&call.path))
+                .or_default() += 1;
             let reply = match self.send_once(&call, &token).await {
                 Ok(reply) => reply,
                 Err(err)
@@ -641,6 +661,24 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     base.saturating_mul(1 << attempt.min(16)).min(MAX_BACKOFF)
 }
 
+/// The class of a REST path, for request counts: few enough values for a metric label.
+fn endpoint_class(path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or_default();
+    if path.ends_with("generate-jitconfig") {
+        "jit"
+    } else if path.contains("/runners") {
+        "runners"
+    } else if path.contains("/jobs") {
+        "jobs"
+    } else if path.contains("/runs") {
+        "runs"
+    } else if path.contains("repos") {
+        "repos"
+    } else {
+        "other"
+    }
+}
+
 fn decode<T: serde::de::DeserializeOwned>(op: &str, body: &str) -> Result<T, Error> {
     serde_json::from_str(body).map_err(|source| Error::Decode {
         op: op.to_owned(),
@@ -696,4 +734,24 @@ fn scope_prefix(op: &str, scope: &Scope) -> Result<String, Error> {
         Scope::Repo { owner, repo } => return repo_prefix(op, owner, repo),
     };
     Ok(scope.api_prefix())
+}
+
+#[cfg(test)]
+mod class_tests {
+    use super::endpoint_class;
+
+    #[test]
+    fn paths_fall_into_few_endpoint_classes() {
+        for (path, class) in [
+            ("orgs/acme/actions/runners/generate-jitconfig", "jit"),
+            ("repos/o/r/actions/runners/7", "runners"),
+            ("repos/o/r/actions/runs/9/jobs?per_page=100", "jobs"),
+            ("repos/o/r/actions/jobs/5", "jobs"),
+            ("repos/o/r/actions/runs?status=queued", "runs"),
+            ("orgs/acme/repos", "repos"),
+            ("app/installations/1/access_tokens", "other"),
+        ] {
+            assert_eq!(endpoint_class(path), class, "{path}");
+        }
+    }
 }
