@@ -24,10 +24,10 @@ pub use message::{
     JobCompleted, JobEvent, JobEventError, JobQueued, JobSource, JobStarted, ProvisionRunner,
     ReapReason, ReapRunner, RunnerCreated, RunnerDeleted, RunnerEvent, RunnerFailed,
 };
+pub use observed::{GitHubSeen, WebhookSeen};
 pub use record::{
     IllegalTransition, JobRecord, JobState, RunnerName, RunnerNameError, RunnerRecord, RunnerState,
 };
-pub use observed::{GitHubSeen, WebhookSeen};
 pub use secret::Secret;
 pub use spec::{
     Capabilities, ErrorKind, JobRef, Network, ProviderKind, RunnerSpec, Scope, UnknownProvider,

@@ -194,7 +194,10 @@ mod tests {
         assert_eq!(s.format, LogFormat::Text);
         assert_eq!(s.filter, None);
         let blank = settings(&[(OTLP_ENDPOINT_ENV, "  ")]).unwrap();
-        assert_eq!(blank.otlp_traces_endpoint, None, "a blank endpoint is no endpoint");
+        assert_eq!(
+            blank.otlp_traces_endpoint, None,
+            "a blank endpoint is no endpoint"
+        );
     }
 
     #[test]
@@ -209,7 +212,10 @@ mod tests {
             (OTLP_TRACES_ENDPOINT_ENV, "http://b:9999/custom"),
         ])
         .unwrap();
-        assert_eq!(s.otlp_traces_endpoint.as_deref(), Some("http://b:9999/custom"));
+        assert_eq!(
+            s.otlp_traces_endpoint.as_deref(),
+            Some("http://b:9999/custom")
+        );
     }
 
     #[test]
@@ -218,6 +224,9 @@ mod tests {
         assert_eq!(s.format, LogFormat::Json);
         assert_eq!(s.filter.as_deref(), Some("debug"));
         let err = settings(&[(LOG_FORMAT_ENV, "xml")]).unwrap_err();
-        assert!(matches!(err, Error::BadLogFormat(ref f) if f == "xml"), "{err}");
+        assert!(
+            matches!(err, Error::BadLogFormat(ref f) if f == "xml"),
+            "{err}"
+        );
     }
 }

@@ -270,7 +270,10 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("shr_orphans_found_total{tenant=\"acme\"} 1"), "{text}");
+        assert!(
+            text.contains("shr_orphans_found_total{tenant=\"acme\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("shr_provision_duration_seconds_bucket{le=\"0.5\",provider=\"azure-aci\",outcome=\"created\"} 1")
                 || text.contains("shr_provision_duration_seconds_bucket{provider=\"azure-aci\",outcome=\"created\",le=\"0.5\"} 1"),
