@@ -92,7 +92,7 @@ where
                 };
                 // Continue the trace the message carries; logs of the handler show its id.
                 let trace = crate::trace::of_message(msg.headers.as_ref());
-                let span = tracing::info_span!("handle", trace_id = %trace.trace_id(), %subject);
+                let span = crate::trace::handler_span(&trace, &subject);
                 let work = tokio::time::timeout(
                     limit,
                     crate::trace::scope(trace, tracing::Instrument::instrument(handler(msg), span)),

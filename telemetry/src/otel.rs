@@ -33,6 +33,9 @@ pub const TRACER_NAME: &str = "serverless-hosted-runner";
 /// `OTEL_BSP_SCHEDULE_DELAY` in milliseconds); `OTEL_SERVICE_NAME` and
 /// `OTEL_RESOURCE_ATTRIBUTES` override the resource.
 pub(crate) fn provider(endpoint: &str, service_name: &str) -> Result<SdkTracerProvider, Error> {
+    // The exporter's HTTP client uses rustls without a built-in provider: take ring, as the
+    // rest of the workspace does (a provider installed earlier stays).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
