@@ -65,6 +65,8 @@ struct Mirror {
     jobs: BTreeMap<String, Vec<u8>>,
     job_states: BTreeMap<String, JobRecord>,
     runners: BTreeMap<String, RunnerRecord>,
+    /// Startups this process saw happen, newest last, for the page's chart.
+    startups: std::collections::VecDeque<status::Startup>,
 }
 
 impl Mirror {
@@ -197,6 +199,14 @@ fn on_job_entry(state: &ServerState, entry: async_nats::jetstream::kv::Entry) {
                 .map(|r| r.charge_labels.join(","))
                 .unwrap_or_default();
             telemetry::metrics::global().job_started(&job.tenant, &charge, secs);
+            mirror.startups.push_back(status::Startup {
+                job_id: job.job.job_id,
+                started_at: job.updated_at,
+                secs,
+            });
+            while mirror.startups.len() > status::STARTUP_SAMPLES {
+                mirror.startups.pop_front();
+            }
         }
         mirror.job_states.insert(entry.key.clone(), job);
     }
@@ -223,12 +233,32 @@ impl ServerState {
             .records()
     }
 
+    /// The snapshot, with the startups this process saw added to those still in progress.
     fn snapshot(&self) -> Snapshot {
-        Snapshot::build(
+        let mut snap = Snapshot::build(
             &self.records(),
             Some(&self.config),
             bus_schema::now_millis(),
-        )
+        );
+        let seen: Vec<status::Startup> = self
+            .mirror
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .startups
+            .iter()
+            .copied()
+            .collect();
+        let known: BTreeSet<u64> = snap.recent_startups.iter().map(|s| s.job_id).collect();
+        snap.recent_startups
+            .extend(seen.into_iter().filter(|s| !known.contains(&s.job_id)));
+        snap.recent_startups
+            .sort_by_key(|s| (s.started_at, s.job_id));
+        let keep = snap
+            .recent_startups
+            .len()
+            .saturating_sub(status::STARTUP_SAMPLES);
+        snap.recent_startups.drain(..keep);
+        snap
     }
 
     /// Why this process is not ready, or `None` when it is.

@@ -410,6 +410,10 @@ async fn separate_processes_share_a_trace_serve_metrics_and_a_status_page() {
                     "runners-{state} on the page"
                 );
             }
+            assert!(
+                dom.contains("id=\"startup-chart\""),
+                "the chart shows the startups the page's process saw"
+            );
             let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page");
             std::fs::create_dir_all(&artifacts).unwrap();
             let shot = artifacts.join("status-page.png");
