@@ -76,6 +76,12 @@ impl ProviderSettings for EciSettings {
 impl CloudSettings for EciSettings {
     const KIND: ProviderKind = ProviderKind::AlibabaEci;
     type Raw = RawEciSettings;
+    const EXAMPLE: &'static str = r#"region = "cn-shanghai"
+access_key_id = "LTAI5tExampleKeyId"
+access_key_secret = "env:ALIBABA_ACCESS_KEY_SECRET"
+vswitch_id = "vsw-example1"
+security_group_id = "sg-example1"
+"#;
 
     fn validate(raw: RawEciSettings) -> Result<Self, Vec<FieldError>> {
         let mut f = Fields::new();

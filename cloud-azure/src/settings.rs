@@ -81,6 +81,13 @@ impl ProviderSettings for AciSettings {
 impl CloudSettings for AciSettings {
     const KIND: ProviderKind = ProviderKind::AzureAci;
     type Raw = RawAciSettings;
+    const EXAMPLE: &'static str = r#"subscription_id = "00000000-0000-0000-0000-000000000001"
+resource_group = "runners"
+location = "westeurope"
+tenant_id = "00000000-0000-0000-0000-000000000002"
+client_id = "00000000-0000-0000-0000-000000000003"
+client_secret = "env:AZURE_CLIENT_SECRET"
+"#;
 
     fn validate(raw: RawAciSettings) -> Result<Self, Vec<FieldError>> {
         let mut f = Fields::new();

@@ -73,6 +73,12 @@ pub fn batch_capabilities() -> Capabilities {
     }
 }
 
+/// The section body both kinds share in their examples.
+const EXAMPLE: &str = r#"project = "acme-runners"
+region = "europe-west4"
+service_account_key = "file:/run/secrets/gcp-runner-key.json"
+"#;
+
 impl GcpSettings {
     fn validate(raw: RawGcpSettings) -> Result<Self, Vec<FieldError>> {
         let mut f = Fields::new();
@@ -126,6 +132,7 @@ impl ProviderSettings for CloudRunSettings {
 impl CloudSettings for CloudRunSettings {
     const KIND: ProviderKind = ProviderKind::GcpCloudrun;
     type Raw = RawGcpSettings;
+    const EXAMPLE: &'static str = EXAMPLE;
 
     fn validate(raw: RawGcpSettings) -> Result<Self, Vec<FieldError>> {
         GcpSettings::validate(raw).map(CloudRunSettings)
@@ -151,6 +158,7 @@ impl ProviderSettings for BatchSettings {
 impl CloudSettings for BatchSettings {
     const KIND: ProviderKind = ProviderKind::GcpBatch;
     type Raw = RawGcpSettings;
+    const EXAMPLE: &'static str = EXAMPLE;
 
     fn validate(raw: RawGcpSettings) -> Result<Self, Vec<FieldError>> {
         GcpSettings::validate(raw).map(BatchSettings)

@@ -30,6 +30,9 @@ pub trait CloudSettings: ProviderSettings + Sized {
     /// The section as serde reads it (`deny_unknown_fields`; strings still unchecked).
     type Raw: DeserializeOwned;
 
+    /// A complete, valid section body (without its `[...]` header), for docs and tests.
+    const EXAMPLE: &'static str;
+
     /// Checks every field of `raw`, reporting all problems (field names relative to the
     /// section).
     fn validate(raw: Self::Raw) -> Result<Self, Vec<FieldError>>;
@@ -42,6 +45,9 @@ pub trait CloudSettings: ProviderSettings + Sized {
 pub trait CloudPlugin: Send + Sync + fmt::Debug {
     /// The provider this plug-in configures and builds.
     fn kind(&self) -> ProviderKind;
+
+    /// A complete, valid section body, see [`CloudSettings::EXAMPLE`].
+    fn example(&self) -> &'static str;
 
     /// Parses and validates a provider section.
     fn parse(&self, table: toml::Table) -> Result<Arc<dyn ProviderSettings>, Vec<FieldError>>;
@@ -100,6 +106,10 @@ impl<S> fmt::Debug for Plugin<S> {
 impl<S: CloudSettings> CloudPlugin for Plugin<S> {
     fn kind(&self) -> ProviderKind {
         S::KIND
+    }
+
+    fn example(&self) -> &'static str {
+        S::EXAMPLE
     }
 
     fn parse(&self, table: toml::Table) -> Result<Arc<dyn ProviderSettings>, Vec<FieldError>> {

@@ -45,6 +45,7 @@ impl ProviderSettings for LocalSettings {
 impl CloudSettings for LocalSettings {
     const KIND: ProviderKind = ProviderKind::Local;
     type Raw = LocalSettings;
+    const EXAMPLE: &'static str = "runner_command = \"/opt/actions-runner/run.sh\"\n";
 
     fn validate(raw: LocalSettings) -> Result<Self, Vec<FieldError>> {
         match &raw.runner_command {
