@@ -82,10 +82,13 @@ fn each_plugin_names_a_mistyped_field() {
     }
 }
 
+/// `(field, value)` or `(field, reason fragment)` pairs.
+type Pairs = &'static [(&'static str, &'static str)];
+
 #[test]
 fn each_plugin_reports_every_invalid_value_with_field_and_reason() {
     // (kind, overrides, expected (field, reason fragment) in order)
-    let cases: &[(ProviderKind, &[(&str, &str)], &[(&str, &str)])] = &[
+    let cases: &[(ProviderKind, Pairs, Pairs)] = &[
         (
             ProviderKind::Local,
             &[("runner_command", "")],
