@@ -49,14 +49,17 @@ pub fn backoff(delivered: i64) -> Duration {
     Duration::from_millis(500u64 << exp).min(Duration::from_secs(30))
 }
 
-/// A stable lane key for any hashable value.
-pub fn lane_key(value: impl Hash) -> u64 {
+/// The lane of a message with record key `key` (a job key, a runner name): the same key
+/// always maps to the same lane, so one thing's messages are handled one at a time.
+pub fn lane_of(key: &str, lanes: usize) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    value.hash(&mut h);
-    h.finish()
+    key.hash(&mut h);
+    usize::try_from(h.finish() % lanes.max(1) as u64).unwrap_or(0)
 }
 
-/// Consumes `spec` until `cancel` fires. `key` picks a message's lane; `handler` does the work.
+/// Consumes `spec` until `cancel` fires. `key` names the record a message is about (the
+/// subject/record key: a job key or a runner name), which picks its lane; `handler` does the
+/// work.
 pub async fn run<K, H, Fut>(
     js: jetstream::Context,
     spec: ConsumerSpec,
@@ -65,7 +68,7 @@ pub async fn run<K, H, Fut>(
     handler: H,
 ) -> Result<(), Error>
 where
-    K: Fn(&Message) -> u64 + Send + 'static,
+    K: Fn(&Message) -> String + Send + 'static,
     H: Fn(Message) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = (Message, Result<(), Error>)> + Send,
 {
@@ -152,7 +155,7 @@ where
             };
             match next {
                 Some(Ok(msg)) => {
-                    let lane = usize::try_from(key(&msg) % lanes as u64).unwrap_or(0);
+                    let lane = lane_of(&key(&msg), lanes);
                     if senders[lane].send(msg).await.is_err() {
                         break 'outer;
                     }

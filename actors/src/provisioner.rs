@@ -27,7 +27,7 @@ use providers::{CreateRequest, Provider};
 use tokio_util::sync::CancellationToken;
 
 use crate::cas::cas;
-use crate::consume::{self, ConsumerSpec, lane_key};
+use crate::consume::{self, ConsumerSpec};
 use crate::{Context, Error};
 
 /// The providers of one process, by tenant and kind.
@@ -57,7 +57,12 @@ pub async fn run(
             ctx.bus.js.clone(),
             spec,
             cancel,
-            |msg| lane_key(msg.subject.as_str()) ^ lane_key(msg.payload.as_ref()),
+            // One runner's provision commands are handled one at a time.
+            |msg| {
+                bus_schema::decode::<ProvisionRunner>(&msg.payload)
+                    .map(|cmd| cmd.runner_name)
+                    .unwrap_or_default()
+            },
             move |msg| {
                 let ctx = ctx.clone();
                 let provider = provider.clone();
