@@ -47,6 +47,7 @@ use providers::{Instance, tags};
 use shr_nats::Leases;
 use tokio_util::sync::CancellationToken;
 
+use crate::cas::cas;
 use crate::leased::LeasedLoop;
 use crate::provisioner::ProviderSet;
 use crate::reaper::{self, Action, Clock, Observed, Outcome, Seen, Timeouts};
@@ -365,14 +366,18 @@ async fn mark(
         created_at: clock.now,
         updated_at: clock.now,
     };
-    match ctx.runners.create(name, &rec).await {
-        Ok(_) => {
-            tracing::warn!(runner = %name, instance = ?rec.instance_id, github_runner = ?rec.github_runner_id, "found a runner with no record; marked orphaned");
-            Ok(true)
-        }
-        Err(error) if error.is_conflict() => Ok(false),
-        Err(error) => Err(error.into()),
+    // Only where there is still no record: one written meanwhile is not a stray.
+    let marked = cas(&ctx.runners, name, |current| {
+        Ok(match current {
+            None => (Some(rec.clone()), true),
+            Some(_) => (None, false),
+        })
+    })
+    .await?;
+    if marked {
+        tracing::warn!(runner = %name, instance = ?rec.instance_id, github_runner = ?rec.github_runner_id, "found a runner with no record; marked orphaned");
     }
+    Ok(marked)
 }
 
 /// Removes what is left of a `Deleted` record. `false` when GitHub says it is busy.

@@ -700,3 +700,554 @@ pub fn claim(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+    use bus_schema::{JobSource, Network, ProviderKind};
+
+    use super::*;
+
+    const NOW: UnixMillis = 1_000_000;
+
+    fn v(labels: &[&str]) -> Vec<String> {
+        labels.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn job_ref(job_id: u64) -> JobRef {
+        JobRef {
+            job_id,
+            run_id: 9,
+            repo: "acme/app".into(),
+            labels: v(&["serverless-hosted-runner"]),
+            name: "build".into(),
+        }
+    }
+
+    fn spec() -> RunnerSpec {
+        RunnerSpec {
+            provider: ProviderKind::Local,
+            region: None,
+            cpu_millis: 2000,
+            memory_mib: 4096,
+            image: "runner:latest".into(),
+            network: Network::default(),
+            disk_bucket: None,
+            dind: false,
+            runner_group_id: 1,
+            labels: v(&["serverless-hosted-runner"]),
+            charge_labels: Vec::new(),
+            max_runtime_secs: 3600,
+        }
+    }
+
+    fn job(job_id: u64, state: JobState, runners: &[&str]) -> JobRecord {
+        JobRecord {
+            tenant: "acme".into(),
+            registration: "org".into(),
+            job: job_ref(job_id),
+            state,
+            attempts: u32::try_from(runners.len()).unwrap(),
+            runners: v(runners),
+            ran_on: None,
+            conclusion: None,
+            declined_reason: None,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    fn runner(name: &str, job_id: u64, state: RunnerState, ran: Option<u64>) -> RunnerRecord {
+        RunnerRecord {
+            name: name.into(),
+            tenant: "acme".into(),
+            registration: "org".into(),
+            provider: ProviderKind::Local,
+            job_id,
+            state,
+            ran_job_id: ran,
+            github_runner_id: Some(5),
+            instance_id: None,
+            spec: Some(spec()),
+            delete_attempts: 0,
+            last_error: None,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    fn queued(job_id: u64) -> JobQueued {
+        JobQueued {
+            tenant: "acme".into(),
+            registration: "org".into(),
+            job: job_ref(job_id),
+            source: JobSource::Webhook,
+            delivery_id: None,
+            observed_at: NOW,
+        }
+    }
+
+    fn started(job_id: u64, runner: &str) -> JobStarted {
+        JobStarted {
+            tenant: "acme".into(),
+            registration: "org".into(),
+            job: job_ref(job_id),
+            runner_name: runner.into(),
+            runner_id: Some(5),
+            source: JobSource::Webhook,
+            delivery_id: None,
+            observed_at: NOW,
+        }
+    }
+
+    fn completed(job_id: u64, conclusion: &str, runner: Option<&str>) -> JobCompleted {
+        JobCompleted {
+            tenant: "acme".into(),
+            registration: "org".into(),
+            job: job_ref(job_id),
+            conclusion: Some(conclusion.into()),
+            runner_name: runner.map(Into::into),
+            runner_id: None,
+            source: JobSource::Webhook,
+            delivery_id: None,
+            observed_at: NOW,
+        }
+    }
+
+    fn facts(runners: &[RunnerRecord]) -> Facts<'_> {
+        Facts {
+            now: NOW,
+            max_attempts: 3,
+            runners,
+        }
+    }
+
+    fn provision(runner: &str, job_id: u64) -> Action {
+        Action::Provision {
+            runner: runner.into(),
+            job_id,
+        }
+    }
+
+    fn reap(runner: &str, reason: ReapReason) -> Action {
+        Action::Reap {
+            runner: runner.into(),
+            reason,
+        }
+    }
+
+    /// One row of the decision table: the record before, the event, and what must come out.
+    struct Row<'a> {
+        rule: &'a str,
+        current: Option<JobRecord>,
+        event: Event<'a>,
+        runners: &'a [RunnerRecord],
+        /// The state written, or `None` for no write.
+        writes: Option<JobState>,
+        actions: Vec<Action>,
+    }
+
+    #[test]
+    fn scheduler_decision_table() {
+        let q7 = queued(7);
+        let admitted: Admission = Ok(spec());
+        let too_big = admit(
+            Ok(RunnerSpec {
+                cpu_millis: 64_000,
+                ..spec()
+            }),
+            Some(&Capabilities {
+                shapes: Vec::new(),
+                max_cpu_millis: 4000,
+                max_memory_mib: 8192,
+                dind: false,
+                disk_mount: false,
+            }),
+        );
+        let s_own = started(7, "shr-acme-7-1");
+        let s_steal = started(7, "shr-acme-8-1");
+        let done = completed(7, "success", Some("shr-acme-7-1"));
+        let cancelled = completed(7, "cancelled", None);
+        let own = [runner("shr-acme-7-1", 7, RunnerState::Running, None)];
+        let bound = |runner: &str| Action::Bind {
+            runner: runner.into(),
+            job: Box::new(JobRecord {
+                state: JobState::InProgress,
+                ran_on: Some(runner.into()),
+                updated_at: NOW,
+                ..job(7, JobState::Provisioning, &["shr-acme-7-1"])
+            }),
+        };
+        let rows = vec![
+            Row {
+                rule: "queued: a new job gets runner attempt 1",
+                current: None,
+                event: Event::Queued {
+                    queued: &q7,
+                    admission: &admitted,
+                    latest: None,
+                    has_slot: true,
+                },
+                runners: &[],
+                writes: Some(JobState::Provisioning),
+                actions: vec![provision("shr-acme-7-1", 7)],
+            },
+            Row {
+                rule: "no slot: the job waits queued and nothing is provisioned",
+                current: None,
+                event: Event::Queued {
+                    queued: &q7,
+                    admission: &admitted,
+                    latest: None,
+                    has_slot: false,
+                },
+                runners: &[],
+                writes: Some(JobState::Queued),
+                actions: vec![],
+            },
+            Row {
+                rule: "capability decline: recorded with the reason, no runner requested",
+                current: None,
+                event: Event::Queued {
+                    queued: &q7,
+                    admission: &too_big,
+                    latest: None,
+                    has_slot: true,
+                },
+                runners: &[],
+                writes: Some(JobState::Declined),
+                actions: vec![Action::Decline(too_big.clone().unwrap_err())],
+            },
+            Row {
+                rule: "queued again while its runner serves: resume that runner, no new attempt",
+                current: Some(job(7, JobState::Provisioning, &["shr-acme-7-1"])),
+                event: Event::Queued {
+                    queued: &q7,
+                    admission: &admitted,
+                    latest: Some(("shr-acme-7-1", Latest::Serving)),
+                    has_slot: true,
+                },
+                runners: &own,
+                writes: None,
+                actions: vec![provision("shr-acme-7-1", 7)],
+            },
+            Row {
+                rule: "queued while its runner is unregistered: reap it, next attempt",
+                current: Some(job(7, JobState::Provisioning, &["shr-acme-7-1"])),
+                event: Event::Queued {
+                    queued: &q7,
+                    admission: &admitted,
+                    latest: Some(("shr-acme-7-1", Latest::Unregistered)),
+                    has_slot: true,
+                },
+                runners: &own,
+                writes: Some(JobState::Provisioning),
+                actions: vec![
+                    reap("shr-acme-7-1", ReapReason::JobGone),
+                    provision("shr-acme-7-2", 7),
+                ],
+            },
+            Row {
+                rule: "started by its own runner: in progress, bind",
+                current: Some(job(7, JobState::Provisioning, &["shr-acme-7-1"])),
+                event: Event::Started {
+                    started: &s_own,
+                    ours: true,
+                },
+                runners: &[],
+                writes: Some(JobState::InProgress),
+                actions: vec![bound("shr-acme-7-1")],
+            },
+            Row {
+                rule: "started by another job's runner (steal): in progress, bind the thief",
+                current: Some(job(7, JobState::Provisioning, &["shr-acme-7-1"])),
+                event: Event::Started {
+                    started: &s_steal,
+                    ours: true,
+                },
+                runners: &[],
+                writes: Some(JobState::InProgress),
+                actions: vec![bound("shr-acme-8-1")],
+            },
+            Row {
+                rule: "steal, the robbed job's side: its next attempt is provisioned",
+                current: Some(job(8, JobState::Provisioning, &["shr-acme-8-1"])),
+                event: Event::Stolen {
+                    runner: "shr-acme-8-1",
+                    rebound: None,
+                },
+                runners: &[],
+                writes: Some(JobState::Provisioning),
+                actions: vec![provision("shr-acme-8-2", 8)],
+            },
+            Row {
+                rule: "steal with a free runner to re-bind: no new attempt",
+                current: Some(job(8, JobState::Provisioning, &["shr-acme-8-1"])),
+                event: Event::Stolen {
+                    runner: "shr-acme-8-1",
+                    rebound: Some("shr-acme-7-1"),
+                },
+                runners: &[],
+                writes: Some(JobState::Provisioning),
+                actions: vec![Action::Rebound {
+                    runner: "shr-acme-7-1".into(),
+                }],
+            },
+            Row {
+                rule: "steal after the attempts are spent: reported, nothing provisioned",
+                current: Some(job(
+                    8,
+                    JobState::Provisioning,
+                    &["shr-acme-8-1", "shr-acme-8-2", "shr-acme-8-3"],
+                )),
+                event: Event::Stolen {
+                    runner: "shr-acme-8-3",
+                    rebound: None,
+                },
+                runners: &[],
+                writes: None,
+                actions: vec![Action::AttemptsExhausted { job_id: 8 }],
+            },
+            Row {
+                rule: "completed: bind, mark and reap the runner that ran it; drop the others",
+                current: Some(job(
+                    7,
+                    JobState::InProgress,
+                    &["shr-acme-7-1", "shr-acme-7-2"],
+                )),
+                event: Event::Completed {
+                    completed: &done,
+                    ours: true,
+                    ran_on_ours: Some("shr-acme-7-1"),
+                },
+                runners: &[],
+                writes: Some(JobState::Completed),
+                actions: vec![
+                    Action::Bind {
+                        runner: "shr-acme-7-1".into(),
+                        job: Box::new(JobRecord {
+                            state: JobState::Completed,
+                            ran_on: Some("shr-acme-7-1".into()),
+                            conclusion: Some("success".into()),
+                            updated_at: NOW,
+                            ..job(7, JobState::InProgress, &["shr-acme-7-1", "shr-acme-7-2"])
+                        }),
+                    },
+                    Action::MarkCompleted {
+                        runner: "shr-acme-7-1".into(),
+                        job_id: 7,
+                    },
+                    reap("shr-acme-7-1", ReapReason::JobCompleted),
+                    Action::DropUnneeded {
+                        runner: "shr-acme-7-2".into(),
+                        job_id: 7,
+                    },
+                ],
+            },
+            Row {
+                rule: "cancelled before any runner took it: completed, its runner dropped",
+                current: Some(job(7, JobState::Provisioning, &["shr-acme-7-1"])),
+                event: Event::Completed {
+                    completed: &cancelled,
+                    ours: true,
+                    ran_on_ours: None,
+                },
+                runners: &[],
+                writes: Some(JobState::Completed),
+                actions: vec![Action::DropUnneeded {
+                    runner: "shr-acme-7-1".into(),
+                    job_id: 7,
+                }],
+            },
+            Row {
+                rule: "cancelled before it was seen queued: a tombstone, nothing else",
+                current: None,
+                event: Event::Completed {
+                    completed: &cancelled,
+                    ours: true,
+                    ran_on_ours: None,
+                },
+                runners: &[],
+                writes: Some(JobState::Completed),
+                actions: vec![],
+            },
+            Row {
+                rule: "runner failed: the next attempt",
+                current: Some(job(7, JobState::Provisioning, &["shr-acme-7-1"])),
+                event: Event::RunnerFailed {
+                    runner: "shr-acme-7-1",
+                },
+                runners: &[],
+                writes: Some(JobState::Provisioning),
+                actions: vec![provision("shr-acme-7-2", 7)],
+            },
+            Row {
+                rule: "runner failed that is not the latest: nothing",
+                current: Some(job(
+                    7,
+                    JobState::Provisioning,
+                    &["shr-acme-7-1", "shr-acme-7-2"],
+                )),
+                event: Event::RunnerFailed {
+                    runner: "shr-acme-7-1",
+                },
+                runners: &[],
+                writes: None,
+                actions: vec![],
+            },
+        ];
+        for row in rows {
+            let decision = decide(row.current.as_ref(), row.event, &facts(row.runners))
+                .unwrap_or_else(|e| panic!("{}: refused: {e}", row.rule));
+            assert_eq!(
+                decision.write.as_ref().map(|w| w.state),
+                row.writes,
+                "{}",
+                row.rule
+            );
+            assert_eq!(decision.actions, row.actions, "{}", row.rule);
+            if let Some(write) = &decision.write {
+                assert!(
+                    write.updated_at == NOW || row.current.is_none(),
+                    "{}: clock",
+                    row.rule
+                );
+                assert_eq!(write.attempts as usize, write.runners.len(), "{}", row.rule);
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_that_moved_on_since_its_runner_was_looked_at_is_decided_again() {
+        let q = queued(7);
+        let admitted: Admission = Ok(spec());
+        let current = job(7, JobState::Provisioning, &["shr-acme-7-1", "shr-acme-7-2"]);
+        let event = Event::Queued {
+            queued: &q,
+            admission: &admitted,
+            latest: Some(("shr-acme-7-1", Latest::Gone)),
+            has_slot: true,
+        };
+        assert_eq!(
+            decide(Some(&current), event, &facts(&[])),
+            Err(Refusal::InFlight(7))
+        );
+    }
+
+    #[test]
+    fn steals_do_not_use_up_attempts() {
+        let b = job(8, JobState::Provisioning, &["shr-acme-8-1", "shr-acme-8-2"]);
+        let records = [
+            runner("shr-acme-8-1", 8, RunnerState::Busy, Some(7)),
+            runner("shr-acme-8-2", 8, RunnerState::Failed, None),
+        ];
+        assert_eq!(attempt_budget(&b, &records, 3), 4);
+    }
+
+    #[test]
+    fn capabilities_decline_shapes_the_cloud_cannot_run() {
+        let caps = Capabilities {
+            shapes: vec![(2000, 4096)],
+            max_cpu_millis: 4000,
+            max_memory_mib: 8192,
+            dind: false,
+            disk_mount: false,
+        };
+        assert!(admit(Ok(spec()), Some(&caps)).is_ok());
+        assert!(admit(Ok(spec()), None).is_ok());
+        let odd = RunnerSpec {
+            memory_mib: 3000,
+            ..spec()
+        };
+        assert_eq!(
+            admit(Ok(odd), Some(&caps)).unwrap_err().code,
+            "unsupported_shape"
+        );
+        let dind = RunnerSpec {
+            dind: true,
+            ..spec()
+        };
+        assert!(
+            admit(Ok(dind), Some(&caps))
+                .unwrap_err()
+                .reason
+                .contains("docker-in-docker")
+        );
+        let disk = RunnerSpec {
+            disk_bucket: Some("b".into()),
+            ..spec()
+        };
+        assert!(admit(Ok(disk), Some(&caps)).is_err());
+    }
+
+    #[test]
+    fn a_long_waiting_running_runner_is_checked_with_github_on_a_poll_only() {
+        let mut rec = runner("shr-acme-7-1", 7, RunnerState::Running, None);
+        rec.updated_at = NOW - 20_000;
+        assert_eq!(
+            look_at_latest(Some(&rec), 7, true, 10_000, NOW),
+            Look::AskGitHub(5)
+        );
+        assert_eq!(
+            look_at_latest(Some(&rec), 7, false, 10_000, NOW),
+            Look::Known(Latest::Serving)
+        );
+        let stolen = runner("shr-acme-7-1", 7, RunnerState::Busy, Some(9));
+        assert_eq!(
+            look_at_latest(Some(&stolen), 7, true, 10_000, NOW),
+            Look::Known(Latest::Gone)
+        );
+        assert_eq!(
+            look_at_latest(None, 7, true, 10_000, NOW),
+            Look::Known(Latest::Serving)
+        );
+    }
+
+    #[test]
+    fn a_stale_request_is_taken_over_and_a_fresh_one_left_alone() {
+        let new = NewRunner {
+            name: "shr-acme-7-1",
+            tenant: "acme",
+            registration: "org",
+            job_id: 7,
+            spec: &spec(),
+        };
+        let mut rec = runner("shr-acme-7-1", 7, RunnerState::Requested, None);
+        rec.updated_at = NOW - 100;
+        assert_eq!(
+            claim(Some(&rec), new, false, 60_000, NOW).1,
+            Claim::InFlight
+        );
+        rec.updated_at = NOW - 60_000;
+        let (write, how) = claim(Some(&rec), new, false, 60_000, NOW);
+        assert_eq!(how, Claim::TakenOver { stale: Some(5) });
+        assert_eq!(
+            write.map(|w| (w.github_runner_id, w.updated_at)),
+            Some((None, NOW))
+        );
+        assert_eq!(claim(None, new, false, 60_000, NOW), (None, Claim::NoSlot));
+        assert_eq!(claim(None, new, true, 60_000, NOW).1, Claim::Created);
+    }
+
+    #[test]
+    fn coverage_follows_githubs_rule() {
+        let runner = v(&["serverless-hosted-runner", "cpu-2", "memory-4"]);
+        assert!(covers(&runner, &v(&["serverless-hosted-runner"])));
+        assert!(covers(
+            &runner,
+            &v(&["self-hosted", "SERVERLESS-hosted-runner", "cpu-2"])
+        ));
+        assert!(!covers(
+            &v(&["serverless-hosted-runner"]),
+            &v(&["serverless-hosted-runner", "cpu-2"])
+        ));
+    }
+
+    #[test]
+    fn only_this_tenants_runner_names_are_ours() {
+        assert!(our_runner("acme", "shr-acme-12-1").is_some());
+        assert!(our_runner("acme", "shr-other-12-1").is_none());
+        assert!(our_runner("acme", "GitHub Actions 5").is_none());
+    }
+}
