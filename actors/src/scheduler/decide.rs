@@ -1113,7 +1113,8 @@ mod tests {
                     "{}: clock",
                     row.rule
                 );
-                assert_eq!(write.attempts as usize, write.runners.len(), "{}", row.rule);
+                // Every attempt names a runner; a re-bound runner joins without an attempt.
+                assert!(write.attempts as usize <= write.runners.len(), "{}", row.rule);
             }
         }
     }
