@@ -848,44 +848,91 @@ mod tests {
         actions: Vec<Action>,
     }
 
-    #[test]
-    fn scheduler_decision_table() {
-        let q7 = queued(7);
-        let admitted: Admission = Ok(spec());
-        let too_big = admit(
-            Ok(RunnerSpec {
-                cpu_millis: 64_000,
-                ..spec()
-            }),
-            Some(&Capabilities {
-                shapes: Vec::new(),
-                max_cpu_millis: 4000,
-                max_memory_mib: 8192,
-                dind: false,
-                disk_mount: false,
-            }),
-        );
-        let s_own = started(7, "shr-acme-7-1");
-        let s_steal = started(7, "shr-acme-8-1");
-        let done = completed(7, "success", Some("shr-acme-7-1"));
-        let cancelled = completed(7, "cancelled", None);
-        let own = [runner("shr-acme-7-1", 7, RunnerState::Running, None)];
-        let bound = |runner: &str| Action::Bind {
-            runner: runner.into(),
-            job: Box::new(JobRecord {
-                state: JobState::InProgress,
-                ran_on: Some(runner.into()),
-                updated_at: NOW,
-                ..job(7, JobState::Provisioning, &["shr-acme-7-1"])
-            }),
+    /// The events and records the decision table uses (leaked: tests only).
+    struct Fixture {
+        q7: &'static JobQueued,
+        admitted: &'static Admission,
+        too_big: &'static Admission,
+        s_own: &'static JobStarted,
+        s_steal: &'static JobStarted,
+        done: &'static JobCompleted,
+        cancelled: &'static JobCompleted,
+        own: &'static [RunnerRecord],
+    }
+
+    fn leak<T>(value: T) -> &'static T {
+        Box::leak(Box::new(value))
+    }
+
+    fn fixture() -> Fixture {
+        let caps = Capabilities {
+            shapes: Vec::new(),
+            max_cpu_millis: 4000,
+            max_memory_mib: 8192,
+            dind: false,
+            disk_mount: false,
         };
-        let rows = vec![
+        let big = RunnerSpec {
+            cpu_millis: 64_000,
+            ..spec()
+        };
+        Fixture {
+            q7: leak(queued(7)),
+            admitted: leak(Ok(spec())),
+            too_big: leak(admit(Ok(big), Some(&caps))),
+            s_own: leak(started(7, "shr-acme-7-1")),
+            s_steal: leak(started(7, "shr-acme-8-1")),
+            done: leak(completed(7, "success", Some("shr-acme-7-1"))),
+            cancelled: leak(completed(7, "cancelled", None)),
+            own: leak([runner("shr-acme-7-1", 7, RunnerState::Running, None)]),
+        }
+    }
+
+    impl Fixture {
+        /// The bind of job 7, started on `runner`.
+        fn bound(&self, runner: &str) -> Action {
+            Action::Bind {
+                runner: runner.into(),
+                job: Box::new(JobRecord {
+                    state: JobState::InProgress,
+                    ran_on: Some(runner.into()),
+                    updated_at: NOW,
+                    ..job(7, JobState::Provisioning, &["shr-acme-7-1"])
+                }),
+            }
+        }
+    }
+
+    fn check(rows: Vec<Row<'_>>) {
+        for row in rows {
+            let decision = decide(row.current.as_ref(), row.event, &facts(row.runners))
+                .unwrap_or_else(|e| panic!("{}: refused: {e}", row.rule));
+            let written = decision.write.as_ref().map(|w| w.state);
+            assert_eq!(written, row.writes, "{}", row.rule);
+            assert_eq!(decision.actions, row.actions, "{}", row.rule);
+            if let Some(write) = &decision.write {
+                let fresh = write.updated_at == NOW || row.current.is_none();
+                assert!(fresh, "{}: clock", row.rule);
+                // Every attempt names a runner; a re-bound runner joins without an attempt.
+                assert!(
+                    write.attempts as usize <= write.runners.len(),
+                    "{}",
+                    row.rule
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn scheduler_table_queued() {
+        let f = fixture();
+        check(vec![
             Row {
                 rule: "queued: a new job gets runner attempt 1",
                 current: None,
                 event: Event::Queued {
-                    queued: &q7,
-                    admission: &admitted,
+                    queued: f.q7,
+                    admission: f.admitted,
                     latest: None,
                     has_slot: true,
                 },
@@ -897,8 +944,8 @@ mod tests {
                 rule: "no slot: the job waits queued and nothing is provisioned",
                 current: None,
                 event: Event::Queued {
-                    queued: &q7,
-                    admission: &admitted,
+                    queued: f.q7,
+                    admission: f.admitted,
                     latest: None,
                     has_slot: false,
                 },
@@ -910,25 +957,25 @@ mod tests {
                 rule: "capability decline: recorded with the reason, no runner requested",
                 current: None,
                 event: Event::Queued {
-                    queued: &q7,
-                    admission: &too_big,
+                    queued: f.q7,
+                    admission: f.too_big,
                     latest: None,
                     has_slot: true,
                 },
                 runners: &[],
                 writes: Some(JobState::Declined),
-                actions: vec![Action::Decline(too_big.clone().unwrap_err())],
+                actions: vec![Action::Decline(f.too_big.clone().unwrap_err())],
             },
             Row {
                 rule: "queued again while its runner serves: resume that runner, no new attempt",
                 current: Some(job(7, JobState::Provisioning, &["shr-acme-7-1"])),
                 event: Event::Queued {
-                    queued: &q7,
-                    admission: &admitted,
+                    queued: f.q7,
+                    admission: f.admitted,
                     latest: Some(("shr-acme-7-1", Latest::Serving)),
                     has_slot: true,
                 },
-                runners: &own,
+                runners: f.own,
                 writes: None,
                 actions: vec![provision("shr-acme-7-1", 7)],
             },
@@ -936,39 +983,46 @@ mod tests {
                 rule: "queued while its runner is unregistered: reap it, next attempt",
                 current: Some(job(7, JobState::Provisioning, &["shr-acme-7-1"])),
                 event: Event::Queued {
-                    queued: &q7,
-                    admission: &admitted,
+                    queued: f.q7,
+                    admission: f.admitted,
                     latest: Some(("shr-acme-7-1", Latest::Unregistered)),
                     has_slot: true,
                 },
-                runners: &own,
+                runners: f.own,
                 writes: Some(JobState::Provisioning),
                 actions: vec![
                     reap("shr-acme-7-1", ReapReason::JobGone),
                     provision("shr-acme-7-2", 7),
                 ],
             },
+        ]);
+    }
+
+    #[test]
+    fn scheduler_table_started_and_stolen() {
+        let f = fixture();
+        check(vec![
             Row {
                 rule: "started by its own runner: in progress, bind",
                 current: Some(job(7, JobState::Provisioning, &["shr-acme-7-1"])),
                 event: Event::Started {
-                    started: &s_own,
+                    started: f.s_own,
                     ours: true,
                 },
                 runners: &[],
                 writes: Some(JobState::InProgress),
-                actions: vec![bound("shr-acme-7-1")],
+                actions: vec![f.bound("shr-acme-7-1")],
             },
             Row {
                 rule: "started by another job's runner (steal): in progress, bind the thief",
                 current: Some(job(7, JobState::Provisioning, &["shr-acme-7-1"])),
                 event: Event::Started {
-                    started: &s_steal,
+                    started: f.s_steal,
                     ours: true,
                 },
                 runners: &[],
                 writes: Some(JobState::InProgress),
-                actions: vec![bound("shr-acme-8-1")],
+                actions: vec![f.bound("shr-acme-8-1")],
             },
             Row {
                 rule: "steal, the robbed job's side: its next attempt is provisioned",
@@ -1009,6 +1063,13 @@ mod tests {
                 writes: None,
                 actions: vec![Action::AttemptsExhausted { job_id: 8 }],
             },
+        ]);
+    }
+
+    #[test]
+    fn scheduler_table_completed_cancelled_and_failed() {
+        let f = fixture();
+        check(vec![
             Row {
                 rule: "completed: bind, mark and reap the runner that ran it; drop the others",
                 current: Some(job(
@@ -1017,7 +1078,7 @@ mod tests {
                     &["shr-acme-7-1", "shr-acme-7-2"],
                 )),
                 event: Event::Completed {
-                    completed: &done,
+                    completed: f.done,
                     ours: true,
                     ran_on_ours: Some("shr-acme-7-1"),
                 },
@@ -1049,7 +1110,7 @@ mod tests {
                 rule: "cancelled before any runner took it: completed, its runner dropped",
                 current: Some(job(7, JobState::Provisioning, &["shr-acme-7-1"])),
                 event: Event::Completed {
-                    completed: &cancelled,
+                    completed: f.cancelled,
                     ours: true,
                     ran_on_ours: None,
                 },
@@ -1064,7 +1125,7 @@ mod tests {
                 rule: "cancelled before it was seen queued: a tombstone, nothing else",
                 current: None,
                 event: Event::Completed {
-                    completed: &cancelled,
+                    completed: f.cancelled,
                     ours: true,
                     ran_on_ours: None,
                 },
@@ -1072,6 +1133,12 @@ mod tests {
                 writes: Some(JobState::Completed),
                 actions: vec![],
             },
+        ]);
+    }
+
+    #[test]
+    fn scheduler_table_runner_failed() {
+        check(vec![
             Row {
                 rule: "runner failed: the next attempt",
                 current: Some(job(7, JobState::Provisioning, &["shr-acme-7-1"])),
@@ -1096,27 +1163,7 @@ mod tests {
                 writes: None,
                 actions: vec![],
             },
-        ];
-        for row in rows {
-            let decision = decide(row.current.as_ref(), row.event, &facts(row.runners))
-                .unwrap_or_else(|e| panic!("{}: refused: {e}", row.rule));
-            assert_eq!(
-                decision.write.as_ref().map(|w| w.state),
-                row.writes,
-                "{}",
-                row.rule
-            );
-            assert_eq!(decision.actions, row.actions, "{}", row.rule);
-            if let Some(write) = &decision.write {
-                assert!(
-                    write.updated_at == NOW || row.current.is_none(),
-                    "{}: clock",
-                    row.rule
-                );
-                // Every attempt names a runner; a re-bound runner joins without an attempt.
-                assert!(write.attempts as usize <= write.runners.len(), "{}", row.rule);
-            }
-        }
+        ]);
     }
 
     #[test]
