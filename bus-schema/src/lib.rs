@@ -15,6 +15,7 @@
 
 mod message;
 mod observed;
+mod pool;
 mod record;
 mod secret;
 mod spec;
@@ -25,6 +26,7 @@ pub use message::{
     ReapReason, ReapRunner, RunnerCreated, RunnerDeleted, RunnerEvent, RunnerFailed,
 };
 pub use observed::{GitHubSeen, WebhookSeen};
+pub use pool::{PoolSequence, Slots};
 pub use record::{
     IllegalTransition, JobRecord, JobState, RunnerName, RunnerNameError, RunnerRecord, RunnerState,
 };

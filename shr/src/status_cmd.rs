@@ -52,7 +52,10 @@ pub struct ReapArgs {
 
 async fn open(source: &Source) -> anyhow::Result<(Option<registration::Config>, shr_nats::Bus)> {
     let config = match &source.config {
-        Some(path) => Some(registration::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?),
+        Some(path) => Some(
+            registration::Config::load(path, &::clouds::Registry)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
         None => None,
     };
     let url = source

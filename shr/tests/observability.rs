@@ -248,7 +248,7 @@ async fn separate_processes_share_a_trace_serve_metrics_and_a_status_page() {
         )
         .await;
     }
-    let webhook = registration::Config::load(&harness.config_path)
+    let webhook = registration::Config::load(&harness.config_path, &::clouds::Registry)
         .unwrap()
         .webhook
         .listen;
