@@ -27,6 +27,7 @@ mod limits;
 mod routes;
 mod shapes;
 mod state;
+pub mod vendor;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -175,6 +176,8 @@ pub(crate) struct Sim {
     pub(crate) limits: Mutex<limits::Limits>,
     pub(crate) hooks: Arc<webhooks::Webhooks>,
     pub(crate) issued: Mutex<HashMap<String, Issued>>,
+    /// Every REST exchange, in order, for the conformance tests.
+    pub(crate) exchanges: Mutex<Vec<vendor::Exchange>>,
     changed: watch::Sender<u64>,
 }
 
@@ -201,6 +204,7 @@ impl GitHubSim {
             limits: Mutex::new(limits::Limits::default()),
             hooks: hooks.clone(),
             issued: Mutex::new(HashMap::new()),
+            exchanges: Mutex::new(Vec::new()),
             changed: watch::Sender::new(0),
             config,
         });
@@ -249,6 +253,12 @@ impl GitHubSimHandle {
     /// The webhook delivery log, in event order.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.sim.hooks.log()
+    }
+
+    /// Every REST exchange so far (request and response), in order: what the client sent, to
+    /// check against the vendor description ([`vendor`]).
+    pub fn exchanges(&self) -> Vec<vendor::Exchange> {
+        lock(&self.sim.exchanges).clone()
     }
 
     /// Makes the next matching REST requests fail.

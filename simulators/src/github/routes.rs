@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::limits::{Bucket, Fault};
 use super::state::{DeleteError, same_scope};
-use super::{Caller, Issued, Sim, jit, lock, shapes};
+use super::{Caller, Issued, Sim, jit, lock, shapes, vendor};
 
 const SECONDARY: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.";
 const SECONDARY_DOCS: &str = "/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits";
@@ -65,6 +65,7 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
             );
     }
     router
+        .layer(middleware::from_fn_with_state(sim.clone(), vendor::layer))
         .layer(middleware::from_fn_with_state(sim.clone(), guard))
         .with_state(sim)
 }
