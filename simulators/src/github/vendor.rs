@@ -16,7 +16,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::body::{Body, Bytes, to_bytes};
+use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -309,7 +309,7 @@ pub(crate) async fn layer(State(sim): State<Arc<Sim>>, request: Request, next: N
             response_body: String::from_utf8_lossy(&response_bytes).into_owned(),
         });
     }
-    Response::from_parts(parts, Body::from(Bytes::from(response_bytes)))
+    Response::from_parts(parts, Body::from(response_bytes))
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
