@@ -5,7 +5,10 @@
 //! App installation tokens (RS256 JWT checked), self-hosted runners for repo/org/enterprise
 //! scopes (generate-jitconfig with 409 on a taken name and 422 on missing fields, list with
 //! pagination, get, delete), workflow runs (`status=` filter) and their jobs with ETag/304, one
-//! job, an org's repositories, `/rate_limit`.
+//! job, an org's repositories, `/rate_limit`. Requests are validated against GitHub's published
+//! description (`@octokit/openapi`, extracts in `simulators/vendor/github/`) and get its `422
+//! Validation Failed` or `400` answers; every exchange is recorded ([`GitHubSimHandle::exchanges`])
+//! so tests can hold requests and responses to that description ([`vendor`]).
 //!
 //! The world: queued jobs go to online runners whose labels (plus
 //! [`SimConfig::implied_labels`]) cover theirs, case-insensitively; a runner is online while a [fake runner](crate::runner) holds a
