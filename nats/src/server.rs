@@ -47,6 +47,10 @@ pub struct ServerOptions {
     pub ready_timeout: Duration,
     /// The binary; `None` looks it up (see the module docs).
     pub binary: Option<PathBuf>,
+    /// Start the server in a process group of its own, so a Ctrl-C meant for the parent
+    /// (the terminal signals the whole foreground group) reaches only the parent, which then
+    /// stops its actors while the bus is still up, and the server last.
+    pub own_process_group: bool,
 }
 
 impl Default for ServerOptions {
@@ -56,6 +60,7 @@ impl Default for ServerOptions {
             port: None,
             ready_timeout: Duration::from_secs(20),
             binary: None,
+            own_process_group: false,
         }
     }
 }
@@ -68,6 +73,7 @@ pub struct NatsServer {
     port: u16,
     store_dir: PathBuf,
     ready_timeout: Duration,
+    own_process_group: bool,
     /// Ports file, log file and (unless a store dir was given) the store.
     run_dir: tempfile::TempDir,
 }
@@ -99,6 +105,7 @@ impl NatsServer {
             port: opts.port.unwrap_or(0),
             store_dir,
             ready_timeout: opts.ready_timeout,
+            own_process_group: opts.own_process_group,
             run_dir,
         };
         server.spawn_and_wait().await?;
@@ -219,7 +226,11 @@ impl NatsServer {
         } else {
             self.port.to_string()
         };
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if self.own_process_group {
+            command.process_group(0);
+        }
+        let child = command
             .arg("-a")
             .arg("127.0.0.1")
             .arg("-p")
