@@ -357,7 +357,7 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
         let cancel = cancel.clone();
         tasks.spawn("webhook", async move {
             let shutdown = async move { cancel.cancelled().await };
-            let served = match tls {
+            match tls {
                 Some(tls) => match actors::tls::TlsListener::new(listener, tls) {
                     Ok(tls) => {
                         axum::serve(tls, router)
@@ -372,8 +372,7 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
                         .await
                 }
             }
-            .map_err(|e| actors::Error::bus("webhook server", e));
-            served
+            .map_err(|e| actors::Error::bus("webhook server", e))
         });
     }
     if config.runs(Actor::Poller) {
