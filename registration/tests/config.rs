@@ -124,7 +124,7 @@ fn enterprise_scope_refuses_app_auth_and_polling() {
     assert!(e.to_string().contains("depends on webhooks"), "{e}");
 
     let ok = "name = \"e\"\ntenant = \"acme\"\nscope = \"enterprise\"\nurl = \"https://github.com/enterprises/big\"\nauth = { pat = \"env:P\" }\n";
-    let config = Config::parse(&with_registration(ok), "shr.toml").unwrap();
+    let config = Config::parse(&with_registration(ok), "shr.toml", &clouds::Registry).unwrap();
     assert!(
         config
             .summary()
