@@ -499,9 +499,13 @@ impl Config {
                 .collect();
             let _ = writeln!(out, "tenant {}: providers {}", t.name, providers.join(", "));
             for r in self.registrations.iter().filter(|r| r.tenant == t.name) {
-                let poll = r
-                    .poll_interval_secs
-                    .map_or(String::new(), |s| format!(" every {s}s"));
+                let poll = match (&r.scope, r.poll_interval_secs) {
+                    (Scope::Enterprise { .. }, _) => {
+                        " (enterprise: not polled, depends on webhooks)".to_owned()
+                    }
+                    (_, Some(s)) => format!(" every {s}s"),
+                    (_, None) => String::new(),
+                };
                 let auth = match &r.auth {
                     Auth::Pat { token } => format!("pat {token}"),
                     Auth::App { app_id, .. } => format!("app {app_id}"),
