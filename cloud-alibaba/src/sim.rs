@@ -196,6 +196,9 @@ impl std::fmt::Debug for Shared {
 impl Sim {
     /// Binds `addr` (port 0 picks one) and serves until the handle is dropped.
     pub async fn start(config: SimConfig, addr: SocketAddr) -> Result<SimHandle, SimError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
             config,
             state: Mutex::new(State {
@@ -208,8 +211,7 @@ impl Sim {
                 next_id: 1,
             }),
         });
-        let server = simulators::cloud::serve("eci", addr, server::router(shared.clone()))
-            .await
+        let server = simulators::cloud::serve("eci", listener, server::router(shared.clone()))
             .map_err(|source| SimError::Bind { addr, source })?;
         Ok(SimHandle { shared, server })
     }

@@ -209,14 +209,13 @@ impl Drop for ServeHandle {
     }
 }
 
-/// Binds `addr` (port 0 picks one) and serves `router` there until the handle is dropped.
-/// `name` labels the warning logged if the server stops with an error.
-pub async fn serve(
+/// Serves `router` on `listener` until the handle is dropped. `name` labels the warning
+/// logged if the server stops with an error.
+pub fn serve(
     name: &'static str,
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     router: axum::Router,
 ) -> std::io::Result<ServeHandle> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
