@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use bus_schema::{Network, ProviderKind, RunnerSpec, Secret};
 use providers::{CreateRequest, Provider};
-use shr::clouds::{self, DemoCloud};
+use shr::clouds::build;
+use shr_lab::clouds::{DemoCloud, start_demo_cloud};
 
 const CONTROLLER: &str = "shr-test";
 const CLOUDS: [ProviderKind; 4] = [
@@ -82,7 +83,7 @@ async fn until<F: Fn() -> bool>(what: &str, check: F) {
 
 /// A simulator, and the provider built from a config pointing at it.
 async fn setup(kind: ProviderKind, dir: &Path) -> (DemoCloud, Arc<dyn Provider>) {
-    let cloud = clouds::start_demo_cloud(
+    let cloud = start_demo_cloud(
         kind,
         dir,
         PathBuf::from("/bin/sh"),
@@ -98,7 +99,7 @@ async fn setup(kind: ProviderKind, dir: &Path) -> (DemoCloud, Arc<dyn Provider>)
     let config = registration::Config::parse(&text, "test.toml")
         .unwrap_or_else(|e| panic!("config for {kind} invalid:\n{e}\n{text}"));
     let tenant = config.tenant("demo").unwrap();
-    let provider = clouds::build(kind, CONTROLLER, tenant).unwrap();
+    let provider = build(kind, CONTROLLER, tenant).unwrap();
     assert_eq!(provider.kind(), kind);
     (cloud, provider)
 }
@@ -185,7 +186,7 @@ async fn build_errors_name_tenant_provider_and_field() {
     let text = config_text(ProviderKind::AzureAci, &cloud, &pat);
     let config = registration::Config::parse(&text, "test.toml").unwrap();
     std::fs::remove_file(dir.path().join("azure-aci-secret")).unwrap();
-    let error = clouds::build(
+    let error = build(
         ProviderKind::AzureAci,
         CONTROLLER,
         config.tenant("demo").unwrap(),
@@ -195,7 +196,7 @@ async fn build_errors_name_tenant_provider_and_field() {
     for part in ["tenant demo", "provider azure-aci", "client_secret"] {
         assert!(message.contains(part), "{message}");
     }
-    let error = clouds::build(
+    let error = build(
         ProviderKind::GcpBatch,
         CONTROLLER,
         config.tenant("demo").unwrap(),
@@ -203,7 +204,7 @@ async fn build_errors_name_tenant_provider_and_field() {
     .unwrap_err();
     assert!(format!("{error:#}").contains("no [tenants.demo.providers.gcp-batch]"));
     assert!(
-        clouds::start_demo_cloud(
+        start_demo_cloud(
             ProviderKind::Local,
             dir.path(),
             "/bin/sh".into(),
