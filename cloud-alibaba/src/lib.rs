@@ -5,7 +5,7 @@
 //!   with Signature Version 1.0 / HMAC-SHA1 by [`signer`]).
 //! - `sim` (feature `sim`, lab-only): a faithful local simulator of the
 //!   `CreateContainerGroup`, `DeleteContainerGroup` and `DescribeContainerGroups` subset, which
-//!   implements [`simulators::cloud::CloudSim`].
+//!   implements `simulators::cloud::CloudSim`.
 //!
 //! Must not depend on: `simulators`, axum or any other simulator piece outside the `sim`
 //! feature, which the product build never enables; nor on `actors`, `shr` or the lab.

@@ -7,7 +7,7 @@
 //!   tagged with the controller/tenant/registration/runner/charge tags. The JIT config is the
 //!   container's `secureValue` env var, which ARM never returns.
 //! - `sim` (feature `sim`, lab-only) serves the same API subset locally with the service's
-//!   checks and error bodies, and implements [`simulators::cloud::CloudSim`].
+//!   checks and error bodies, and implements `simulators::cloud::CloudSim`.
 //!
 //! Must not depend on: `simulators`, axum or any other simulator piece outside the `sim`
 //! feature, which the product build never enables; nor on `actors`, `shr` or the lab.

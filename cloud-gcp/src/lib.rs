@@ -1,7 +1,7 @@
 //! Google Cloud providers: Cloud Run v2 jobs ([`CloudRunProvider`]) and Cloud Batch
 //! ([`BatchProvider`], used when a runner needs docker-in-docker), plus, under the `sim`
 //! feature (lab-only), a local simulator of both APIs, Secret Manager and the OAuth token
-//! endpoint (`sim`, whose `LabSim` implements [`simulators::cloud::CloudSim`]).
+//! endpoint (`sim`, whose `LabSim` implements `simulators::cloud::CloudSim`).
 //!
 //! # Guarantees
 //! - Both providers authenticate with a service-account key: a self-signed RS256 JWT is

@@ -46,7 +46,10 @@ fn locate(name: &str, env: &str, may_be_self: bool) -> anyhow::Result<PathBuf> {
     if let Some(cargo) = std::env::var_os("CARGO") {
         return cargo_build(Path::new(&cargo), name, &exe);
     }
-    let sibling = exe.parent().map(|dir| dir.join(name)).filter(|p| p.exists());
+    let sibling = exe
+        .parent()
+        .map(|dir| dir.join(name))
+        .filter(|p| p.exists());
     sibling.with_context(|| format!("cannot find the {name} binary; set {env}"))
 }
 

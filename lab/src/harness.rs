@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::bins;
 use anyhow::Context as _;
 use bus_schema::{JobRecord, ProviderKind, RunnerRecord, RunnerState};
 use registration::Actor;
-use crate::bins;
 use simulators::github::{
     GitHubSim, GitHubSimHandle, JobStatus, NewJob, SimConfig, WebhookSettings, WebhookTarget,
 };

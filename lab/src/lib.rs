@@ -4,7 +4,7 @@
 //!   simulator or the local provider, the actors), read back as one [`harness::Summary`];
 //! - [`clouds`]: one cloud simulator with sim-only credentials, driven through
 //!   [`simulators::cloud::CloudSim`];
-//! - [`demo`], [`chaos`], [`bench`] and [`sim`]: the `shr-lab` commands;
+//! - [`demo`], [`chaos`], [`bench`](mod@bench) and [`sim`]: the `shr-lab` commands;
 //! - [`bins`]: where the product binary (`shr`) and this lab binary are, for the processes
 //!   the lab starts.
 //!

@@ -50,10 +50,7 @@ fn the_product_links_no_simulator_and_no_lab() {
         "the graph is the product's: {product:?}"
     );
     for lab_only in ["simulators", "shr-lab"] {
-        assert!(
-            !product.contains_key(lab_only),
-            "shr depends on {lab_only}"
-        );
+        assert!(!product.contains_key(lab_only), "shr depends on {lab_only}");
     }
     for cloud in CLOUDS {
         let features = product
@@ -72,7 +69,9 @@ fn the_lab_links_every_simulator() {
     assert!(lab.contains_key("shr"), "the lab drives the product");
     assert!(lab.contains_key("simulators"), "{lab:?}");
     for cloud in CLOUDS {
-        let features = lab.get(cloud).unwrap_or_else(|| panic!("lab links {cloud}"));
+        let features = lab
+            .get(cloud)
+            .unwrap_or_else(|| panic!("lab links {cloud}"));
         assert!(
             features.contains("sim"),
             "the lab turns on {cloud}'s simulator: {features:?}"

@@ -169,8 +169,7 @@ impl<F: Copy> FaultPlan<F> {
     /// From now on `percent`% of calls (that find the queue empty) fail with `fault`, drawn
     /// from an RNG seeded with `seed`; 0 clears the rate.
     pub fn set_rate(&mut self, percent: u8, fault: F, seed: u64) {
-        self.rate =
-            (percent > 0).then(|| (percent.min(100), fault, StdRng::seed_from_u64(seed)));
+        self.rate = (percent > 0).then(|| (percent.min(100), fault, StdRng::seed_from_u64(seed)));
     }
 
     /// Drops the queue and the rate.
@@ -265,14 +264,9 @@ mod tests {
             args: vec!["-c".into(), script.into()],
         };
         let (tx, rx) = oneshot::channel();
-        let child = spawn_runner(
-            &sh("exit \"$CODE\""),
-            &[],
-            [("CODE", "3")],
-            move |code| {
-                let _ = tx.send(code);
-            },
-        )
+        let child = spawn_runner(&sh("exit \"$CODE\""), &[], [("CODE", "3")], move |code| {
+            let _ = tx.send(code);
+        })
         .unwrap();
         assert!(child.pid().is_some());
         assert_eq!(rx.await.unwrap(), Some(3));
@@ -292,7 +286,10 @@ mod tests {
             if stat.contains(") Z") {
                 break; // a zombie is dead; its parent reaps it later
             }
-            assert!(std::time::Instant::now() < deadline, "child {pid} still alive");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {pid} still alive"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -54,9 +54,7 @@ async fn preamble(
     rg: Option<&str>,
 ) -> Result<String, Response> {
     auth::check_bearer(shared, headers)?;
-    let fault = {
-        shared.lock().faults.next_fault()
-    };
+    let fault = { shared.lock().faults.next_fault() };
     match fault {
         Some(Fault::Throttle { retry_after_secs }) => {
             return Err((

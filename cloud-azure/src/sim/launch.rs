@@ -69,7 +69,11 @@ pub(super) fn start(
             update(&|g| {
                 g.inst.pid = None;
                 g.inst.exit_code = Some(code);
-                g.inst.state = if code == 0 { GroupState::Succeeded } else { GroupState::Failed };
+                g.inst.state = if code == 0 {
+                    GroupState::Succeeded
+                } else {
+                    GroupState::Failed
+                };
                 g.kill = None;
             });
         }

@@ -12,12 +12,12 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use simulators::cloud::{RunnerChild, spawn_runner};
 use super::state::{ApiError, Execution, Job, OpKind, State as SimState, execution_json, now};
 use super::{Fault, RecordedRequest};
 use crate::auth::{GRANT_TYPE, SCOPE};
 use crate::labels::{job_name_problem, valid_key, valid_value};
 use crate::shapes;
+use simulators::cloud::{RunnerChild, spawn_runner};
 
 type Shared = Arc<Mutex<SimState>>;
 type Reply = Result<Value, ApiError>;

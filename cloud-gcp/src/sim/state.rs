@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use simulators::cloud::{FaultPlan, RunnerChild};
 use super::{Fault, RecordedRequest, SimConfig};
+use simulators::cloud::{FaultPlan, RunnerChild};
 
 /// A job as the sim holds it, for tests to inspect.
 #[derive(Debug, Clone, PartialEq)]
