@@ -3,6 +3,8 @@
 //!
 //! - [`EciProvider`]: the [`providers::Provider`] for ECI (API 2018-08-08, RPC style, signed
 //!   with Signature Version 1.0 / HMAC-SHA1 by [`signer`]).
+//! - [`EciSettings`]: the `alibaba-eci` provider section (the cloud's plug-in, see
+//!   [`providers::plugin`]).
 //! - `sim` (feature `sim`, lab-only): a faithful local simulator of the
 //!   `CreateContainerGroup`, `DeleteContainerGroup` and `DescribeContainerGroups` subset, which
 //!   implements `simulators::cloud::CloudSim`.
@@ -20,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod provider;
 pub mod rules;
+pub mod settings;
 pub mod signer;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -27,3 +30,4 @@ pub mod sim;
 pub use config::{EciConfig, OssConfig};
 pub use error::EciError;
 pub use provider::EciProvider;
+pub use settings::EciSettings;

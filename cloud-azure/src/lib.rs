@@ -6,6 +6,8 @@
 //!   One runner is one container group named after the runner (PUT by name is idempotent),
 //!   tagged with the controller/tenant/registration/runner/charge tags. The JIT config is the
 //!   container's `secureValue` env var, which ARM never returns.
+//! - [`AciSettings`]: the `azure-aci` provider section (the cloud's plug-in, see
+//!   [`providers::plugin`]).
 //! - `sim` (feature `sim`, lab-only) serves the same API subset locally with the service's
 //!   checks and error bodies, and implements `simulators::cloud::CloudSim`.
 //!
@@ -16,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod limits;
 pub mod provider;
+pub mod settings;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod token;
@@ -23,5 +26,6 @@ pub mod token;
 pub use config::{AciConfig, AzureFilesConfig};
 pub use error::AciError;
 pub use provider::AciProvider;
+pub use settings::AciSettings;
 #[cfg(feature = "sim")]
 pub use sim::{Fault, GroupState, Launch, Sim, SimConfig, SimHandle, SimInstance};
