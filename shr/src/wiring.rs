@@ -39,8 +39,9 @@ pub struct StartOptions {
     pub holder_id: String,
     /// Where local state lives (local provider instances, runner logs).
     pub work_dir: PathBuf,
-    /// The program local runners run (`shr sim runner` unless a tenant names a `run.sh`).
-    pub runner_program: PathBuf,
+    /// The program a local provider without `runner_command` runs. The product has none
+    /// (`None`: such a tenant is refused); the lab passes its fake runner.
+    pub local_runner: Option<LocalRunner>,
     /// A listener already bound for the webhook (the demo binds port 0 first).
     pub webhook_listener: Option<std::net::TcpListener>,
     /// How often the reaper sweeps for orphans and timeouts.
@@ -49,6 +50,13 @@ pub struct StartOptions {
 
 /// How long a stop waits by default for the actors to finish the messages in hand.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// A runner program and its arguments, for local providers without `runner_command`.
+#[derive(Debug, Clone)]
+pub struct LocalRunner {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
 
 /// The running actors of this process.
 #[derive(Debug)]
@@ -262,11 +270,13 @@ fn tenant_providers(
                     .settings_as::<providers::local::LocalSettings>(kind)
                     .cloned()
                     .unwrap_or_default();
-                let (program, args) = match local.runner_command {
-                    Some(run_sh) => (run_sh, Vec::new()),
-                    None => (
-                        opts.runner_program.clone(),
-                        vec!["sim".into(), "runner".into()],
+                let (program, args) = match (local.runner_command, &opts.local_runner) {
+                    (Some(run_sh), _) => (run_sh, Vec::new()),
+                    (None, Some(runner)) => (runner.program.clone(), runner.args.clone()),
+                    (None, None) => anyhow::bail!(
+                        "tenant {}: providers.local: runner_command is required (the path of \
+                         an actions/runner run.sh)",
+                        tenant.name
                     ),
                 };
                 Arc::new(providers::local::LocalProvider::new(
