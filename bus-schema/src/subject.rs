@@ -282,14 +282,13 @@ pub fn job_key(tenant: &str, registration: &str, job_id: u64) -> Result<String, 
 /// `$KV.shr-runners.<tenant>.>` confines a tenant agent to its own runners.
 pub fn runner_key(runner_name: &str) -> Result<String, SubjectError> {
     validate_token("runner name", runner_name)?;
-    let name: crate::RunnerName =
-        runner_name
-            .parse()
-            .map_err(|_| SubjectError::InvalidToken {
-                what: "runner name",
-                token: runner_name.to_owned(),
-                reason: "it is not of the form shr-<tenant>-<job id>-<attempt>",
-            })?;
+    let name: crate::RunnerName = runner_name
+        .parse()
+        .map_err(|_| SubjectError::InvalidToken {
+            what: "runner name",
+            token: runner_name.to_owned(),
+            reason: "it is not of the form shr-<tenant>-<job id>-<attempt>",
+        })?;
     validate_token("tenant", &name.tenant)?;
     Ok(format!("{}.{runner_name}", name.tenant))
 }
@@ -442,7 +441,10 @@ mod tests {
 
     #[test]
     fn runner_keys_lead_with_the_tenant_of_the_name() {
-        assert_eq!(runner_key("shr-team-a-42-1").unwrap(), "team-a.shr-team-a-42-1");
+        assert_eq!(
+            runner_key("shr-team-a-42-1").unwrap(),
+            "team-a.shr-team-a-42-1"
+        );
         assert_eq!(
             runner_name_of_key("team-a.shr-team-a-42-1"),
             Some("shr-team-a-42-1")
@@ -450,7 +452,10 @@ mod tests {
         // A key whose tenant prefix disagrees with the name is not a runner key.
         assert_eq!(runner_name_of_key("team-b.shr-team-a-42-1"), None);
         assert_eq!(runner_keys_of("team-a").unwrap(), "team-a.>");
-        assert_eq!(tenant_of_runner("shr-team-a-42-1").as_deref(), Some("team-a"));
+        assert_eq!(
+            tenant_of_runner("shr-team-a-42-1").as_deref(),
+            Some("team-a")
+        );
         for bad in ["runner-1", "shr-a.b-1-1", "shr-*-1-1", "", "shr--1-1"] {
             assert!(runner_key(bad).is_err(), "{bad:?}");
         }

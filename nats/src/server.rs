@@ -40,6 +40,9 @@ pub struct ServerOptions {
     pub ready_timeout: Duration,
     /// The binary; `None` looks it up (see the module docs).
     pub binary: Option<PathBuf>,
+    /// A server configuration file (`-c`), such as the accounts and users written by
+    /// [`crate::security`]; the address, port, JetStream and store flags still apply.
+    pub config: Option<PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -49,6 +52,7 @@ impl Default for ServerOptions {
             port: None,
             ready_timeout: Duration::from_secs(20),
             binary: None,
+            config: None,
         }
     }
 }
@@ -61,6 +65,7 @@ pub struct NatsServer {
     port: u16,
     store_dir: PathBuf,
     ready_timeout: Duration,
+    config: Option<PathBuf>,
     /// Ports file, log file and (unless a store dir was given) the store.
     run_dir: tempfile::TempDir,
 }
@@ -92,6 +97,7 @@ impl NatsServer {
             port: opts.port.unwrap_or(0),
             store_dir,
             ready_timeout: opts.ready_timeout,
+            config: opts.config,
             run_dir,
         };
         server.spawn_and_wait().await?;
@@ -168,7 +174,11 @@ impl NatsServer {
         } else {
             self.port.to_string()
         };
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .arg("-a")
             .arg("127.0.0.1")
             .arg("-p")
