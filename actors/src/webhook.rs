@@ -366,11 +366,15 @@ fn to_event(
 /// Publishes a job event and waits for the JetStream ack. Returns whether it was a duplicate.
 /// Each delivery starts a trace (`traceparent` header) that the actors downstream continue.
 pub async fn publish(bus: &shr_nats::Bus, event: &JobEvent) -> Result<bool, crate::Error> {
+    // Deduplicated on `X-GitHub-Delivery` within the event's tenant and registration.
+    let msg_id = event
+        .delivery_id()
+        .map(|id| bus_schema::msg_id::delivery(event.tenant(), event.registration(), id));
     let ack = bus
         .publish_durable(
             &event.subject()?,
             event.encode()?,
-            event.delivery_id(),
+            msg_id.as_deref(),
             Some(crate::trace::outgoing_headers()),
         )
         .await?;

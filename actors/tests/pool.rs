@@ -244,7 +244,7 @@ async fn runner(ctx: &Context, name: &str) -> RunnerRecord {
 
 async fn all_runners(ctx: &Context) -> Vec<RunnerRecord> {
     let mut out = Vec::new();
-    for key in ctx.runners.keys().await.unwrap() {
+    for key in ctx.runners.names().await.unwrap() {
         if let Some((rec, _)) = ctx.runners.get(&key).await.unwrap() {
             out.push(rec);
         }

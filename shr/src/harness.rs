@@ -378,7 +378,7 @@ impl Harness {
     pub async fn runner_records(&self) -> anyhow::Result<Vec<RunnerRecord>> {
         let ctx = self.ctx()?;
         let mut out = Vec::new();
-        for key in ctx.runners.keys().await? {
+        for key in ctx.runners.names().await? {
             if let Some((rec, _)) = ctx.runners.get(&key).await? {
                 out.push(rec);
             }
