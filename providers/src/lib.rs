@@ -10,12 +10,19 @@
 //! - The JIT config never appears on a command line, in logs, or in a field the platform
 //!   shows in clear where it has a secret field.
 //! - Every error maps to an [`ErrorKind`] (transient, not found, quota, permanent).
+//!
+//! A cloud is a plug-in ([`plugin`]): its crate implements [`CloudSettings`] for its provider
+//! section; the `clouds` crate lists the plug-ins. This crate must not depend on any cloud
+//! crate, on `actors`, or on the lab.
 
 pub mod local;
+pub mod plugin;
 
 use std::collections::BTreeMap;
 
 use bus_schema::{ErrorKind, ProviderKind, RunnerSpec, Secret};
+
+pub use plugin::{BuildError, CloudPlugin, CloudSettings, Plugin};
 
 /// Tags put on every instance, so the reaper can find what is not in the records.
 pub mod tags {

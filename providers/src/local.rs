@@ -23,6 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Capabilities, CreateRequest, Instance, InstanceStatus, Provider, ProviderError, tags};
 
+mod settings;
+
+pub use settings::{LocalSettings, capabilities};
+
 /// The environment variable the runner reads its JIT config from.
 pub const JITCONFIG_ENV: &str = "ACTIONS_RUNNER_INPUT_JITCONFIG";
 
@@ -223,13 +227,7 @@ impl Provider for LocalProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            shapes: Vec::new(),
-            max_cpu_millis: 64_000,
-            max_memory_mib: 256 * 1024,
-            dind: false,
-            disk_mount: false,
-        }
+        capabilities()
     }
 }
 

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
-    let config = match registration::Config::load(&path) {
+    let config = match registration::Config::load(&path, &::clouds::Registry) {
         Ok(config) => std::sync::Arc::new(config),
         Err(errors) => {
             eprintln!("{errors}");

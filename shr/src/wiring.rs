@@ -112,7 +112,11 @@ fn tenant_providers(
     for kind in tenant.providers.kinds() {
         let provider: Arc<dyn Provider> = match kind {
             ProviderKind::Local => {
-                let local = tenant.providers.local.clone().unwrap_or_default();
+                let local = tenant
+                    .providers
+                    .settings_as::<providers::local::LocalSettings>(kind)
+                    .cloned()
+                    .unwrap_or_default();
                 let (program, args) = match local.runner_command {
                     Some(run_sh) => (run_sh, Vec::new()),
                     None => (
@@ -129,8 +133,7 @@ fn tenant_providers(
                     },
                 )?)
             }
-            other => crate::clouds::build(other, &controller_id, tenant)
-                .with_context(|| format!("tenant {}: provider {other}", tenant.name))?,
+            other => ::clouds::build(other, &controller_id, tenant)?,
         };
         out.push((kind, provider));
     }
