@@ -36,6 +36,12 @@ impl RunnerRecords {
         Ok(self.0.get(&key).await?)
     }
 
+    /// Writes the record of runner `name` if it has none.
+    pub async fn create(&self, name: &str, record: &RunnerRecord) -> Result<u64, Error> {
+        let key = bus_schema::subject::runner_key(name)?;
+        Ok(self.0.create(&key, record).await?)
+    }
+
     /// The names of `tenant`'s runner records, listed over its keys only.
     pub async fn names_of(&self, tenant: &str) -> Result<Vec<String>, Error> {
         let filter = bus_schema::subject::runner_keys_of(tenant)?;
