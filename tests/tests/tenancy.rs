@@ -139,10 +139,11 @@ async fn central_and_agent_run_under_their_grants_and_forged_runner_events_chang
     options.nats_nkey_seed = Some(security::seed_path(&keys, &Role::Central));
     options.actors = vec![Actor::Webhook, Actor::Poller, Actor::Scheduler];
     let mut h = Harness::start(options).await.expect("central starts");
-    let agent = start_agent(&h, &keys).await;
 
+    // No agent yet: the first job waits for its runner (requested, its provision command
+    // queued). Forge events about that runner from the other tenant: a `failed` naming it
+    // would provision the job again, a `deleted` would free its slot.
     let jobs = h.queue_jobs(12, &LABEL_SETS);
-    // The first job's runner exists: forge events about it from the other tenant.
     let first = jobs[0];
     let ctx = h.running.as_ref().unwrap().ctx.clone();
     let key = subject::job_key(TENANT, REGISTRATION, first).unwrap();
@@ -174,7 +175,11 @@ async fn central_and_agent_run_under_their_grants_and_forged_runner_events_chang
         }
     })
     .await;
+    let (now, _) = ctx.jobs.get(&key).await.unwrap().unwrap();
+    assert_eq!(now.runners, before.runners, "forged events changed the job");
+    assert_eq!(now.attempts, before.attempts, "forged events changed the job");
 
+    let agent = start_agent(&h, &keys).await;
     let summary = h.wait_settled(Duration::from_secs(300), false).await.unwrap();
     assert!(summary.ok(), "{summary}\n{}", h.explain_lost().await.unwrap());
     assert_eq!(summary.completed, 12);
