@@ -192,9 +192,9 @@ impl<T: Serialize + DeserializeOwned> Records<T> {
                 .map_err(|e| listing(Box::new(e)))?;
             let mut got = 0;
             while let Some(msg) = batch.next().await {
-                let msg = msg.map_err(|e| listing(e))?;
+                let msg = msg.map_err(&listing)?;
                 got += 1;
-                pending = msg.info().map_err(|e| listing(e))?.pending;
+                pending = msg.info().map_err(&listing)?.pending;
                 let deleted = msg
                     .headers
                     .as_ref()

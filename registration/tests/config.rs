@@ -407,9 +407,8 @@ fn debug_output_shows_references_not_values() {
 
 #[test]
 fn nats_credentials_come_by_reference_and_never_inside_the_url() {
-    let with_controller = |controller: &str| {
-        format!("[controller]\n{controller}\n{}", with_registration(OK_REG))
-    };
+    let with_controller =
+        |controller: &str| format!("[controller]\n{controller}\n{}", with_registration(OK_REG));
     let ok = with_controller(
         "nats_url = \"nats://nats.internal:4222\"\nnats_nkey_seed = \"file:/etc/shr/agent-a.nk\"",
     );
@@ -424,7 +423,10 @@ fn nats_credentials_come_by_reference_and_never_inside_the_url() {
         "nats_url = \"nats://agent:hunter2@nats.internal:4222\"",
     ));
     assert!(in_url.has_field("controller.nats_url"), "{in_url}");
-    assert!(!in_url.to_string().contains("hunter2"), "password echoed: {in_url}");
+    assert!(
+        !in_url.to_string().contains("hunter2"),
+        "password echoed: {in_url}"
+    );
 
     let inline = errors(&with_controller(
         "nats_nkey_seed = \"SUAINLINESEED\"\nnats_creds = \"env:CREDS\"",

@@ -9,9 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bus_schema::{
-    ProviderKind, ReapReason, RunnerDeleted, RunnerEvent, RunnerFailed, subject,
-};
+use bus_schema::{ProviderKind, ReapReason, RunnerDeleted, RunnerEvent, RunnerFailed, subject};
 use registration::Actor;
 use shr::demo::LABEL_SETS;
 use shr::harness::{Harness, HarnessOptions, REGISTRATION, TENANT};
@@ -177,15 +175,28 @@ async fn central_and_agent_run_under_their_grants_and_forged_runner_events_chang
     .await;
     let (now, _) = ctx.jobs.get(&key).await.unwrap().unwrap();
     assert_eq!(now.runners, before.runners, "forged events changed the job");
-    assert_eq!(now.attempts, before.attempts, "forged events changed the job");
+    assert_eq!(
+        now.attempts, before.attempts,
+        "forged events changed the job"
+    );
 
     let agent = start_agent(&h, &keys).await;
-    let summary = h.wait_settled(Duration::from_secs(300), false).await.unwrap();
-    assert!(summary.ok(), "{summary}\n{}", h.explain_lost().await.unwrap());
+    let summary = h
+        .wait_settled(Duration::from_secs(300), false)
+        .await
+        .unwrap();
+    assert!(
+        summary.ok(),
+        "{summary}\n{}",
+        h.explain_lost().await.unwrap()
+    );
     assert_eq!(summary.completed, 12);
     // Forged `failed` events would have provisioned the first job again; they did not.
     let (after, _) = ctx.jobs.get(&key).await.unwrap().unwrap();
-    assert_eq!(after.runners, before.runners, "forged events changed the job");
+    assert_eq!(
+        after.runners, before.runners,
+        "forged events changed the job"
+    );
     // Every instance was created by the agent, whose providers now list none.
     assert!(agent.providers.keys().all(|(t, _)| t == TENANT));
     for provider in agent.providers.values() {
