@@ -15,6 +15,7 @@
 
 mod message;
 pub mod msg_id;
+mod observed;
 mod pool;
 mod record;
 mod secret;
@@ -25,6 +26,7 @@ pub use message::{
     JobCompleted, JobEvent, JobEventError, JobQueued, JobSource, JobStarted, ProvisionRunner,
     ReapReason, ReapRunner, RunnerCreated, RunnerDeleted, RunnerEvent, RunnerFailed,
 };
+pub use observed::{GitHubSeen, WebhookSeen};
 pub use pool::{PoolSequence, Slots};
 pub use record::{
     IllegalTransition, JobRecord, JobState, RunnerName, RunnerNameError, RunnerRecord, RunnerState,

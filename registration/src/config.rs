@@ -67,6 +67,9 @@ pub struct Controller {
     pub tenants: Option<BTreeSet<String>>,
     /// Working directory for local state (local runners, logs).
     pub work_dir: Option<PathBuf>,
+    /// Where `/metrics`, `/healthz`, `/readyz` and the status page are served; `None` means
+    /// a free port on 127.0.0.1, printed at start-up.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// One kind of actor.
@@ -505,9 +508,13 @@ impl Config {
                 .collect();
             let _ = writeln!(out, "tenant {}: providers {}", t.name, providers.join(", "));
             for r in self.registrations.iter().filter(|r| r.tenant == t.name) {
-                let poll = r
-                    .poll_interval_secs
-                    .map_or(String::new(), |s| format!(" every {s}s"));
+                let poll = match (&r.scope, r.poll_interval_secs) {
+                    (Scope::Enterprise { .. }, _) => {
+                        " (enterprise: not polled, depends on webhooks)".to_owned()
+                    }
+                    (_, Some(s)) => format!(" every {s}s"),
+                    (_, None) => String::new(),
+                };
                 let auth = match &r.auth {
                     Auth::Pat { token } => format!("pat {token}"),
                     Auth::App { app_id, .. } => format!("app {app_id}"),
