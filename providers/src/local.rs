@@ -1,7 +1,8 @@
 //! The local process provider: each runner is a child process on this host.
 //!
-//! It starts `shr sim runner` (or a real `actions/runner` `run.sh`) with the JIT config in the
-//! child's environment as `ACTIONS_RUNNER_INPUT_JITCONFIG`, never on its command line.
+//! It starts the program it is given (an `actions/runner` `run.sh`, or in the lab the fake
+//! runner `shr-lab sim runner`) with the JIT config in the child's environment as
+//! `ACTIONS_RUNNER_INPUT_JITCONFIG`, never on its command line.
 //!
 //! # Guarantees
 //! - Crash safe: each instance is a small JSON file under `<state_dir>/instances/`, written
