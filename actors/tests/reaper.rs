@@ -87,7 +87,11 @@ fn a_cloud_only_orphan_waits_out_the_create_retry_window() {
         (window - 1, Action::Keep(KeepReason::NotDue)),
         (window, Action::ReapIfIdle(Orphan)),
     ] {
-        assert_eq!(reaper::decide(&cloud_only, alive, None, age, t), want, "age {age}");
+        assert_eq!(
+            reaper::decide(&cloud_only, alive, None, age, t),
+            want,
+            "age {age}"
+        );
     }
     // One GitHub also knows is due after the grace alone.
     let with_github = rec(RunnerState::Orphaned, None);
@@ -863,7 +867,11 @@ async fn a_planted_instance_of_another_controller_survives_the_sweep() {
     // Ours is gone; theirs was never marked, never deleted, and still runs.
     assert!(!env.instance_exists(ours).await);
     assert!(env.state(foreign).await.is_none());
-    let survivor = theirs.get(foreign).await.unwrap().expect("foreign instance survives");
+    let survivor = theirs
+        .get(foreign)
+        .await
+        .unwrap()
+        .expect("foreign instance survives");
     assert_eq!(survivor.status, InstanceStatus::Running);
     assert_eq!(env.provider.delete_calls.load(Ordering::SeqCst), 1);
     theirs.delete(foreign).await.unwrap();
