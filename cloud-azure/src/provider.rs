@@ -3,8 +3,10 @@
 //! - create: GET the group named after the runner; if absent, PUT it. PUT by name is ARM's
 //!   idempotency key, so a racing second create updates the same group instead of adding one.
 //!   The GET first avoids re-PUTting a running group, which ACI may treat as an update.
-//! - delete: DELETE; 200/202/204 and 404 are success.
-//! - list: the resource group's groups (following `nextLink`), filtered by our controller tag.
+//! - delete: GET, then DELETE only a group carrying our controller tag; 200/202/204 and 404
+//!   are success, and so is a group of another controller, which is left alone.
+//! - get and list: only groups carrying our controller tag (another deployment may share the
+//!   resource group).
 //! - The JIT config travels only as the container's `secureValue` env var, which ARM never
 //!   returns on GET; nothing here logs a request body.
 
@@ -102,6 +104,32 @@ impl AciProvider {
             tokens,
             groups_url,
         })
+    }
+
+    /// Whether `group` carries this deployment's controller tag.
+    fn ours(&self, group: &Value) -> bool {
+        group["tags"][providers::tags::CONTROLLER].as_str() == Some(self.cfg.controller_id.as_str())
+    }
+
+    /// The group named after `runner_name`, whoever owns it; `None` when absent.
+    async fn fetch(
+        &self,
+        op: &'static str,
+        runner_name: &str,
+    ) -> Result<Option<Value>, ProviderError> {
+        let url = self.group_url(&limits::group_name(runner_name));
+        let resp = self.call(op, Method::GET, &url, None).await?;
+        if resp.status == 404 {
+            // A missing resource group is a configuration error, not a missing runner.
+            let err = Self::not_found_error(op, &resp);
+            return match &err {
+                AciError::Service { code, .. } if code == "ResourceGroupNotFound" => {
+                    Err(err.into())
+                }
+                _ => Ok(None),
+            };
+        }
+        Ok(Some(Self::parse(op, &resp.body)?))
     }
 
     fn group_url(&self, name: &str) -> String {
@@ -323,8 +351,22 @@ impl Provider for AciProvider {
 
     async fn create(&self, request: &CreateRequest) -> Result<Instance, ProviderError> {
         const OP: &str = "create";
-        if let Some(existing) = self.get(&request.runner_name).await? {
-            return Ok(existing);
+        match self.fetch(OP, &request.runner_name).await? {
+            Some(group) if self.ours(&group) => return Ok(instance(&group)),
+            // Same name, another deployment's group: never PUT over it.
+            Some(_) => {
+                return Err(AciError::Service {
+                    operation: OP,
+                    status: 409,
+                    code: "ForeignContainerGroup".into(),
+                    message: format!(
+                        "a container group named after {} belongs to another controller",
+                        request.runner_name
+                    ),
+                }
+                .into());
+            }
+            None => {}
         }
         let body = self.body(request)?;
         let url = self.group_url(&limits::group_name(&request.runner_name));
@@ -339,6 +381,15 @@ impl Provider for AciProvider {
     }
 
     async fn delete(&self, runner_name: &str) -> Result<(), ProviderError> {
+        // Only a group carrying our controller tag is ours to delete: another deployment may
+        // share the resource group. Missing (or foreign) is success.
+        if !self
+            .fetch("delete", runner_name)
+            .await?
+            .is_some_and(|g| self.ours(&g))
+        {
+            return Ok(());
+        }
         let url = self.group_url(&limits::group_name(runner_name));
         let resp = self.call("delete", Method::DELETE, &url, None).await?;
         tracing::info!(runner = %runner_name, status = resp.status, "container group delete");
@@ -346,20 +397,11 @@ impl Provider for AciProvider {
     }
 
     async fn get(&self, runner_name: &str) -> Result<Option<Instance>, ProviderError> {
-        const OP: &str = "get";
-        let url = self.group_url(&limits::group_name(runner_name));
-        let resp = self.call(OP, Method::GET, &url, None).await?;
-        if resp.status == 404 {
-            // A missing resource group is a configuration error, not a missing runner.
-            let err = Self::not_found_error(OP, &resp);
-            return match &err {
-                AciError::Service { code, .. } if code == "ResourceGroupNotFound" => {
-                    Err(err.into())
-                }
-                _ => Ok(None),
-            };
-        }
-        Ok(Some(instance(&Self::parse(OP, &resp.body)?)))
+        Ok(self
+            .fetch("get", runner_name)
+            .await?
+            .filter(|g| self.ours(g))
+            .map(|g| instance(&g)))
     }
 
     async fn list(&self) -> Result<Vec<Instance>, ProviderError> {
@@ -377,10 +419,7 @@ impl Provider for AciProvider {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .filter(|g| {
-                        g["tags"][providers::tags::CONTROLLER].as_str()
-                            == Some(self.cfg.controller_id.as_str())
-                    })
+                    .filter(|g| self.ours(g))
                     .map(instance),
             );
             match page["nextLink"].as_str().filter(|l| !l.is_empty()) {

@@ -88,6 +88,9 @@ impl BatchProvider {
             "environment": { "secretVariables": { JIT_ENV: secret_version } },
         }]);
         let mut allocation = json!({ "labels": labels });
+        if let Some(account) = &self.config.runner_service_account {
+            allocation["serviceAccount"] = json!({ "email": account });
+        }
         let subnetwork = spec
             .network
             .subnet

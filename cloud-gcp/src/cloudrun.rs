@@ -99,6 +99,9 @@ impl CloudRunProvider {
             task["volumes"] = json!([{ "name": "work", "gcs": { "bucket": bucket } }]);
         }
         task["containers"] = json!([container]);
+        if let Some(account) = &self.config.runner_service_account {
+            task["serviceAccount"] = json!(account);
+        }
         let subnetwork = spec
             .network
             .subnet

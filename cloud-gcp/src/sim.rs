@@ -171,6 +171,12 @@ impl SimHandle {
         self.lock().secrets()
     }
 
+    /// Whether a job running as `account` (`None`: the default compute account) could read
+    /// secret `projects/{p}/secrets/{id}`, as the simulator decides when it starts a runner.
+    pub fn secret_readable_by(&self, secret: &str, account: Option<&str>) -> bool {
+        self.lock().secret_readable_by(secret, account)
+    }
+
     /// Every API call received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()

@@ -159,3 +159,33 @@ async fn quota_and_throttling_are_told_apart() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_runner_service_account_alone_may_read_the_runners_secret() {
+    let sim = start(sim_config()).await;
+    let mut config = gcp_config(&sim);
+    let account = format!("runner@{PROJECT}.iam.gserviceaccount.com");
+    config.runner_service_account = Some(account.clone());
+    let provider = BatchProvider::new(config).unwrap();
+    provider
+        .create(&request(KIND, "shr-acme-72-1"))
+        .await
+        .unwrap();
+    let body = &sim.batch_jobs()[0].request;
+    assert_eq!(body["allocationPolicy"]["serviceAccount"]["email"], account);
+    let secret = format!("projects/{PROJECT}/secrets/shr-acme-72-1-jit");
+    assert!(sim.secret_readable_by(&secret, Some(&account)));
+    assert!(
+        !sim.secret_readable_by(&secret, None),
+        "the default compute account"
+    );
+    let policy = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("shr-acme-72-1-jit:setIamPolicy"))
+        .expect("a per-secret IAM policy");
+    assert_eq!(
+        policy.body["policy"]["bindings"][0]["role"],
+        "roles/secretmanager.secretAccessor"
+    );
+}

@@ -155,7 +155,7 @@ fn config(kind: ProviderKind, body: &str) -> Config {
         "[tenants.demo.providers.local]\n".to_owned()
     };
     let text = format!(
-        "[tenants.demo]\n{local}[tenants.demo.providers.{kind}]\n{body}\n\
+        "[controller]\nid = \"demo-prod\"\n[tenants.demo]\n{local}[tenants.demo.providers.{kind}]\n{body}\n\
          [[registrations]]\nname = \"r\"\ntenant = \"demo\"\nscope = \"org\"\n\
          url = \"https://github.com/demo\"\nauth = {{ pat = \"env:P\" }}\ndetection = \"poll\"\n"
     );

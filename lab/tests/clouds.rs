@@ -151,11 +151,26 @@ async fn orphans_are_listed_and_foreign_ones_are_not() {
         let listed = provider.list().await.unwrap();
         let names: Vec<_> = listed.iter().map(|i| i.runner_name.as_str()).collect();
         assert_eq!(names, ["shr-demo-7-1"], "{kind}");
+        // Another controller's instance is neither returned by get nor deleted.
+        assert!(
+            provider.get("shr-demo-7-1").await.unwrap().is_some(),
+            "{kind}"
+        );
+        assert!(
+            provider.get("shr-demo-8-1").await.unwrap().is_none(),
+            "{kind}"
+        );
+        provider.delete("shr-demo-8-1").await.unwrap();
         provider.delete("shr-demo-7-1").await.unwrap();
         until(&format!("{kind} to delete the orphan"), || {
             cloud.live_instances_of(CONTROLLER) == 0
         })
         .await;
+        assert_eq!(
+            cloud.live_instances_of("someone-else"),
+            1,
+            "{kind}: the foreign instance survives"
+        );
         assert_eq!(cloud.launches(), (0, 0), "{kind}: orphans launch nothing");
     }
 }

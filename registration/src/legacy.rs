@@ -598,7 +598,12 @@ impl Output {
         for (var, what) in &self.env_vars {
             let _ = writeln!(s, "#   {var}: {what}");
         }
-        let _ = writeln!(s, "\n[controller]\nid = \"shr\"\n");
+        // Written out, not defaulted: an operator sharing a cloud account between deployments
+        // sees it here and must give each its own.
+        let _ = writeln!(
+            s,
+            "\n[controller]\n# Unique per deployment: the sweep deletes only instances carrying it.\nid = \"shr\"\n"
+        );
         if self.webhook {
             let _ = writeln!(
                 s,

@@ -198,6 +198,9 @@ fn route(
             let p = p.to_string();
             match (m, id.strip_suffix(":addVersion")) {
                 (Method::POST, Some(id)) => secret_add_version(st, &p, id, body),
+                (Method::POST, None) if id.ends_with(":setIamPolicy") => {
+                    secret_set_iam_policy(st, &p, id.trim_end_matches(":setIamPolicy"), &body)
+                }
                 (Method::DELETE, None) => {
                     let name = format!("projects/{p}/secrets/{id}");
                     st.secrets
@@ -678,6 +681,9 @@ fn run_execute(st: &mut SimState, weak: &Weak<Mutex<SimState>>, region: &str, fu
     let mut env = Vec::new();
     let mut resolved = true;
     let containers = job.resource["template"]["template"]["containers"].clone();
+    let account = job.resource["template"]["template"]["serviceAccount"]
+        .as_str()
+        .map(str::to_owned);
     for e in containers[0]["env"].as_array().into_iter().flatten() {
         let name = e["name"].as_str().unwrap_or_default().to_owned();
         if let Some(v) = e["value"].as_str() {
@@ -690,9 +696,11 @@ fn run_execute(st: &mut SimState, weak: &Weak<Mutex<SimState>>, region: &str, fu
             } else {
                 format!("projects/{}/secrets/{secret}", st.config.project)
             };
+            // The execution reads the secret as the job's service account.
+            let readable = st.secret_readable_by(&secret, account.as_deref());
             match st.secret_payload(&secret, r["version"].as_str().unwrap_or("latest")) {
-                Some(value) => env.push((name, value)),
-                None => resolved = false,
+                Some(value) if readable => env.push((name, value)),
+                _ => resolved = false,
             }
         }
     }
@@ -803,6 +811,18 @@ fn batch_create(
             .flatten()
         {
             let version = version.as_str().unwrap_or_default();
+            let account = body["allocationPolicy"]["serviceAccount"]["email"].as_str();
+            if let Some((secret, _)) = split_version_name(version)
+                && !st.secret_readable_by(&secret, account)
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "PERMISSION_DENIED",
+                    format!(
+                        "secret_variables[{name}]: the job's service account cannot access {secret}"
+                    ),
+                ));
+            }
             let payload = split_version_name(version)
                 .and_then(|(secret, v)| st.secret_payload(&secret, &v))
                 .ok_or_else(|| {
@@ -950,11 +970,46 @@ fn secret_create(
             name: name.clone(),
             labels,
             versions: Vec::new(),
+            accessors: None,
         },
     );
     Ok(
         json!({ "name": name, "replication": replication, "createTime": now(), "labels": body["labels"] }),
     )
+}
+
+/// `secrets/{id}:setIamPolicy`: keeps the members of the `secretAccessor` binding.
+fn secret_set_iam_policy(st: &mut SimState, project: &str, id: &str, body: &Value) -> Reply {
+    let name = format!("projects/{project}/secrets/{id}");
+    let bindings = body["policy"]["bindings"]
+        .as_array()
+        .ok_or_else(|| ApiError::invalid("policy.bindings: must be specified"))?;
+    let mut members = Vec::new();
+    for binding in bindings {
+        let role = binding["role"].as_str().unwrap_or_default();
+        if !role.starts_with("roles/") {
+            return Err(ApiError::invalid(format!(
+                "policy.bindings.role: `{role}` is not a role"
+            )));
+        }
+        for member in binding["members"].as_array().into_iter().flatten() {
+            let member = member.as_str().unwrap_or_default();
+            if !member.starts_with("serviceAccount:") && !member.starts_with("user:") {
+                return Err(ApiError::invalid(format!(
+                    "policy.bindings.members: `{member}`"
+                )));
+            }
+            if role == "roles/secretmanager.secretAccessor" {
+                members.push(member.to_owned());
+            }
+        }
+    }
+    let secret = st
+        .secrets
+        .get_mut(&name)
+        .ok_or_else(|| ApiError::not_found(format!("Secret [{name}] not found.")))?;
+    secret.accessors = Some(members);
+    Ok(json!({ "version": 1, "bindings": bindings, "etag": "BwE=" }))
 }
 
 fn secret_add_version(st: &mut SimState, project: &str, id: &str, body: Value) -> Reply {

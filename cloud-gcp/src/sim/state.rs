@@ -35,6 +35,10 @@ pub struct SimSecret {
     pub labels: BTreeMap<String, String>,
     /// The payload of each version, oldest first.
     pub versions: Vec<String>,
+    /// Members granted `roles/secretmanager.secretAccessor` by the secret's own IAM policy
+    /// (`serviceAccount:…`); `None` when no policy was set, so project-level access (the
+    /// default compute account) reads it.
+    pub accessors: Option<Vec<String>>,
 }
 
 /// A Google API error: `{"error": {"code", "message", "status"}}`.
@@ -299,6 +303,17 @@ impl State {
             for execution in &mut job.executions {
                 execution.child = None;
             }
+        }
+    }
+
+    /// Whether a job running as `account` (`None`: the default compute account) may read
+    /// `secret`: any account when the secret has no policy of its own, else only its members.
+    pub fn secret_readable_by(&self, secret: &str, account: Option<&str>) -> bool {
+        match self.secrets.get(secret).map(|s| &s.accessors) {
+            Some(Some(members)) => {
+                account.is_some_and(|a| members.contains(&format!("serviceAccount:{a}")))
+            }
+            _ => true,
         }
     }
 

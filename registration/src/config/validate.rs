@@ -150,8 +150,22 @@ fn controller(
     raw: RawController,
     tenants: &BTreeMap<String, Tenant>,
 ) -> Controller {
-    let id = raw.id.unwrap_or_else(|| "shr".into());
-    c.check("controller.id", syntax::name(&id));
+    // No default: two deployments sharing a cloud account under one id would sweep each
+    // other's runners.
+    let id = match raw.id {
+        Some(id) => {
+            c.check("controller.id", syntax::name(&id));
+            id
+        }
+        None => {
+            c.push(
+                "controller.id",
+                "is required: a name unique to this deployment (every cloud instance is tagged \
+                 with it, and the sweep deletes only instances that carry it)",
+            );
+            String::new()
+        }
+    };
     let nats_url = raw.nats_url.and_then(|u| nats_url(c, &u));
     let nats_nkey_seed = raw
         .nats_nkey_seed
