@@ -261,8 +261,8 @@ impl Figures {
             self.started.elapsed().as_secs_f64()
         );
         println!(
-            "{:<34} {:>12} {:<6} {:<12} {}",
-            "figure", "value", "unit", "target", ""
+            "{:<34} {:>12} {:<6} {:<12}",
+            "figure", "value", "unit", "target"
         );
         for f in &self.rows {
             let target = f
@@ -284,9 +284,7 @@ impl Figures {
 }
 
 fn fmt(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e12 {
-        format!("{v:.0}")
-    } else if v.abs() >= 100.0 {
+    if v.fract() == 0.0 || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
