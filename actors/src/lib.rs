@@ -23,6 +23,7 @@ pub mod consume;
 mod context;
 mod error;
 pub mod leased;
+pub mod observe;
 pub mod poller;
 pub mod pool;
 pub mod provisioner;
@@ -36,6 +37,6 @@ pub mod tls;
 pub mod trace;
 pub mod webhook;
 
-pub use context::{Context, Stats};
+pub use context::{Context, RunnerRecords, Stats};
 pub use error::Error;
 pub use provisioner::ProviderSet;

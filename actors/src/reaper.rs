@@ -276,7 +276,7 @@ pub async fn run(
         let spec = ConsumerSpec {
             stream: REAP_STREAM,
             durable: subject::reaper_consumer(&tenant)?,
-            filters: vec![subject::reap(&tenant)?],
+            filter: subject::reap(&tenant)?,
             lanes: 8,
             handler_timeout: Duration::from_secs(120),
         };
@@ -295,7 +295,12 @@ pub async fn run(
                 let providers = providers.clone();
                 async move {
                     let result = match bus_schema::decode::<ReapRunner>(&msg.payload) {
-                        Ok(cmd) => reap(&ctx, &providers, cmd).await,
+                        Ok(cmd) => match subject::parse_runner_tenant(&msg.subject).and_then(|t| {
+                            subject::confined_to(&t, &cmd.tenant, Some(&cmd.runner_name))
+                        }) {
+                            Ok(()) => reap(&ctx, &providers, cmd).await,
+                            Err(error) => consume::refuse(&msg.subject, &error),
+                        },
                         Err(error) => Err(error.into()),
                     };
                     (msg, result)
@@ -467,6 +472,11 @@ async fn delete_instance(
 ) -> Result<Outcome, Error> {
     let name = &rec.name;
     if let Err(error) = provider.delete(name).await {
+        telemetry::metrics::global().provider_error(
+            &rec.provider.to_string(),
+            "delete",
+            &crate::observe::label(&error.kind()),
+        );
         let message = error.to_string();
         let attempts = cas(&ctx.runners, name, |current| {
             Ok(match current {
@@ -516,10 +526,15 @@ async fn delete_instance(
         ctx.publish(
             subject::runner_event(&rec.tenant)?,
             bus_schema::encode(&event)?,
-            Some(&format!("deleted-{name}")),
+            Some(&Context::unguessable_id(&rec.tenant, "deleted", name)),
         )
         .await?;
         tracing::info!(runner = %name, ?reason, "runner reaped");
+        let metrics = telemetry::metrics::global();
+        metrics.runner_reaped(&rec.tenant, &crate::observe::label(&reason));
+        if reason == ReapReason::Orphan {
+            metrics.orphan_reaped(&rec.tenant);
+        }
     }
     Ok(Outcome::Deleted(reason))
 }

@@ -85,34 +85,50 @@ pub struct Instance {
 
 pub use bus_schema::Capabilities;
 
-/// A provider call that failed.
+/// The cause of a [`ProviderError`]: the platform client's own error (HTTP, decoding, the
+/// service's answer), or a plain message where there is no underlying error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A provider call that failed: which provider, which operation, how to treat it, and why.
+///
+/// The cause is kept as [`std::error::Error::source`], so a caller can walk or downcast it
+/// (to the cloud crate's own error type, say). `Display` repeats the cause's message as well,
+/// so a log line that prints only `%error` still says what went wrong. Neither may contain a
+/// secret.
 #[derive(Debug, thiserror::Error)]
-#[error("{provider} {operation} failed ({kind:?}): {message}")]
+#[error("{provider} {operation} failed ({kind:?}): {source}")]
 pub struct ProviderError {
     pub provider: ProviderKind,
     pub operation: &'static str,
     pub kind: ErrorKind,
-    /// What went wrong, free of secrets.
-    pub message: String,
+    #[source]
+    source: BoxError,
 }
 
 impl ProviderError {
+    /// A failure of `operation`, caused by `source`: an error value, or a message (`&str`,
+    /// `String`) when there is no underlying error.
     pub fn new(
         provider: ProviderKind,
         operation: &'static str,
         kind: ErrorKind,
-        message: impl Into<String>,
+        source: impl Into<BoxError>,
     ) -> Self {
         Self {
             provider,
             operation,
             kind,
-            message: message.into(),
+            source: source.into(),
         }
     }
 
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// The cause as the concrete type `E`, if it is one (e.g. a cloud crate's error).
+    pub fn cause<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.source.downcast_ref::<E>()
     }
 }
 

@@ -57,12 +57,19 @@ pub struct Controller {
     pub id: String,
     /// The NATS server; `None` means start or choose a local one.
     pub nats_url: Option<Url>,
+    /// The NATS nkey user seed (`SU…`) of this process's identity, by reference.
+    pub nats_nkey_seed: Option<SecretRef>,
+    /// A NATS `.creds` file (user JWT and seed) of this process's identity, by reference.
+    pub nats_creds: Option<SecretRef>,
     /// The actors this process runs (default: all).
     pub actors: BTreeSet<Actor>,
     /// The tenants whose provisioner and reaper run here; `None` means all.
     pub tenants: Option<BTreeSet<String>>,
     /// Working directory for local state (local runners, logs).
     pub work_dir: Option<PathBuf>,
+    /// Where `/metrics`, `/healthz`, `/readyz` and the status page are served; `None` means
+    /// a free port on 127.0.0.1, printed at start-up.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// One kind of actor.
@@ -461,7 +468,7 @@ impl Config {
         let actors: Vec<&str> = c.actors.iter().map(|a| a.name()).collect();
         let _ = writeln!(
             out,
-            "controller {}: actors {}; tenants {}; nats {}",
+            "controller {}: actors {}; tenants {}; nats {}{}",
             c.id,
             actors.join(", "),
             c.tenants.as_ref().map_or("all".into(), |t| t
@@ -470,6 +477,11 @@ impl Config {
                 .collect::<Vec<_>>()
                 .join(", ")),
             c.nats_url.as_ref().map_or("local".into(), Url::to_string),
+            match (&c.nats_nkey_seed, &c.nats_creds) {
+                (Some(seed), _) => format!(" (nkey {seed})"),
+                (None, Some(creds)) => format!(" (creds {creds})"),
+                (None, None) => String::new(),
+            },
         );
         if self.runs(Actor::Webhook) {
             let w = &self.webhook;
@@ -496,9 +508,13 @@ impl Config {
                 .collect();
             let _ = writeln!(out, "tenant {}: providers {}", t.name, providers.join(", "));
             for r in self.registrations.iter().filter(|r| r.tenant == t.name) {
-                let poll = r
-                    .poll_interval_secs
-                    .map_or(String::new(), |s| format!(" every {s}s"));
+                let poll = match (&r.scope, r.poll_interval_secs) {
+                    (Scope::Enterprise { .. }, _) => {
+                        " (enterprise: not polled, depends on webhooks)".to_owned()
+                    }
+                    (_, Some(s)) => format!(" every {s}s"),
+                    (_, None) => String::new(),
+                };
                 let auth = match &r.auth {
                     Auth::Pat { token } => format!("pat {token}"),
                     Auth::App { app_id, .. } => format!("app {app_id}"),

@@ -84,6 +84,12 @@ fn scope_and_api_url_come_from_the_web_url() {
             Scope::Org { org: "acme".into() },
             "http://127.0.0.1:9000/api/v3",
         ),
+        (
+            "org",
+            "https://octocorp.ghe.com/acme",
+            Scope::Org { org: "acme".into() },
+            "https://api.octocorp.ghe.com/",
+        ),
     ];
     for (scope, url, expected, api) in cases {
         let reg = format!(
@@ -95,6 +101,37 @@ fn scope_and_api_url_come_from_the_web_url() {
         assert_eq!(r.scope(), expected, "{url}");
         assert_eq!(r.api_url().as_str(), api, "{url}");
     }
+}
+
+#[test]
+fn enterprise_scope_refuses_app_auth_and_polling() {
+    let app = "name = \"e\"\ntenant = \"acme\"\nscope = \"enterprise\"\nurl = \"https://github.com/enterprises/big\"\nauth = { app_id = 1, installation_id = 2, private_key = \"env:K\" }\n";
+    let e = errors(&with_registration(app));
+    assert_eq!(e.errors.len(), 1, "{e}");
+    assert_eq!(e.errors[0].field, "registrations[0].auth");
+    let shown = e.to_string();
+    assert!(
+        shown.contains(
+            "shr.toml: registrations[0].auth: enterprise runners cannot be managed by a GitHub App"
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("manage_runners:enterprise"), "{shown}");
+
+    let poll = "name = \"e\"\ntenant = \"acme\"\nscope = \"enterprise\"\nurl = \"https://github.com/enterprises/big\"\nauth = { pat = \"env:P\" }\ndetection = \"poll\"\n";
+    let e = errors(&with_registration(poll));
+    assert_eq!(e.errors[0].field, "registrations[0].detection", "{e}");
+    assert!(e.to_string().contains("depends on webhooks"), "{e}");
+
+    let ok = "name = \"e\"\ntenant = \"acme\"\nscope = \"enterprise\"\nurl = \"https://github.com/enterprises/big\"\nauth = { pat = \"env:P\" }\n";
+    let config = Config::parse(&with_registration(ok), "shr.toml", &clouds::Registry).unwrap();
+    assert!(
+        config
+            .summary()
+            .contains("enterprise: not polled, depends on webhooks"),
+        "{}",
+        config.summary()
+    );
 }
 
 #[test]
@@ -403,4 +440,38 @@ fn debug_output_shows_references_not_values() {
     let config = Config::parse(&with_registration(OK_REG), "f", &clouds::Registry).unwrap();
     let debug = format!("{config:?}");
     assert!(debug.contains("ACME_PAT"));
+}
+
+#[test]
+fn nats_credentials_come_by_reference_and_never_inside_the_url() {
+    let with_controller =
+        |controller: &str| format!("[controller]\n{controller}\n{}", with_registration(OK_REG));
+    let ok = with_controller(
+        "nats_url = \"nats://nats.internal:4222\"\nnats_nkey_seed = \"file:/etc/shr/agent-a.nk\"",
+    );
+    let config = Config::parse(&ok, "shr.toml", &clouds::Registry).unwrap();
+    assert_eq!(
+        config.controller.nats_nkey_seed,
+        Some(SecretRef::File("/etc/shr/agent-a.nk".into()))
+    );
+    assert!(config.summary().contains("(nkey file:/etc/shr/agent-a.nk)"));
+
+    let in_url = errors(&with_controller(
+        "nats_url = \"nats://agent:hunter2@nats.internal:4222\"",
+    ));
+    assert!(in_url.has_field("controller.nats_url"), "{in_url}");
+    assert!(
+        !in_url.to_string().contains("hunter2"),
+        "password echoed: {in_url}"
+    );
+
+    let inline = errors(&with_controller(
+        "nats_nkey_seed = \"SUAINLINESEED\"\nnats_creds = \"env:CREDS\"",
+    ));
+    assert!(inline.has_field("controller.nats_nkey_seed"), "{inline}");
+    assert!(!inline.to_string().contains("SUAINLINESEED"), "{inline}");
+    let both = errors(&with_controller(
+        "nats_nkey_seed = \"env:SEED\"\nnats_creds = \"env:CREDS\"",
+    ));
+    assert!(both.has_field("controller.nats_creds"), "{both}");
 }

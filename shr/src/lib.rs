@@ -4,7 +4,11 @@
 //! This is the product. Must not depend on: `simulators`, the lab (`shr-lab`), or any cloud
 //! crate's `sim` feature; a test in `lab/tests/product_deps.rs` checks the dependency graph.
 
+pub mod metrics_server;
 pub mod registration_cmd;
+pub mod status;
+pub mod status_cmd;
+pub mod status_page;
 pub mod wiring;
 
 /// Exit code for bad input (BSD `EX_USAGE`/`EX_DATAERR` family): configuration or arguments.

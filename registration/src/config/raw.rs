@@ -27,9 +27,12 @@ pub(super) struct RawConfig {
 pub(super) struct RawController {
     pub id: Option<String>,
     pub nats_url: Option<String>,
+    pub nats_nkey_seed: Option<String>,
+    pub nats_creds: Option<String>,
     pub actors: Option<Vec<Actor>>,
     pub tenants: Option<Vec<String>>,
     pub work_dir: Option<PathBuf>,
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -123,6 +123,24 @@ fn url(c: &mut Collector, field: String, value: &str, schemes: &[&str]) -> Optio
     c.check(field, parsed)
 }
 
+/// `controller.nats_url`: a NATS URL without user information. Credentials come from
+/// `nats_nkey_seed` or `nats_creds`, so they never show up in summaries, logs or errors; a
+/// URL carrying them is refused without echoing it.
+fn nats_url(c: &mut Collector, value: &str) -> Option<Url> {
+    let field = "controller.nats_url";
+    let host_part = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let host_part = host_part.split(['/', '?', '#']).next().unwrap_or_default();
+    if host_part.contains('@') {
+        c.push(
+            field,
+            "must not carry a user, password or token (`user:pass@`); give the credentials \
+             by reference in controller.nats_nkey_seed or controller.nats_creds",
+        );
+        return None;
+    }
+    url(c, field.into(), value, &["nats", "tls", "ws", "wss"])
+}
+
 fn http_url(c: &mut Collector, field: String, value: Option<&str>) -> Option<Url> {
     url(c, field, value?, &["https", "http"])
 }
@@ -134,14 +152,19 @@ fn controller(
 ) -> Controller {
     let id = raw.id.unwrap_or_else(|| "shr".into());
     c.check("controller.id", syntax::name(&id));
-    let nats_url = raw.nats_url.and_then(|u| {
-        url(
-            c,
-            "controller.nats_url".into(),
-            &u,
-            &["nats", "tls", "ws", "wss"],
-        )
-    });
+    let nats_url = raw.nats_url.and_then(|u| nats_url(c, &u));
+    let nats_nkey_seed = raw
+        .nats_nkey_seed
+        .and_then(|s| secret(c, "controller.nats_nkey_seed".into(), &s));
+    let nats_creds = raw
+        .nats_creds
+        .and_then(|s| secret(c, "controller.nats_creds".into(), &s));
+    if nats_nkey_seed.is_some() && nats_creds.is_some() {
+        c.push(
+            "controller.nats_creds",
+            "give either nats_nkey_seed or nats_creds, not both",
+        );
+    }
     let actors: BTreeSet<Actor> = match raw.actors {
         Some(a) if a.is_empty() => {
             c.push(
@@ -164,12 +187,25 @@ fn controller(
         }
         names.into_iter().collect()
     });
+    let metrics_listen = raw.metrics_listen.and_then(|a| match a.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            c.push(
+                "controller.metrics_listen",
+                format!("`{a}` is not an address and port (like 127.0.0.1:9464)"),
+            );
+            None
+        }
+    });
     Controller {
         id,
         nats_url,
+        nats_nkey_seed,
+        nats_creds,
         actors,
         tenants: served,
         work_dir: raw.work_dir,
+        metrics_listen,
     }
 }
 
@@ -389,6 +425,13 @@ fn registration(
         c.check(format!("{at}.repos[{j}]"), repo_name(r));
     }
     let auth = auth(c, &format!("{at}.auth"), raw.auth);
+    if raw.scope == ScopeKind::Enterprise && matches!(auth, Some(Auth::App { .. })) {
+        // GitHub's OpenAPI marks the enterprise runner operations `enabledForGitHubApps: false`.
+        c.push(
+            format!("{at}.auth"),
+            "enterprise runners cannot be managed by a GitHub App: use a personal access token with the manage_runners:enterprise scope (auth = { pat = \"env:NAME\" })",
+        );
+    }
     let labels = match raw.labels {
         Some(l) if l.is_empty() => {
             c.push(
@@ -417,6 +460,12 @@ fn registration(
     }
     charge_labels(c, &format!("{at}.charge_labels"), &raw.charge_labels);
     let detection = raw.detection.unwrap_or(Detection::WebhookAndPoll);
+    if raw.scope == ScopeKind::Enterprise && detection == Detection::Poll {
+        c.push(
+            format!("{at}.detection"),
+            "an enterprise registration is not polled (GitHub lists workflow runs per repository only): it depends on webhooks, so use \"webhook\"",
+        );
+    }
     let poll_interval_secs = match (detection, raw.poll_interval_secs) {
         (Detection::Webhook, Some(_)) => {
             c.push(
@@ -709,11 +758,19 @@ pub(crate) fn scope_from_url(kind: ScopeKind, text: &str) -> Result<(Scope, Url)
     Ok((scope, url))
 }
 
-/// `https://api.github.com` for github.com, `SCHEME://HOST[:PORT]/api/v3` for GHES.
+/// `https://api.github.com` for github.com, `https://api.SUB.ghe.com` for GHE.com (data
+/// residency), `SCHEME://HOST[:PORT]/api/v3` for GHES.
 pub(crate) fn default_api_url(web: &Url) -> Result<Url, String> {
     let host = web.host_str().unwrap_or_default();
     if host.eq_ignore_ascii_case("github.com") || host.eq_ignore_ascii_case("www.github.com") {
         return Url::parse("https://api.github.com").map_err(|e| e.to_string());
+    }
+    let lower = host.to_ascii_lowercase();
+    if let Some(sub) = lower.strip_suffix(".ghe.com")
+        && !sub.is_empty()
+        && !sub.contains('.')
+    {
+        return Url::parse(&format!("https://api.{sub}.ghe.com")).map_err(|e| e.to_string());
     }
     let mut api = web.clone();
     api.set_path("/api/v3");
