@@ -3,6 +3,7 @@
 //!
 //! Follows `$ref` and `allOf`; a definition marked `x-shr-open` accepts anything. In a
 //! request, `readOnly` properties are ignored as ARM does (neither required nor rejected).
+//! In an answer, `x-ms-secret` properties may be absent (ARM never returns them).
 
 use std::sync::OnceLock;
 
@@ -143,10 +144,17 @@ fn walk(path: &str, schema: &Value, value: &Value, direction: Direction, out: &m
         };
         let (props, required, additional) = object_parts(schema);
         for name in &required {
-            let ro = props
-                .get(name)
-                .is_some_and(|p| resolve(p)["readOnly"] == true || p["readOnly"] == true);
-            if !map.contains_key(name) && !(direction == Direction::Request && ro) {
+            let flag = |f: &str| {
+                props
+                    .get(name)
+                    .is_some_and(|p| resolve(p)[f] == true || p[f] == true)
+            };
+            // ARM ignores read-only properties in requests and never returns secrets.
+            let exempt = match direction {
+                Direction::Request => flag("readOnly"),
+                Direction::Response => flag("x-ms-secret"),
+            };
+            if !map.contains_key(name) && !exempt {
                 out.push(Violation::new(
                     join(path, name),
                     ViolationKind::Missing,
