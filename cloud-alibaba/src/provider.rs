@@ -175,7 +175,7 @@ impl EciProvider {
             put(&format!("Container.1.Command.{}", i + 1), part.clone());
         }
         if spec.dind {
-            put("Container.1.SecurityContext.Privileged", "true".into());
+            put("Container.1.SecurityContextPrivileged", "true".into());
         }
         put(
             "Container.1.EnvironmentVar.1.Key",

@@ -43,7 +43,7 @@ async fn create_sends_the_documented_request_shape() {
         f("Container.1.Image"),
         "ghcr.io/actions/actions-runner:2.330.0"
     );
-    assert_eq!(f("Container.1.SecurityContext.Privileged"), "true");
+    assert_eq!(f("Container.1.SecurityContextPrivileged"), "true");
     assert_eq!(
         f("Container.1.EnvironmentVar.1.Key"),
         "ACTIONS_RUNNER_INPUT_JITCONFIG_FILE"

@@ -156,7 +156,7 @@ impl BatchProvider {
                 "create job",
                 Method::POST,
                 &self.jobs_url(),
-                &[("job_id", name)],
+                &[("jobId", name)],
                 Some(&body),
             )
             .await;

@@ -23,6 +23,7 @@
 //! job kills it.
 
 mod api;
+mod conform;
 mod launch;
 mod state;
 
@@ -176,6 +177,12 @@ impl SimHandle {
     /// Every secret.
     pub fn secrets(&self) -> Vec<SimSecret> {
         self.lock().secrets()
+    }
+
+    /// How many requests were refused for departing from the vendor's discovery documents
+    /// (unknown query parameters or fields, values outside enums, wrong types).
+    pub fn conformance_rejections(&self) -> usize {
+        self.lock().conformance_rejections
     }
 
     /// Every API call received so far.

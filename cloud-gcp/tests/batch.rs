@@ -56,7 +56,7 @@ async fn create_sends_a_privileged_container_with_a_secret_variable() {
         .into_iter()
         .find(|r| r.method == "POST" && r.path.ends_with("/jobs"))
         .unwrap();
-    assert_eq!(create.query["job_id"], "shr-acme-50-1");
+    assert_eq!(create.query["jobId"], "shr-acme-50-1");
     assert_eq!(
         provider.get("shr-acme-50-1").await.unwrap().unwrap().status,
         InstanceStatus::Running

@@ -83,8 +83,15 @@ pub(crate) async fn dispatch(
         query: query.clone(),
         body: json.clone(),
     });
+    if let Err(e) = super::conform::check_request(&method, &path, &query, &json) {
+        st.conformance_rejections += 1;
+        return e.into_response();
+    }
     match route(&mut st, &weak, &method, &path, &query, json) {
-        Ok(v) => axum::Json(v).into_response(),
+        Ok(mut v) => {
+            super::conform::to_wire(&method, &path, &mut v);
+            axum::Json(v).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -754,8 +761,7 @@ fn batch_create(
     body: Value,
 ) -> Reply {
     let id = query
-        .get("job_id")
-        .or_else(|| query.get("jobId"))
+        .get("jobId")
         .cloned()
         .unwrap_or_else(|| format!("job-{}", uuid::Uuid::new_v4().simple()));
     check_job_id(&id)?;

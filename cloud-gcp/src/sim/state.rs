@@ -177,6 +177,8 @@ pub(crate) struct State {
     pub faults: Faults,
     failure: Option<(u8, StdRng)>,
     pub requests: Vec<RecordedRequest>,
+    /// Requests refused because they departed from the discovery documents.
+    pub conformance_rejections: usize,
     /// Short names of the jobs a runner process was started for, one entry per start.
     pub launched: Vec<String>,
 }
@@ -214,6 +216,7 @@ impl State {
             faults: Faults::new(),
             failure: None,
             requests: Vec::new(),
+            conformance_rejections: 0,
             launched: Vec::new(),
         }
     }

@@ -203,6 +203,41 @@ impl Api {
         }
     }
 
+    /// Rewrites `value` (of schema `name`) the way Google writes an answer: int64 and uint64
+    /// numbers become decimal strings.
+    pub fn to_wire(self, name: &str, value: &mut Value) {
+        self.wire_walk(&serde_json::json!({ "$ref": name }), value);
+    }
+
+    fn wire_walk(self, schema: &Value, value: &mut Value) {
+        let schema = match schema["$ref"].as_str() {
+            Some(r) => &self.doc()["schemas"][r],
+            None => schema,
+        };
+        match (schema["type"].as_str(), value) {
+            (Some("object"), Value::Object(map)) => {
+                for (k, v) in map.iter_mut() {
+                    if let Some(prop) = schema["properties"].get(k.as_str()) {
+                        self.wire_walk(prop, v);
+                    } else if let Some(additional) = schema.get("additionalProperties") {
+                        self.wire_walk(additional, v);
+                    }
+                }
+            }
+            (Some("array"), Value::Array(items)) => {
+                for item in items {
+                    self.wire_walk(&schema["items"], item);
+                }
+            }
+            (Some("string"), v @ Value::Number(_))
+                if matches!(schema["format"].as_str(), Some("int64" | "uint64")) =>
+            {
+                *v = Value::String(v.to_string());
+            }
+            _ => {}
+        }
+    }
+
     /// A closed value set the document states in prose (`x-shr-value-sets`).
     fn value_set(
         self,
@@ -369,7 +404,9 @@ mod tests {
         let v = Api::BatchV1.check("Job", &job, Direction::Response);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].kind, ViolationKind::WrongType);
-        let job = json!({"taskGroups": [{"taskSpec": {"computeResource": {"cpuMilli": "2000"}}}]});
+        let mut job = job;
+        Api::BatchV1.to_wire("Job", &mut job);
+        assert_eq!(job["taskGroups"][0]["taskSpec"]["computeResource"]["cpuMilli"], "2000");
         assert_eq!(Api::BatchV1.check("Job", &job, Direction::Response), vec![]);
     }
 
