@@ -12,6 +12,9 @@
 //!   parameters → the same `ContainerGroupId`; different parameters →
 //!   `IdempotentParameterMismatch`).
 //!
+//! - Every request against the ECI 2018-08-08 metadata ([`simulators::conformance::eci`]):
+//!   an unknown parameter or a bad value → `InvalidParameter`, a missing one → `MissingParameter`.
+//!
 //! Errors are ECI's JSON body `{RequestId, HostId, Code, Message, Recommend}`.
 //!
 //! # Lifecycle
@@ -166,6 +169,8 @@ struct State {
     calls: Vec<String>,
     /// Names of the groups a runner process was started for, one entry per start.
     launched: Vec<String>,
+    /// Requests refused for departing from the ECI metadata.
+    conformance_rejections: usize,
     next_id: u64,
 }
 
@@ -225,6 +230,7 @@ impl Sim {
                 faults: Faults::default(),
                 calls: Vec::new(),
                 launched: Vec::new(),
+                conformance_rejections: 0,
                 next_id: 1,
             }),
         });
@@ -278,6 +284,12 @@ impl SimHandle {
     /// name twice means a runner was launched twice).
     pub fn launched(&self) -> Vec<String> {
         self.shared.state().launched.clone()
+    }
+
+    /// How many requests were refused for departing from the ECI 2018-08-08 metadata
+    /// (unknown parameters, missing required ones, wrong types or values).
+    pub fn conformance_rejections(&self) -> usize {
+        self.shared.state().conformance_rejections
     }
 
     /// Creates a running group behind the provider's back (an orphan); returns its id.
