@@ -5,6 +5,8 @@
 //!   The GET first avoids re-PUTting a running group, which ACI may treat as an update.
 //! - delete: DELETE; 200/202/204 and 404 are success.
 //! - list: the resource group's groups (following `nextLink`), filtered by our controller tag.
+//!   List items carry no `instanceView`; each provisioned group is read with a GET for its run
+//!   state, so finished groups show as stopped.
 //! - The JIT config travels only as the container's `secureValue` env var, which ARM never
 //!   returns on GET; nothing here logs a request body.
 
@@ -164,6 +166,26 @@ impl AciProvider {
             }
             return Err(err);
         }
+    }
+
+    /// The instance a list item describes. ARM list items carry no `instanceView`, so a
+    /// provisioned group's run state is unknown from the list alone: such a group is read
+    /// with a GET (which has it). A group gone between list and GET is stopped.
+    async fn listed_instance(&self, group: &Value) -> Result<Instance, ProviderError> {
+        let provisioned = group["properties"]["provisioningState"].as_str() == Some("Succeeded");
+        let has_view = group["properties"]["instanceView"]["state"].is_string();
+        if !provisioned || has_view {
+            return Ok(instance(group));
+        }
+        let name = group["name"].as_str().unwrap_or_default();
+        let url = self.group_url(name);
+        let resp = self.call("list", Method::GET, &url, None).await?;
+        if resp.status == 404 {
+            let mut gone = instance(group);
+            gone.status = InstanceStatus::Stopped;
+            return Ok(gone);
+        }
+        Ok(instance(&Self::parse("list", &resp.body)?))
     }
 
     fn parse(operation: &'static str, body: &str) -> Result<Value, AciError> {
@@ -372,17 +394,13 @@ impl Provider for AciProvider {
                 return Err(Self::not_found_error(OP, &resp).into());
             }
             let page = Self::parse(OP, &resp.body)?;
-            out.extend(
-                page["value"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|g| {
-                        g["tags"][providers::tags::CONTROLLER].as_str()
-                            == Some(self.cfg.controller_id.as_str())
-                    })
-                    .map(instance),
-            );
+            let ours = page["value"].as_array().into_iter().flatten().filter(|g| {
+                g["tags"][providers::tags::CONTROLLER].as_str()
+                    == Some(self.cfg.controller_id.as_str())
+            });
+            for group in ours {
+                out.push(self.listed_instance(group).await?);
+            }
             match page["nextLink"].as_str().filter(|l| !l.is_empty()) {
                 // The bearer token goes only to our own ARM endpoint.
                 Some(next) if next.starts_with(&format!("{}/", self.cfg.arm_endpoint)) => {

@@ -186,6 +186,8 @@ struct Inner {
     generation: u64,
     /// Names of the groups a runner process was started for, one entry per start.
     launched: Vec<String>,
+    /// PUT bodies refused for departing from the ContainerInstance swagger.
+    conformance_rejections: usize,
 }
 
 struct Shared {
@@ -345,6 +347,12 @@ impl SimHandle {
     /// name twice means a runner was launched twice).
     pub fn launched(&self) -> Vec<String> {
         self.shared.lock().launched.clone()
+    }
+
+    /// How many PUT bodies were refused for departing from the ContainerInstance 2025-09-01
+    /// swagger (unknown or mistyped properties, missing required ones, values outside enums).
+    pub fn conformance_rejections(&self) -> usize {
+        self.shared.lock().conformance_rejections
     }
 
     /// Token requests received so far (the last 100).
