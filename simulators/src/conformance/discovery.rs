@@ -406,7 +406,10 @@ mod tests {
         assert_eq!(v[0].kind, ViolationKind::WrongType);
         let mut job = job;
         Api::BatchV1.to_wire("Job", &mut job);
-        assert_eq!(job["taskGroups"][0]["taskSpec"]["computeResource"]["cpuMilli"], "2000");
+        assert_eq!(
+            job["taskGroups"][0]["taskSpec"]["computeResource"]["cpuMilli"],
+            "2000"
+        );
         assert_eq!(Api::BatchV1.check("Job", &job, Direction::Response), vec![]);
     }
 
