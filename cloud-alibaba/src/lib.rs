@@ -21,7 +21,7 @@ pub mod settings;
 pub mod signer;
 pub mod sim;
 
-pub use config::{EciConfig, OssConfig};
+pub use config::{EciConfig, OssConfig, RegistryCredential};
 pub use error::EciError;
 pub use provider::EciProvider;
 pub use settings::EciSettings;

@@ -9,6 +9,8 @@
 //!   state, so finished groups show as stopped.
 //! - The JIT config travels only as the container's `secureValue` env var, which ARM never
 //!   returns on GET; nothing here logs a request body.
+//! - The container command starts `/home/runner/run.sh` (the official image has no
+//!   ENTRYPOINT or CMD); under dind the container is privileged and dockerd starts first.
 
 use std::time::Duration;
 
@@ -234,8 +236,14 @@ impl AciProvider {
                 .iter()
                 .map(|(k, v)| json!({"name": k, "value": v})),
         );
+        let command = providers::command::runner_command(
+            self.cfg.runner_command.as_deref(),
+            providers::command::JitFrom::Env,
+            spec.dind,
+        );
         let mut container = json!({
             "image": spec.image,
+            "command": command,
             "resources": {"requests": {"cpu": cpu, "memoryInGB": memory}},
             "environmentVariables": env,
         });
@@ -246,6 +254,20 @@ impl AciProvider {
         });
         if spec.dind {
             container["securityContext"] = json!({"privileged": true});
+        }
+        if !self.cfg.registry_credentials.is_empty() {
+            props["imageRegistryCredentials"] = self
+                .cfg
+                .registry_credentials
+                .iter()
+                .map(|c| {
+                    json!({
+                        "server": c.server,
+                        "username": c.username,
+                        "password": c.password.expose_secret(),
+                    })
+                })
+                .collect();
         }
         if let Some(bucket) = &spec.disk_bucket {
             let files = self.cfg.azure_files.as_ref().ok_or_else(|| {

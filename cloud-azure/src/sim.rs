@@ -6,9 +6,11 @@
 //! unknown → `InvalidAuthenticationToken`, expired → `ExpiredAuthenticationToken`),
 //! api-version, subscription and resource group, name formats, required fields, cpu/memory
 //! steps and maxima, tag and env sizes, and it answers with ARM's error JSON. GET never returns
-//! `secureValue`s or storage keys. When a group starts, the configured [`Launch`] program runs
-//! with the container's env (the JIT config as `ACTIONS_RUNNER_INPUT_JITCONFIG`, never in
-//! argv); the group's state follows the child, and deleting the group kills it.
+//! `secureValue`s or storage keys. When a group starts, its first container runs through the
+//! image model ([`simulators::image`]): its image, `command` and env (the JIT config as
+//! `ACTIONS_RUNNER_INPUT_JITCONFIG`, never in argv), with the fake `/home/runner/run.sh`
+//! starting the configured [`Launch`] program. The group's state follows the process, and
+//! deleting the group kills it; a container that ends without a runner is counted.
 
 mod arm;
 mod auth;
@@ -186,6 +188,8 @@ struct Inner {
     generation: u64,
     /// Names of the groups a runner process was started for, one entry per start.
     launched: Vec<String>,
+    /// Groups whose container ended (or failed to start) without starting a runner.
+    exited_without_runner: usize,
     /// PUT bodies refused for departing from the ContainerInstance swagger.
     conformance_rejections: usize,
 }
@@ -347,6 +351,12 @@ impl SimHandle {
     /// name twice means a runner was launched twice).
     pub fn launched(&self) -> Vec<String> {
         self.shared.lock().launched.clone()
+    }
+
+    /// How many groups' containers ended, or failed to start, without starting a runner
+    /// (a command the image model could not take to `/home/runner/run.sh`).
+    pub fn exited_without_runner(&self) -> usize {
+        self.shared.lock().exited_without_runner
     }
 
     /// How many PUT bodies were refused for departing from the ContainerInstance 2025-09-01

@@ -68,6 +68,10 @@ pub struct GcpConfig {
     /// The subnetwork used when `spec.network.subnet` is empty.
     #[serde(default)]
     pub subnetwork: Option<String>,
+    /// The runner container's command; `None` runs the official image's `run.sh` (dockerd
+    /// first under dind), see [`providers::command`].
+    #[serde(default)]
+    pub runner_command: Option<Vec<String>>,
     /// How long to wait for a long-running operation before reporting a transient error.
     #[serde(default = "default_operation_timeout_secs")]
     pub operation_timeout_secs: u64,
@@ -93,6 +97,7 @@ impl GcpConfig {
             endpoints: Endpoints::default(),
             network: None,
             subnetwork: None,
+            runner_command: None,
             operation_timeout_secs: default_operation_timeout_secs(),
         }
     }

@@ -26,6 +26,9 @@ pub struct RawGcpSettings {
     pub token_endpoint: Option<String>,
     pub network: Option<String>,
     pub subnetwork: Option<String>,
+    /// Replaces the default container command (`/home/runner/run.sh`; dockerd first under
+    /// dind on Batch).
+    pub runner_command: Option<Vec<String>>,
 }
 
 /// A tenant's validated GCP project and region.
@@ -41,6 +44,7 @@ pub struct GcpSettings {
     pub token_endpoint: Option<Url>,
     pub network: Option<String>,
     pub subnetwork: Option<String>,
+    pub runner_command: Option<Vec<String>>,
 }
 
 /// `gcp-cloudrun`: Cloud Run v2 jobs.
@@ -87,6 +91,12 @@ impl GcpSettings {
         let endpoint = f.http_url("endpoint", raw.endpoint.as_deref());
         let token_endpoint = f.http_url("token_endpoint", raw.token_endpoint.as_deref());
         let key = f.secret("service_account_key", &raw.service_account_key);
+        if raw.runner_command.as_ref().is_some_and(Vec::is_empty) {
+            f.push(
+                "runner_command",
+                "must not be empty (leave it out for the default)",
+            );
+        }
         let settings = key.map(|service_account_key| GcpSettings {
             endpoint,
             project: raw.project,
@@ -95,6 +105,7 @@ impl GcpSettings {
             token_endpoint,
             network: raw.network,
             subnetwork: raw.subnetwork,
+            runner_command: raw.runner_command,
         });
         f.finish(settings)
     }
@@ -115,6 +126,7 @@ impl GcpSettings {
         config.endpoints = endpoints;
         config.network = self.network.clone();
         config.subnetwork = self.subnetwork.clone();
+        config.runner_command = self.runner_command.clone();
         Ok(config)
     }
 }

@@ -18,6 +18,13 @@
 //! the result runs as a host process in `<root>/home/runner`. Shells (`/bin/sh`, `/bin/bash`)
 //! are the host's. This is a model, not isolation: nothing is chrooted.
 //!
+//! # Markers and dind
+//! The fake `run.sh` touches `<root>/.runner-started` before it execs the fake runner, so a
+//! simulator can tell an instance that started a runner from one that exited without
+//! ([`Started::runner_started`]). `<root>/shims` comes first on `PATH`: `sudo` runs its
+//! arguments, and `dockerd` creates `/var/run/docker.sock` (a plain file) and records that it
+//! ran ([`Started::dockerd_started`]), so a dind command's wait for the socket ends at once.
+//!
 //! # Other images
 //! [`OtherImages`] says what an image the model does not know does: exit at once, or run the
 //! resolved command as it stands (for tests that pass a real program as the image's command).
@@ -106,6 +113,47 @@ impl std::fmt::Debug for ContainerRun {
 pub struct Started {
     pub child: tokio::process::Child,
     pub root: tempfile::TempDir,
+}
+
+const RUNNER_MARKER: &str = ".runner-started";
+const DOCKERD_MARKER: &str = ".dockerd-started";
+
+impl Started {
+    /// Whether the container's command reached `/home/runner/run.sh`.
+    pub fn runner_started(&self) -> bool {
+        self.root.path().join(RUNNER_MARKER).exists()
+    }
+
+    /// Whether the container's command started `dockerd`.
+    pub fn dockerd_started(&self) -> bool {
+        self.root.path().join(DOCKERD_MARKER).exists()
+    }
+}
+
+/// How a container that ended by itself ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code (`None`: killed by a signal or not waitable).
+    pub code: Option<i32>,
+    /// Whether its command started the runner ([`Started::runner_started`]).
+    pub runner_started: bool,
+    /// Whether its command started dockerd.
+    pub dockerd_started: bool,
+}
+
+/// A container started by [`ImageModel::spawn`]; dropping it kills the process and removes
+/// its root.
+#[derive(Debug)]
+pub struct Running {
+    pid: Option<u32>,
+    _kill: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    /// The container process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
 }
 
 /// Why a container did not start.
@@ -201,7 +249,7 @@ impl ImageModel {
                 image: image.clone(),
                 source,
             })?;
-        let mut prefixes: Vec<String> = vec!["/home/runner".into()];
+        let mut prefixes: Vec<String> = vec!["/home/runner".into(), "/var/run".into()];
         for (path, _) in &run.files {
             if let Some((dir, _)) = path.rsplit_once('/')
                 && !dir.is_empty()
@@ -233,6 +281,7 @@ impl ImageModel {
             .args(rest.iter().map(|a| translate(a)))
             .envs(run.env.iter().map(|(k, v)| (k.clone(), translate(v))))
             .env("HOME", rooted("/home/runner"))
+            .env("PATH", path_with_shims(&rooted("/shims")))
             .current_dir(&workdir)
             .stdin(Stdio::null())
             .kill_on_drop(true);
@@ -242,11 +291,53 @@ impl ImageModel {
         Ok(Started { child, root })
     }
 
+    /// [`Self::start`], then follows the process in the background: `on_exit` runs once when
+    /// it ends by itself (not when the [`Running`] handle is dropped first, which kills it).
+    ///
+    /// Must be called inside a tokio runtime.
+    pub fn spawn(
+        &self,
+        run: &ContainerRun,
+        on_exit: impl FnOnce(Exit) + Send + 'static,
+    ) -> Result<Running, ImageError> {
+        let mut started = self.start(run)?;
+        let pid = started.child.id();
+        let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            tokio::select! {
+                status = started.child.wait() => on_exit(Exit {
+                    code: status.ok().and_then(|s| s.code()),
+                    runner_started: started.runner_started(),
+                    dockerd_started: started.dockerd_started(),
+                }),
+                _ = killed => {
+                    let _ = started.child.kill().await;
+                }
+            }
+        });
+        Ok(Running { pid, _kill: kill })
+    }
+
     fn prepare(&self, root: &Path, run: &ContainerRun) -> std::io::Result<()> {
         let home = root.join("home/runner");
         std::fs::create_dir_all(&home)?;
-        let mut script = String::from(
-            "#!/bin/sh\n# Fake run.sh: the real one starts Runner.Listener; this one starts the simulators' runner.\nexec",
+        std::fs::create_dir_all(root.join("var/run"))?;
+        let shims = root.join("shims");
+        std::fs::create_dir_all(&shims)?;
+        write_file(
+            &shims.join("sudo"),
+            b"#!/bin/sh\n# Fake sudo: runs its command.\nwhile [ \"${1#-}\" != \"$1\" ]; do shift; done\nexec \"$@\"\n",
+            0o755,
+        )?;
+        let dockerd = format!(
+            "#!/bin/sh\n# Fake dockerd: makes the socket path and records that it ran.\n: > {sock}\n: > {marker}\n",
+            sock = shell_quote(&root.join("var/run/docker.sock").to_string_lossy()),
+            marker = shell_quote(&root.join(DOCKERD_MARKER).to_string_lossy()),
+        );
+        write_file(&shims.join("dockerd"), dockerd.as_bytes(), 0o755)?;
+        let mut script = format!(
+            "#!/bin/sh\n# Fake run.sh: the real one starts Runner.Listener; this one starts the simulators' runner.\n: > {}\nexec",
+            shell_quote(&root.join(RUNNER_MARKER).to_string_lossy())
         );
         for part in std::iter::once(self.runner.program.to_string_lossy().into_owned())
             .chain(self.runner.args.iter().cloned())
@@ -265,6 +356,14 @@ impl ImageModel {
         }
         Ok(())
     }
+}
+
+fn path_with_shims(shims: &Path) -> std::ffi::OsString {
+    let mut dirs = vec![shims.to_owned()];
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    std::env::join_paths(dirs).unwrap_or_else(|_| shims.as_os_str().to_owned())
 }
 
 fn translate(s: &str, prefixes: &[String], root: &Path) -> String {
@@ -468,5 +567,51 @@ mod tests {
             })
             .unwrap_err();
         assert!(matches!(err, ImageError::NothingToRun { .. }));
+    }
+
+    #[tokio::test]
+    async fn spawn_reports_whether_the_runner_and_dockerd_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = recorder(dir.path());
+        let exit = |run: ContainerRun| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let running = model
+                .spawn(&run, move |e| {
+                    let _ = tx.send(e);
+                })
+                .unwrap();
+            async move {
+                let e = tokio::time::timeout(std::time::Duration::from_secs(30), rx)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                drop(running);
+                e
+            }
+        };
+        let image = "ghcr.io/actions/actions-runner:2.330.0".to_owned();
+        let none = exit(ContainerRun {
+            image: image.clone(),
+            ..ContainerRun::default()
+        })
+        .await;
+        assert_eq!(none.code, Some(0));
+        assert!(!none.runner_started, "no command: no runner");
+        let dind = exit(ContainerRun {
+            image,
+            command: s(&[
+                "/bin/sh",
+                "-c",
+                "sudo -n dockerd >/home/runner/dockerd.log 2>&1 & n=0; \
+                 while [ ! -e /var/run/docker.sock ] && [ \"$n\" -lt 60 ]; do sleep 1; n=$((n+1)); done; \
+                 exec /home/runner/run.sh",
+            ]),
+            env: vec![("ACTIONS_RUNNER_INPUT_JITCONFIG".into(), "J".into())],
+            ..ContainerRun::default()
+        })
+        .await;
+        assert_eq!(dind.code, Some(0));
+        assert!(dind.runner_started && dind.dockerd_started, "{dind:?}");
+        assert_eq!(seen(dir.path()).as_deref(), Some("env:J"));
     }
 }

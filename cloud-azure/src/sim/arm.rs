@@ -379,6 +379,7 @@ async fn put_group(
         shared.lock().conformance_rejections += 1;
         return bad(code, message);
     }
+    let run = container_run(&request, env);
     let key = (rg.clone(), name.clone());
     let mut inner = shared.lock();
     if let Some(g) = inner.groups.get_mut(&key) {
@@ -414,7 +415,7 @@ async fn put_group(
         },
     );
     drop(inner);
-    launch::start(shared.clone(), key, generation, env);
+    launch::start(shared.clone(), key, generation, run);
     let async_op = format!(
         "{}/subscriptions/{sub}/providers/Microsoft.ContainerInstance/locations/{}/operations/{operation_id}?api-version={}",
         shared.base_url,
@@ -680,4 +681,23 @@ fn validate(shared: &Shared, name: &str, body: &Value) -> Result<Validated, Resp
         ));
     }
     Ok((tags, first_env))
+}
+
+/// The group's first container as the platform runs it: its image and `command` with `env`
+/// (plain and secure values).
+fn container_run(request: &Value, env: Vec<(String, String)>) -> simulators::image::ContainerRun {
+    let container = &request["properties"]["containers"][0]["properties"];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    };
+    simulators::image::ContainerRun {
+        image: container["image"].as_str().unwrap_or_default().to_owned(),
+        command: strings(&container["command"]),
+        env,
+        ..simulators::image::ContainerRun::default()
+    }
 }

@@ -1,10 +1,11 @@
-//! Starting a group's container as a local child process, and following it to its end.
+//! Starting a group's container through the image model ([`simulators::image`]), and
+//! following it to its end.
 //!
-//! The child gets the container's environment variables (plain and secure) in its env and
-//! only the configured args on its command line. Its exit sets the group's state; deleting the
-//! group kills it.
+//! The container runs by its image with the request's `command` and env (plain and secure):
+//! a real `sh` against a fake `/home/runner/run.sh` that starts the launch program. Its exit
+//! sets the group's state; deleting the group kills it. A container that ends without having
+//! started a runner is counted ([`super::SimHandle::exited_without_runner`]).
 
-use std::process::Stdio;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
@@ -16,7 +17,7 @@ pub(super) fn start(
     shared: Arc<Shared>,
     key: (String, String),
     generation: u64,
-    env: Vec<(String, String)>,
+    run: simulators::image::ContainerRun,
 ) {
     tokio::spawn(async move {
         let update = |f: &dyn Fn(&mut super::Group)| {
@@ -36,16 +37,12 @@ pub(super) fn start(
             });
             return;
         };
-        let spawned = tokio::process::Command::new(&launch.program)
-            .args(&launch.args)
-            .envs(env)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
+        let model = simulators::image::ImageModel::new(launch.program, launch.args);
+        let mut started = match model.start(&run) {
+            Ok(started) => started,
             Err(e) => {
-                tracing::warn!(program = %launch.program.display(), error = %e, "sim launch failed");
+                tracing::warn!(error = %e, "sim launch failed");
+                shared.lock().exited_without_runner += 1;
                 update(&|g| {
                     g.inst.provisioning_state = "Failed".into();
                     g.inst.state = GroupState::Failed;
@@ -54,7 +51,7 @@ pub(super) fn start(
             }
         };
         let (tx, rx) = oneshot::channel();
-        let pid = child.id();
+        let pid = started.child.id();
         let tx = std::sync::Mutex::new(Some(tx));
         let alive = update(&|g| {
             g.inst.provisioning_state = "Succeeded".into();
@@ -63,12 +60,16 @@ pub(super) fn start(
             g.kill = tx.lock().ok().and_then(|mut t| t.take());
         });
         if !alive {
-            let _ = child.kill().await;
+            let _ = started.child.kill().await;
             return;
         }
         shared.lock().launched.push(key.1.clone());
         tokio::select! {
-            status = child.wait() => {
+            status = started.child.wait() => {
+                if !started.runner_started() {
+                    shared.lock().exited_without_runner += 1;
+                    tracing::warn!(group = %key.1, "ACI simulator: the container exited without starting a runner");
+                }
                 let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
                 update(&|g| {
                     g.inst.pid = None;
@@ -78,7 +79,7 @@ pub(super) fn start(
                 });
             }
             _ = rx => {
-                let _ = child.kill().await;
+                let _ = started.child.kill().await;
             }
         }
     });

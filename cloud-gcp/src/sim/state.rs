@@ -181,6 +181,8 @@ pub(crate) struct State {
     pub conformance_rejections: usize,
     /// Short names of the jobs a runner process was started for, one entry per start.
     pub launched: Vec<String>,
+    /// Jobs whose container ended (or failed to start) without starting a runner.
+    pub exited_without_runner: usize,
 }
 
 impl std::fmt::Debug for State {
@@ -218,6 +220,7 @@ impl State {
             requests: Vec::new(),
             conformance_rejections: 0,
             launched: Vec::new(),
+            exited_without_runner: 0,
         }
     }
 
