@@ -32,6 +32,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+/// `errno` of "text file busy" on Linux.
+const ETXTBSY: i32 = 26;
+
 /// The official Actions runner image (any tag).
 pub const ACTIONS_RUNNER_IMAGE: &str = "ghcr.io/actions/actions-runner";
 
@@ -285,9 +288,19 @@ impl ImageModel {
             .current_dir(&workdir)
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        let child = command
-            .spawn()
-            .map_err(|source| ImageError::Spawn { image, source })?;
+        // The fake run.sh was just written: a fork in another thread may still hold its
+        // write descriptor until that child execs, and exec then fails with ETXTBSY. That
+        // window is microseconds; retry a few times.
+        let mut attempts = 0;
+        let child = loop {
+            match command.spawn() {
+                Err(e) if e.raw_os_error() == Some(ETXTBSY) && attempts < 20 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => break other.map_err(|source| ImageError::Spawn { image, source })?,
+            }
+        };
         Ok(Started { child, root })
     }
 
