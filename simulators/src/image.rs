@@ -32,9 +32,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-/// `errno` of "text file busy" on Linux.
-const ETXTBSY: i32 = 26;
-
 /// The official Actions runner image (any tag).
 pub const ACTIONS_RUNNER_IMAGE: &str = "ghcr.io/actions/actions-runner";
 
@@ -279,7 +276,17 @@ impl ImageModel {
             image: image.clone(),
             source,
         })?;
-        let mut command = tokio::process::Command::new(&program);
+        // A script this model just wrote (the fake run.sh) is read by `sh` rather than
+        // exec'd: a fork in another thread may still hold its write descriptor until that
+        // child execs, and exec would then fail with ETXTBSY. Its shebang is `/bin/sh`, so
+        // this runs it the same way.
+        let mut command = if Path::new(&program).starts_with(root.path()) {
+            let mut sh = tokio::process::Command::new("sh");
+            sh.arg(&program);
+            sh
+        } else {
+            tokio::process::Command::new(&program)
+        };
         command
             .args(rest.iter().map(|a| translate(a)))
             .envs(run.env.iter().map(|(k, v)| (k.clone(), translate(v))))
@@ -288,19 +295,9 @@ impl ImageModel {
             .current_dir(&workdir)
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        // The fake run.sh was just written: a fork in another thread may still hold its
-        // write descriptor until that child execs, and exec then fails with ETXTBSY. That
-        // window is microseconds; retry a few times.
-        let mut attempts = 0;
-        let child = loop {
-            match command.spawn() {
-                Err(e) if e.raw_os_error() == Some(ETXTBSY) && attempts < 20 => {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                other => break other.map_err(|source| ImageError::Spawn { image, source })?,
-            }
-        };
+        let child = command
+            .spawn()
+            .map_err(|source| ImageError::Spawn { image, source })?;
         Ok(Started { child, root })
     }
 
