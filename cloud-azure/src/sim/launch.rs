@@ -38,8 +38,12 @@ pub(super) fn start(
             return;
         };
         let model = simulators::image::ImageModel::new(launch.program, launch.args);
-        let mut started = match model.start(&run) {
-            Ok(started) => started,
+        let (exited, exit) = oneshot::channel();
+        let spawned = model.spawn(&run, move |end| {
+            let _ = exited.send(end);
+        });
+        let child = match spawned {
+            Ok(child) => child,
             Err(e) => {
                 tracing::warn!(error = %e, "sim launch failed");
                 shared.lock().exited_without_runner += 1;
@@ -50,37 +54,35 @@ pub(super) fn start(
                 return;
             }
         };
-        let (tx, rx) = oneshot::channel();
-        let pid = started.child.id();
-        let tx = std::sync::Mutex::new(Some(tx));
+        let pid = child.pid();
+        let child = std::sync::Mutex::new(Some(child));
         let alive = update(&|g| {
             g.inst.provisioning_state = "Succeeded".into();
             g.inst.state = GroupState::Running;
             g.inst.pid = pid;
-            g.kill = tx.lock().ok().and_then(|mut t| t.take());
+            g.kill = child.lock().ok().and_then(|mut c| c.take());
         });
         if !alive {
-            let _ = started.child.kill().await;
-            return;
+            return; // the group is gone: dropping `child` kills the process
         }
         shared.lock().launched.push(key.1.clone());
-        tokio::select! {
-            status = started.child.wait() => {
-                if !started.runner_started() {
-                    shared.lock().exited_without_runner += 1;
-                    tracing::warn!(group = %key.1, "ACI simulator: the container exited without starting a runner");
-                }
-                let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
-                update(&|g| {
-                    g.inst.pid = None;
-                    g.inst.exit_code = Some(code);
-                    g.inst.state = if code == 0 { GroupState::Succeeded } else { GroupState::Failed };
-                    g.kill = None;
-                });
+        // Dropping the group (delete) drops the child, which kills it and drops `exited`.
+        if let Ok(end) = exit.await {
+            if !end.runner_started {
+                shared.lock().exited_without_runner += 1;
+                tracing::warn!(group = %key.1, "ACI simulator: the container exited without starting a runner");
             }
-            _ = rx => {
-                let _ = started.child.kill().await;
-            }
+            let code = end.code.unwrap_or(-1);
+            update(&|g| {
+                g.inst.pid = None;
+                g.inst.exit_code = Some(code);
+                g.inst.state = if code == 0 {
+                    GroupState::Succeeded
+                } else {
+                    GroupState::Failed
+                };
+                g.kill = None;
+            });
         }
     });
 }

@@ -12,9 +12,8 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::launch;
 use super::state::{ApiError, Execution, Job, OpKind, State as SimState, execution_json, now};
-use super::{Fault, RecordedRequest};
+use super::{Fault, RecordedRequest, launch};
 use crate::auth::{GRANT_TYPE, SCOPE};
 use crate::labels::{job_name_problem, valid_key, valid_value};
 use crate::shapes;
