@@ -7,8 +7,12 @@
 //!   are success, and so is a group of another controller, which is left alone.
 //! - get and list: only groups carrying our controller tag (another deployment may share the
 //!   resource group).
+//! - list items carry no `instanceView`; each provisioned group is read with a GET for its
+//!   run state, so finished groups show as stopped.
 //! - The JIT config travels only as the container's `secureValue` env var, which ARM never
 //!   returns on GET; nothing here logs a request body.
+//! - The container command starts `/home/runner/run.sh` (the official image has no
+//!   ENTRYPOINT or CMD); under dind the container is privileged and dockerd starts first.
 
 use std::time::Duration;
 
@@ -194,6 +198,26 @@ impl AciProvider {
         }
     }
 
+    /// The instance a list item describes. ARM list items carry no `instanceView`, so a
+    /// provisioned group's run state is unknown from the list alone: such a group is read
+    /// with a GET (which has it). A group gone between list and GET is stopped.
+    async fn listed_instance(&self, group: &Value) -> Result<Instance, ProviderError> {
+        let provisioned = group["properties"]["provisioningState"].as_str() == Some("Succeeded");
+        let has_view = group["properties"]["instanceView"]["state"].is_string();
+        if !provisioned || has_view {
+            return Ok(instance(group));
+        }
+        let name = group["name"].as_str().unwrap_or_default();
+        let url = self.group_url(name);
+        let resp = self.call("list", Method::GET, &url, None).await?;
+        if resp.status == 404 {
+            let mut gone = instance(group);
+            gone.status = InstanceStatus::Stopped;
+            return Ok(gone);
+        }
+        Ok(instance(&Self::parse("list", &resp.body)?))
+    }
+
     fn parse(operation: &'static str, body: &str) -> Result<Value, AciError> {
         serde_json::from_str(body).map_err(|source| AciError::Decode { operation, source })
     }
@@ -240,8 +264,14 @@ impl AciProvider {
                 .iter()
                 .map(|(k, v)| json!({"name": k, "value": v})),
         );
+        let command = providers::command::runner_command(
+            self.cfg.runner_command.as_deref(),
+            providers::command::JitFrom::Env,
+            spec.dind,
+        );
         let mut container = json!({
             "image": spec.image,
+            "command": command,
             "resources": {"requests": {"cpu": cpu, "memoryInGB": memory}},
             "environmentVariables": env,
         });
@@ -252,6 +282,20 @@ impl AciProvider {
         });
         if spec.dind {
             container["securityContext"] = json!({"privileged": true});
+        }
+        if !self.cfg.registry_credentials.is_empty() {
+            props["imageRegistryCredentials"] = self
+                .cfg
+                .registry_credentials
+                .iter()
+                .map(|c| {
+                    json!({
+                        "server": c.server,
+                        "username": c.username,
+                        "password": c.password.expose_secret(),
+                    })
+                })
+                .collect();
         }
         if let Some(bucket) = &spec.disk_bucket {
             let files = self.cfg.azure_files.as_ref().ok_or_else(|| {
@@ -414,14 +458,14 @@ impl Provider for AciProvider {
                 return Err(Self::not_found_error(OP, &resp).into());
             }
             let page = Self::parse(OP, &resp.body)?;
-            out.extend(
-                page["value"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|g| self.ours(g))
-                    .map(instance),
-            );
+            let ours = page["value"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|g| self.ours(g));
+            for group in ours {
+                out.push(self.listed_instance(group).await?);
+            }
             match page["nextLink"].as_str().filter(|l| !l.is_empty()) {
                 // The bearer token goes only to our own ARM endpoint.
                 Some(next) if next.starts_with(&format!("{}/", self.cfg.arm_endpoint)) => {

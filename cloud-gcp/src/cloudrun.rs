@@ -75,9 +75,15 @@ impl CloudRunProvider {
             0 => DEFAULT_TIMEOUT_SECS,
             s => s.min(MAX_TIMEOUT_SECS),
         };
+        let command = providers::command::runner_command(
+            self.config.runner_command.as_deref(),
+            providers::command::JitFrom::Env,
+            false,
+        );
         let mut container = json!({
             "name": "runner",
             "image": spec.image,
+            "command": command,
             "resources": { "limits": {
                 "cpu": cpu_quantity(spec.cpu_millis),
                 "memory": memory_quantity(spec.memory_mib),

@@ -73,6 +73,10 @@ pub struct GcpConfig {
     /// unset, runners run as the project's default compute account.
     #[serde(default)]
     pub runner_service_account: Option<String>,
+    /// The runner container's command; `None` runs the official image's `run.sh` (dockerd
+    /// first under dind), see [`providers::command`].
+    #[serde(default)]
+    pub runner_command: Option<Vec<String>>,
     /// How long to wait for a long-running operation before reporting a transient error.
     #[serde(default = "default_operation_timeout_secs")]
     pub operation_timeout_secs: u64,
@@ -99,6 +103,7 @@ impl GcpConfig {
             network: None,
             subnetwork: None,
             runner_service_account: None,
+            runner_command: None,
             operation_timeout_secs: default_operation_timeout_secs(),
         }
     }

@@ -27,6 +27,9 @@ pub struct RawGcpSettings {
     pub network: Option<String>,
     pub subnetwork: Option<String>,
     pub runner_service_account: Option<String>,
+    /// Replaces the default container command (`/home/runner/run.sh`; dockerd first under
+    /// dind on Batch).
+    pub runner_command: Option<Vec<String>>,
 }
 
 /// A tenant's validated GCP project and region.
@@ -44,6 +47,7 @@ pub struct GcpSettings {
     pub subnetwork: Option<String>,
     /// The service account runners run as; it alone may read each runner's JIT secret.
     pub runner_service_account: Option<String>,
+    pub runner_command: Option<Vec<String>>,
 }
 
 /// `gcp-cloudrun`: Cloud Run v2 jobs.
@@ -98,6 +102,12 @@ impl GcpSettings {
                 "must be a service account email (name@project.iam.gserviceaccount.com)",
             );
         }
+        if raw.runner_command.as_ref().is_some_and(Vec::is_empty) {
+            f.push(
+                "runner_command",
+                "must not be empty (leave it out for the default)",
+            );
+        }
         let settings = key.map(|service_account_key| GcpSettings {
             endpoint,
             project: raw.project,
@@ -107,6 +117,7 @@ impl GcpSettings {
             network: raw.network,
             subnetwork: raw.subnetwork,
             runner_service_account: raw.runner_service_account,
+            runner_command: raw.runner_command,
         });
         f.finish(settings)
     }
@@ -128,6 +139,7 @@ impl GcpSettings {
         config.network = self.network.clone();
         config.subnetwork = self.subnetwork.clone();
         config.runner_service_account = self.runner_service_account.clone();
+        config.runner_command = self.runner_command.clone();
         Ok(config)
     }
 }

@@ -34,6 +34,12 @@ async fn create_sends_a_privileged_container_with_a_secret_variable() {
     let task = &body["taskGroups"][0]["taskSpec"];
     let runnable = &task["runnables"][0];
     assert_eq!(runnable["container"]["options"], "--privileged");
+    // dind: the entrypoint is a shell that starts dockerd, then execs run.sh.
+    assert_eq!(runnable["container"]["entrypoint"], "/bin/sh");
+    assert_eq!(runnable["container"]["commands"][0], "-c");
+    let script = runnable["container"]["commands"][1].as_str().unwrap();
+    assert!(script.starts_with("sudo -n dockerd"), "{script}");
+    assert!(script.ends_with("exec /home/runner/run.sh"), "{script}");
     assert_eq!(
         runnable["environment"]["secretVariables"]["ACTIONS_RUNNER_INPUT_JITCONFIG"],
         format!("projects/{PROJECT}/secrets/shr-acme-50-1-jit/versions/1")
@@ -56,7 +62,7 @@ async fn create_sends_a_privileged_container_with_a_secret_variable() {
         .into_iter()
         .find(|r| r.method == "POST" && r.path.ends_with("/jobs"))
         .unwrap();
-    assert_eq!(create.query["job_id"], "shr-acme-50-1");
+    assert_eq!(create.query["jobId"], "shr-acme-50-1");
     assert_eq!(
         provider.get("shr-acme-50-1").await.unwrap().unwrap().status,
         InstanceStatus::Running

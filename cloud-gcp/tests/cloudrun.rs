@@ -40,6 +40,11 @@ async fn create_sends_the_jit_config_as_a_secret_ref_never_in_clear() {
     assert_eq!(task["timeout"], "7200s");
     let container = &task["containers"][0];
     assert_eq!(container["image"], "ghcr.io/actions/actions-runner:2.330.0");
+    // The official image has no ENTRYPOINT/CMD: the command starts the runner.
+    assert_eq!(
+        container["command"],
+        serde_json::json!(["/home/runner/run.sh"])
+    );
     assert_eq!(container["resources"]["limits"]["cpu"], "2");
     assert_eq!(container["resources"]["limits"]["memory"], "4Gi");
     let env = &container["env"][0];

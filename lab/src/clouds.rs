@@ -247,6 +247,12 @@ impl DemoCloud {
         (launched.len(), distinct)
     }
 
+    /// Instances whose container ended, or failed to start, without starting a runner (the
+    /// image model ran their command and it never reached `/home/runner/run.sh`).
+    pub fn exited_without_runner(&self) -> usize {
+        self.sim.exited_without_runner()
+    }
+
     /// Creates a running instance directly in the simulator, behind the system's back,
     /// tagged with `controller_id` and runner name `name` (which must be a valid instance
     /// name on the platform, as the system's runner names are).

@@ -455,6 +455,51 @@ fn debug_output_shows_references_not_values() {
     assert!(debug.contains("ACME_PAT"));
 }
 
+/// README documents `[webhook] tls = { cert = …, key = … }`; that form parses, the older
+/// `tls_cert`/`tls_key` still does, and mixing or halving them names the field.
+#[test]
+fn webhook_tls_takes_the_documented_table_and_the_older_keys() {
+    let with_webhook = |webhook: &str| {
+        format!("[webhook]\nsecret = \"env:WH\"\n{webhook}\n{TENANT}\n[[registrations]]\n{OK_REG}")
+    };
+    for webhook in [
+        r#"tls = { cert = "/etc/shr/tls.crt", key = "/etc/shr/tls.key" }"#,
+        "tls_cert = \"/etc/shr/tls.crt\"\ntls_key = \"/etc/shr/tls.key\"",
+    ] {
+        let config = Config::parse(&with_webhook(webhook), "shr.toml", &clouds::Registry).unwrap();
+        let tls = config.webhook.tls.expect("tls is set");
+        assert_eq!(
+            tls.cert,
+            std::path::Path::new("/etc/shr/tls.crt"),
+            "{webhook}"
+        );
+        assert_eq!(
+            tls.key,
+            std::path::Path::new("/etc/shr/tls.key"),
+            "{webhook}"
+        );
+    }
+    for (webhook, field) in [
+        (r#"tls = { cert = "/c.pem" }"#, "webhook.tls.key"),
+        (r#"tls = { key = "/k.pem" }"#, "webhook.tls.cert"),
+        ("tls = {}", "webhook.tls"),
+        (
+            "tls = { cert = \"/c\", key = \"/k\" }\ntls_cert = \"/c\"",
+            "webhook.tls",
+        ),
+    ] {
+        let e = errors(&with_webhook(webhook));
+        assert!(e.has_field(field), "{webhook}: {field} missing in\n{e}");
+    }
+    let e = Config::parse(
+        &with_webhook(r#"tls = { cert = "/c", key = "/k", chain = "/x" }"#),
+        "shr.toml",
+        &clouds::Registry,
+    )
+    .expect_err("unknown key in tls");
+    assert!(e.to_string().contains("chain"), "{e}");
+}
+
 #[test]
 fn nats_credentials_come_by_reference_and_never_inside_the_url() {
     let with_controller = |controller: &str| {

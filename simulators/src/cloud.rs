@@ -85,6 +85,10 @@ pub trait CloudSim: Send + Sync + std::fmt::Debug {
     /// Makes `percent`% of API calls fail with the platform's transient error, drawn from an
     /// RNG seeded with `seed`; 0 clears the rate.
     fn set_failure_percent(&self, percent: u8, seed: u64);
+
+    /// Instances whose container ended, or failed to start, without starting a runner (the
+    /// image model ran their command and it never reached the runner's `run.sh`).
+    fn exited_without_runner(&self) -> usize;
 }
 
 /// The program a simulator starts for each instance that starts.

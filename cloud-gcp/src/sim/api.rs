@@ -13,11 +13,10 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::state::{ApiError, Execution, Job, OpKind, State as SimState, execution_json, now};
-use super::{Fault, RecordedRequest};
+use super::{Fault, RecordedRequest, launch};
 use crate::auth::{GRANT_TYPE, SCOPE};
 use crate::labels::{job_name_problem, valid_key, valid_value};
 use crate::shapes;
-use simulators::cloud::{RunnerChild, spawn_runner};
 
 type Shared = Arc<Mutex<SimState>>;
 type Reply = Result<Value, ApiError>;
@@ -83,8 +82,15 @@ pub(crate) async fn dispatch(
         query: query.clone(),
         body: json.clone(),
     });
+    if let Err(e) = super::conform::check_request(&method, &path, &query, &json) {
+        st.conformance_rejections += 1;
+        return e.into_response();
+    }
     match route(&mut st, &weak, &method, &path, &query, json) {
-        Ok(v) => axum::Json(v).into_response(),
+        Ok(mut v) => {
+            super::conform::to_wire(&method, &path, &mut v);
+            axum::Json(v).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -492,15 +498,20 @@ fn start_child(
     st: &mut SimState,
     job: &str,
     weak: &Weak<Mutex<SimState>>,
-    env: &[(String, String)],
+    run: &simulators::image::ContainerRun,
     on_exit: impl FnOnce(&mut SimState, bool) + Send + 'static,
-) -> Option<RunnerChild> {
+) -> Option<launch::Child> {
     let launch = st.config.launch.as_ref()?;
     let weak = weak.clone();
-    let env = env.iter().map(|(k, v)| (k, v));
-    let spawned = spawn_runner(launch, &[], env, move |code| {
+    let job_name = job.to_owned();
+    let spawned = launch::spawn(launch, run, move |exit| {
         if let Some(shared) = weak.upgrade() {
-            on_exit(&mut lock(&shared), code == Some(0));
+            let mut st = lock(&shared);
+            if !exit.runner_started {
+                st.exited_without_runner += 1;
+                tracing::warn!(job = %job_name, "GCP simulator: the container exited without starting a runner");
+            }
+            on_exit(&mut st, exit.code == Some(0));
         }
     });
     match spawned {
@@ -509,10 +520,20 @@ fn start_child(
             Some(child)
         }
         Err(error) => {
-            tracing::warn!(%error, program = %launch.program.display(), "sim could not start runner");
+            st.exited_without_runner += 1;
+            tracing::warn!(%error, "sim could not start the container");
             None
         }
     }
+}
+
+/// The strings of a JSON array.
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
 }
 
 // ---- Cloud Run v2 ---------------------------------------------------------------------
@@ -706,7 +727,15 @@ fn run_execute(st: &mut SimState, weak: &Weak<Mutex<SimState>>, region: &str, fu
     }
     let (job_key, exec_key) = (full.to_owned(), execution.clone());
     let child = if resolved {
-        start_child(st, &short, weak, &env, move |st, success| {
+        let container = &containers[0];
+        let run = simulators::image::ContainerRun {
+            image: container["image"].as_str().unwrap_or_default().to_owned(),
+            command: strings(&container["command"]),
+            args: strings(&container["args"]),
+            env,
+            ..simulators::image::ContainerRun::default()
+        };
+        start_child(st, &short, weak, &run, move |st, success| {
             let exec = st
                 .run_jobs
                 .get_mut(&job_key)
@@ -763,8 +792,7 @@ fn batch_create(
     body: Value,
 ) -> Reply {
     let id = query
-        .get("job_id")
-        .or_else(|| query.get("jobId"))
+        .get("jobId")
         .cloned()
         .unwrap_or_else(|| format!("job-{}", uuid::Uuid::new_v4().simple()));
     check_job_id(&id)?;
@@ -863,7 +891,28 @@ fn batch_create(
     resource["updateTime"] = json!(created);
     resource["taskGroups"][0]["name"] = json!(format!("{full}/taskGroups/group0"));
     let key = full.clone();
-    let child = start_child(st, id.as_str(), weak, &env, move |st, success| {
+    // Batch: `entrypoint` replaces the image's ENTRYPOINT, `commands` replace its CMD.
+    let container = runnables
+        .iter()
+        .map(|r| &r["container"])
+        .find(|c| !c.is_null())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let run = simulators::image::ContainerRun {
+        image: container["imageUri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        command: container["entrypoint"]
+            .as_str()
+            .filter(|e| !e.is_empty())
+            .map(|e| vec![e.to_owned()])
+            .unwrap_or_default(),
+        args: strings(&container["commands"]),
+        env,
+        ..simulators::image::ContainerRun::default()
+    };
+    let child = start_child(st, id.as_str(), weak, &run, move |st, success| {
         if let Some(job) = st.batch_jobs.get_mut(&key) {
             if job.batch_state == "RUNNING" {
                 job.batch_state = if success { "SUCCEEDED" } else { "FAILED" };

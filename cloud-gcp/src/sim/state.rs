@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{Fault, RecordedRequest, SimConfig};
-use simulators::cloud::{FaultPlan, RunnerChild};
+use simulators::cloud::FaultPlan;
 
 /// A job as the sim holds it, for tests to inspect.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +116,7 @@ pub(crate) struct Execution {
     pub create_time: String,
     /// `EXECUTION_RUNNING`, `EXECUTION_SUCCEEDED`, `EXECUTION_FAILED`, `EXECUTION_CANCELLED`.
     pub status: &'static str,
-    pub child: Option<RunnerChild>,
+    pub child: Option<super::launch::Child>,
 }
 
 /// A Cloud Run or Batch job.
@@ -178,8 +178,12 @@ pub(crate) struct State {
     pub operations: HashMap<String, Operation>,
     pub faults: FaultPlan<Fault>,
     pub requests: Vec<RecordedRequest>,
+    /// Requests refused because they departed from the discovery documents.
+    pub conformance_rejections: usize,
     /// Short names of the jobs a runner process was started for, one entry per start.
     pub launched: Vec<String>,
+    /// Jobs whose container ended (or failed to start) without starting a runner.
+    pub exited_without_runner: usize,
 }
 
 impl std::fmt::Debug for State {
@@ -214,7 +218,9 @@ impl State {
             operations: HashMap::new(),
             faults: FaultPlan::default(),
             requests: Vec::new(),
+            conformance_rejections: 0,
             launched: Vec::new(),
+            exited_without_runner: 0,
         }
     }
 
