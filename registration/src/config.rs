@@ -173,6 +173,8 @@ impl Providers {
             ProviderKind::AzureAci => self.azure_aci.is_some(),
             ProviderKind::GcpCloudrun => self.gcp_cloudrun.is_some(),
             ProviderKind::GcpBatch => self.gcp_batch.is_some(),
+            // No `[providers.aws-fargate]` section is parsed yet.
+            ProviderKind::AwsFargate => false,
         }
     }
 
@@ -184,6 +186,7 @@ impl Providers {
             ProviderKind::AzureAci => self.azure_aci.as_ref().map(|p| p.location.as_str()),
             ProviderKind::GcpCloudrun => self.gcp_cloudrun.as_ref().map(|p| p.region.as_str()),
             ProviderKind::GcpBatch => self.gcp_batch.as_ref().map(|p| p.region.as_str()),
+            ProviderKind::AwsFargate => None,
         }
     }
 }

@@ -47,6 +47,7 @@ pub fn build(
         ProviderKind::Local => {
             anyhow::bail!("{at}: the local provider is built by the wiring, not as a cloud")
         }
+        ProviderKind::AwsFargate => anyhow::bail!("{at}: not supported yet"),
         ProviderKind::AlibabaEci => {
             let p = tenant.providers.alibaba_eci.as_ref().ok_or_else(missing)?;
             let mut config = cloud_alibaba::EciConfig::new(
@@ -213,6 +214,7 @@ pub async fn start_cloud_sim(
     let random = || uuid::Uuid::new_v4().simple().to_string();
     let sim = match kind {
         ProviderKind::Local => anyhow::bail!("the local provider has no cloud simulator"),
+        ProviderKind::AwsFargate => anyhow::bail!("the aws-fargate simulator is not wired yet"),
         ProviderKind::AlibabaEci => {
             let secret = random();
             write_secret(&secret_path, &secret)?;
