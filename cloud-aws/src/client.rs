@@ -92,15 +92,16 @@ impl Client {
             Service::Ecs => &self.ecs_endpoint,
             Service::SecretsManager => &self.secrets_endpoint,
         };
-        let payload = serde_json::to_vec(body).map_err(|source| AwsError::Decode {
-            operation,
-            source,
-        })?;
+        let payload =
+            serde_json::to_vec(body).map_err(|source| AwsError::Decode { operation, source })?;
         let target = format!("{}.{target}", service.target_prefix());
         let mut retried = false;
         loop {
             let creds = self.credentials.get().await?;
-            let headers = [("content-type", CONTENT_TYPE), ("x-amz-target", target.as_str())];
+            let headers = [
+                ("content-type", CONTENT_TYPE),
+                ("x-amz-target", target.as_str()),
+            ];
             let signed = sign::sign(
                 &creds,
                 Scope {

@@ -126,8 +126,7 @@ impl CredentialProvider {
 
     async fn resolve(&self, chain: &ChainEndpoints) -> Result<Credentials, AwsError> {
         let env = chain.env;
-        if let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
-        {
+        if let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
             return Ok(Credentials {
                 access_key_id: id,
                 secret_access_key: SecretString::from(secret),

@@ -122,9 +122,16 @@ impl From<AwsError> for ProviderError {
 /// message) to an [`ErrorKind`].
 pub fn classify(status: u16, code: &str, message: &str) -> ErrorKind {
     match code {
-        "ThrottlingException" | "Throttling" | "RequestLimitExceeded" | "TooManyRequestsException"
-        | "ServerException" | "InternalServiceError" | "InternalFailure"
-        | "ServiceUnavailableException" | "ServiceUnavailable" | "ExpiredTokenException"
+        "ThrottlingException"
+        | "Throttling"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "ServerException"
+        | "InternalServiceError"
+        | "InternalFailure"
+        | "ServiceUnavailableException"
+        | "ServiceUnavailable"
+        | "ExpiredTokenException"
         | "RequestExpired" => ErrorKind::Transient,
         "LimitExceededException" => ErrorKind::Quota,
         "ResourceNotFoundException" => ErrorKind::NotFound,
@@ -226,7 +233,11 @@ mod tests {
             ErrorKind::Permanent
         );
         assert_eq!(
-            classify(400, "ClientException", "Capacity is unavailable at this time."),
+            classify(
+                400,
+                "ClientException",
+                "Capacity is unavailable at this time."
+            ),
             ErrorKind::Quota
         );
     }

@@ -25,10 +25,7 @@ fn hex_digest(parts: &[&str]) -> String {
 }
 
 fn clean(s: &str, ok: impl Fn(char) -> bool, max: usize) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| if ok(c) { c } else { '-' })
-        .collect();
+    let cleaned: String = s.chars().map(|c| if ok(c) { c } else { '-' }).collect();
     if cleaned == s && s.len() <= max {
         return cleaned;
     }
@@ -104,7 +101,10 @@ mod tests {
         assert_eq!(t.len(), 64);
         assert_eq!(t, client_token("c", "r", "FARGATE"));
         assert_ne!(t, client_token("c", "r", "FARGATE_SPOT"));
-        assert_eq!(secret_name("shr-jit/", "ctl", "shr-a-1"), "shr-jit/ctl/shr-a-1");
+        assert_eq!(
+            secret_name("shr-jit/", "ctl", "shr-a-1"),
+            "shr-jit/ctl/shr-a-1"
+        );
         assert_eq!(tag_value("team-a,cost:7"), "team-a_cost:7");
         assert!(family("ctl", "ghcr.io/actions/actions-runner:2.330.0").starts_with("shr-ctl-"));
     }

@@ -204,7 +204,11 @@ impl FargateProvider {
     }
 
     fn secret_name(&self, runner_name: &str) -> String {
-        names::secret_name(&self.cfg.secret_prefix, &self.cfg.controller_id, runner_name)
+        names::secret_name(
+            &self.cfg.secret_prefix,
+            &self.cfg.controller_id,
+            runner_name,
+        )
     }
 
     /// Puts the JIT config in the runner's secret; returns the secret's ARN.
@@ -268,7 +272,11 @@ impl FargateProvider {
         }
         let family = names::family(&self.cfg.controller_id, image);
         let found = match self
-            .ecs(OP, "DescribeTaskDefinition", json!({"taskDefinition": family}))
+            .ecs(
+                OP,
+                "DescribeTaskDefinition",
+                json!({"taskDefinition": family}),
+            )
             .await
         {
             Ok(resp) => {
@@ -580,7 +588,12 @@ fn instance(task: &Value) -> Instance {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|t| Some((t["key"].as_str()?.to_owned(), t["value"].as_str()?.to_owned())))
+        .filter_map(|t| {
+            Some((
+                t["key"].as_str()?.to_owned(),
+                t["value"].as_str()?.to_owned(),
+            ))
+        })
         .collect();
     let arn = task["taskArn"].as_str().unwrap_or_default();
     Instance {
@@ -650,9 +663,18 @@ mod tests {
 
     #[test]
     fn status_mapping() {
-        assert_eq!(status(Some("PROVISIONING"), Some("RUNNING")), InstanceStatus::Pending);
-        assert_eq!(status(Some("RUNNING"), Some("RUNNING")), InstanceStatus::Running);
-        assert_eq!(status(Some("RUNNING"), Some("STOPPED")), InstanceStatus::Stopped);
+        assert_eq!(
+            status(Some("PROVISIONING"), Some("RUNNING")),
+            InstanceStatus::Pending
+        );
+        assert_eq!(
+            status(Some("RUNNING"), Some("RUNNING")),
+            InstanceStatus::Running
+        );
+        assert_eq!(
+            status(Some("RUNNING"), Some("STOPPED")),
+            InstanceStatus::Stopped
+        );
         assert_eq!(status(Some("STOPPED"), None), InstanceStatus::Stopped);
         assert_eq!(status(None, None), InstanceStatus::Unknown);
     }
