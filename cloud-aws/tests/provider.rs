@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The provider against its simulator: idempotent create, the runner started with its JIT
 //! config, delete (and its secret), list by tag, error kinds, Spot fallback, and every
 //! request valid against the botocore extract.
@@ -194,12 +195,14 @@ async fn delete_stops_the_task_and_deletes_the_secret_and_missing_is_success() {
 
 #[tokio::test]
 async fn a_runner_that_exits_is_reported_stopped_until_deleted() {
-    let mut cfg = SimConfig::default();
-    cfg.launch = Some(Launch {
-        program: PathBuf::from("/bin/sh"),
-        args: vec!["-c".into(), "exit 0".into()],
-    });
-    let sim = sim(cfg).await;
+    let sim = sim(SimConfig {
+        launch: Some(Launch {
+            program: PathBuf::from("/bin/sh"),
+            args: vec!["-c".into(), "exit 0".into()],
+        }),
+        ..SimConfig::default()
+    })
+    .await;
     let p = FargateProvider::new(config(&sim)).unwrap();
     let req = request("shr-acme-103-1");
     p.create(&req).await.unwrap();

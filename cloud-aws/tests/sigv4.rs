@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! SigV4 through `cloud_aws::sign` against AWS's published test vectors (get-vanilla family,
 //! session token, and POST cases with a signed body), see `tests/data/sigv4/README.md`.
 
