@@ -1,37 +1,68 @@
 //! The one write path for records: read, decide, compare-and-set, retry on conflict.
+//!
+//! Every record write of the actors goes through here, and here only through
+//! [`Records::modify`] (the one read-modify-write loop, with back-off) or, for a write that
+//! must not be retried, [`replace_at`]. Deciding closures are pure: the clock is read by the
+//! caller before the write and passed in, so a retry after a lost race decides with the same
+//! `now`.
 
 use shr_nats::Records;
 
 use crate::Error;
 
-const MAX_CONFLICTS: usize = 32;
-
 /// Reads `key`, lets `decide` return the new value (or `None` for "leave it") and a result,
 /// and writes the value with the revision it read. On a revision conflict it re-reads and
 /// decides again, so `decide` must be a pure function of what it is given.
-pub async fn cas<T, R, F>(records: &Records<T>, key: &str, mut decide: F) -> Result<R, Error>
+pub async fn cas<T, R, F>(records: &Records<T>, key: &str, decide: F) -> Result<R, Error>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
     F: FnMut(Option<&T>) -> Result<(Option<T>, R), Error>,
 {
-    for _ in 0..MAX_CONFLICTS {
-        let current = records.get(key).await?;
-        let (next, result) = decide(current.as_ref().map(|(value, _)| value))?;
-        let Some(next) = next else {
-            return Ok(result);
-        };
-        let written = match &current {
-            None => records.create(key, &next).await,
-            Some((_, revision)) => records.update(key, &next, *revision).await,
-        };
-        match written {
-            Ok(_) => return Ok(result),
-            Err(error) if error.is_conflict() => continue,
-            Err(error) => return Err(error.into()),
-        }
+    cas_revision(records, key, decide).await.map(|(r, _)| r)
+}
+
+/// [`cas`], also returning the revision written (`None` when nothing was written).
+pub async fn cas_revision<T, R, F>(
+    records: &Records<T>,
+    key: &str,
+    mut decide: F,
+) -> Result<(R, Option<u64>), Error>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
+    F: FnMut(Option<&T>) -> Result<(Option<T>, R), Error>,
+{
+    let mut result = None;
+    let modified = records
+        .modify::<Error, _>(key, |current| {
+            let (next, r) = decide(current)?;
+            result = Some(r);
+            Ok(next)
+        })
+        .await?;
+    let revision = match modified {
+        shr_nats::Modified::Written { revision, .. } => Some(revision),
+        shr_nats::Modified::Unchanged => None,
+    };
+    // `modify` always runs the closure at least once before it returns `Ok`.
+    result
+        .map(|r| (r, revision))
+        .ok_or_else(|| Error::bus("compare-and-set", format!("{key}: no decision")))
+}
+
+/// Writes `value` over `key` only if it is still at `revision`: one compare-and-set, no retry.
+/// `Ok(None)` when someone else wrote first.
+pub async fn replace_at<T>(
+    records: &Records<T>,
+    key: &str,
+    value: &T,
+    revision: u64,
+) -> Result<Option<u64>, Error>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
+{
+    match records.update(key, value, revision).await {
+        Ok(revision) => Ok(Some(revision)),
+        Err(error) if error.is_conflict() => Ok(None),
+        Err(error) => Err(error.into()),
     }
-    Err(Error::bus(
-        "compare-and-set",
-        format!("{key}: too many concurrent writers"),
-    ))
 }

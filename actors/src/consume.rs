@@ -1,8 +1,9 @@
 //! Durable JetStream consumption shared by the actors: ack after the effect, retry on failure.
 //!
-//! Messages are spread over `lanes` sequential workers by a key (a job id, a runner name), so
-//! messages about the same thing are handled one at a time and in stream order, while
-//! different things proceed in parallel. A handler's `Ok` acks; a retryable error naks with
+//! Messages are spread over `lanes` sequential workers by the key of the record they are
+//! about (a job key, a runner name; never a hash of the payload), so messages about the same
+//! thing are handled one at a time and in stream order, while different things proceed in
+//! parallel. A handler's `Ok` acks; a retryable error naks with
 //! a growing delay; a permanent error is logged and the message terminated, so one poison
 //! message never blocks a lane. A handler gets the message by value and hands it back with
 //! its result.
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, Message, consumer::pull};
 use futures::StreamExt;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -49,14 +51,17 @@ pub fn backoff(delivered: i64) -> Duration {
     Duration::from_millis(500u64 << exp).min(Duration::from_secs(30))
 }
 
-/// A stable lane key for any hashable value.
-pub fn lane_key(value: impl Hash) -> u64 {
+/// The lane of a message with record key `key` (a job key, a runner name): the same key
+/// always maps to the same lane, so one thing's messages are handled one at a time.
+pub fn lane_of(key: &str, lanes: usize) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    value.hash(&mut h);
-    h.finish()
+    key.hash(&mut h);
+    usize::try_from(h.finish() % lanes.max(1) as u64).unwrap_or(0)
 }
 
-/// Consumes `spec` until `cancel` fires. `key` picks a message's lane; `handler` does the work.
+/// Consumes `spec` until `cancel` fires. `key` names the record a message is about (the
+/// subject/record key: a job key or a runner name), which picks its lane; `handler` does the
+/// work.
 pub async fn run<K, H, Fut>(
     js: jetstream::Context,
     spec: ConsumerSpec,
@@ -65,50 +70,12 @@ pub async fn run<K, H, Fut>(
     handler: H,
 ) -> Result<(), Error>
 where
-    K: Fn(&Message) -> u64 + Send + 'static,
+    K: Fn(&Message) -> String + Send + 'static,
     H: Fn(Message) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = (Message, Result<(), Error>)> + Send,
 {
     let lanes = spec.lanes.max(1);
-    let mut senders = Vec::with_capacity(lanes);
-    let mut workers = tokio::task::JoinSet::new();
-    for lane in 0..lanes {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(1);
-        senders.push(tx);
-        let handler = handler.clone();
-        let durable = spec.durable.clone();
-        // A handler that hangs must not stall its lane (and, once the lane's queue is full,
-        // every lane): past its timeout it is abandoned and the message retried.
-        let limit = spec.handler_timeout;
-        workers.spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                let subject = msg.subject.clone();
-                let progress = msg.clone();
-                let heartbeat = async move {
-                    loop {
-                        tokio::time::sleep(PROGRESS_EVERY).await;
-                        let _ = progress.ack_with(AckKind::Progress).await;
-                    }
-                };
-                // Continue the trace the message carries; logs of the handler show its id.
-                let trace = crate::trace::of_message(msg.headers.as_ref());
-                let span = tracing::info_span!("handle", trace_id = %trace.trace_id(), %subject);
-                let work = tokio::time::timeout(
-                    limit,
-                    crate::trace::scope(trace, tracing::Instrument::instrument(handler(msg), span)),
-                );
-                tokio::select! {
-                    done = work => match done {
-                        Ok((msg, result)) => settle(&durable, lane, msg, result).await,
-                        Err(_) => {
-                            tracing::error!(%durable, lane, %subject, ?limit, "handler timed out; message will be redelivered");
-                        }
-                    },
-                    () = heartbeat => {}
-                }
-            }
-        });
-    }
+    let (senders, mut workers) = spawn_lanes(&spec, lanes, handler);
     // The bus may be down when we start (or restarting): keep trying rather than exit.
     let consumer = loop {
         match bind_consumer(&js, &spec, lanes).await {
@@ -123,51 +90,136 @@ where
         }
     };
     tracing::info!(durable = %spec.durable, filters = ?spec.filters, lanes, "consumer started");
-    'outer: while !cancel.is_cancelled() {
-        let batch = consumer
-            .stream()
-            .max_messages_per_batch(lanes * 2)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(15))
-            .messages()
-            .await;
-        let mut messages = match batch {
-            Ok(m) => m,
-            Err(error) => {
-                tracing::warn!(durable = %spec.durable, %error, "consumer stream failed; retrying");
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
-        loop {
-            let next = tokio::select! {
-                () = cancel.cancelled() => break 'outer,
-                next = tokio::time::timeout(IDLE_RESUBSCRIBE, messages.next()) => next,
-            };
-            let Ok(next) = next else {
-                tracing::debug!(durable = %spec.durable, "no messages for a while; resubscribing");
-                break;
-            };
-            match next {
-                Some(Ok(msg)) => {
-                    let lane = usize::try_from(key(&msg) % lanes as u64).unwrap_or(0);
-                    if senders[lane].send(msg).await.is_err() {
-                        break 'outer;
-                    }
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(durable = %spec.durable, %error, "consumer error; resubscribing");
-                    break;
-                }
-                None => break,
-            }
+    while !cancel.is_cancelled() {
+        if pull(&consumer, &spec, lanes, &cancel, &key, &senders).await == Pulled::Stop {
+            break;
         }
     }
     drop(senders);
     while workers.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Starts `lanes` sequential workers; a message sent to lane `n` is handled by worker `n`.
+fn spawn_lanes<H, Fut>(
+    spec: &ConsumerSpec,
+    lanes: usize,
+    handler: H,
+) -> (Vec<mpsc::Sender<Message>>, tokio::task::JoinSet<()>)
+where
+    H: Fn(Message) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = (Message, Result<(), Error>)> + Send,
+{
+    let mut senders = Vec::with_capacity(lanes);
+    let mut workers = tokio::task::JoinSet::new();
+    for lane in 0..lanes {
+        let (tx, mut rx) = mpsc::channel::<Message>(1);
+        senders.push(tx);
+        let handler = handler.clone();
+        let durable = spec.durable.clone();
+        let limit = spec.handler_timeout;
+        workers.spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                handle_one(&durable, lane, limit, msg, &handler).await;
+            }
+        });
+    }
+    (senders, workers)
+}
+
+/// Handles one message in its lane: progress reports while it runs, settle when done. A
+/// handler that hangs must not stall its lane (and, once the lane's queue is full, every
+/// lane): past `limit` it is abandoned and the message retried.
+async fn handle_one<H, Fut>(durable: &str, lane: usize, limit: Duration, msg: Message, handler: &H)
+where
+    H: Fn(Message) -> Fut,
+    Fut: Future<Output = (Message, Result<(), Error>)>,
+{
+    let subject = msg.subject.clone();
+    let progress = msg.clone();
+    let heartbeat = async move {
+        loop {
+            tokio::time::sleep(PROGRESS_EVERY).await;
+            let _ = progress.ack_with(AckKind::Progress).await;
+        }
+    };
+    // Continue the trace the message carries; logs of the handler show its id.
+    let trace = crate::trace::of_message(msg.headers.as_ref());
+    let span = tracing::info_span!("handle", trace_id = %trace.trace_id(), %subject);
+    let work = tokio::time::timeout(
+        limit,
+        crate::trace::scope(trace, tracing::Instrument::instrument(handler(msg), span)),
+    );
+    tokio::select! {
+        done = work => match done {
+            Ok((msg, result)) => settle(durable, lane, msg, result).await,
+            Err(_) => {
+                tracing::error!(%durable, lane, %subject, ?limit, "handler timed out; message will be redelivered");
+            }
+        },
+        () = heartbeat => {}
+    }
+}
+
+/// Whether to keep pulling.
+#[derive(Debug, PartialEq, Eq)]
+enum Pulled {
+    Again,
+    Stop,
+}
+
+/// One pull subscription: hands its messages to their lanes until it goes idle or fails.
+async fn pull<K>(
+    consumer: &jetstream::consumer::PullConsumer,
+    spec: &ConsumerSpec,
+    lanes: usize,
+    cancel: &CancellationToken,
+    key: &K,
+    senders: &[mpsc::Sender<Message>],
+) -> Pulled
+where
+    K: Fn(&Message) -> String,
+{
+    let batch = consumer
+        .stream()
+        .max_messages_per_batch(lanes * 2)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(15))
+        .messages()
+        .await;
+    let mut messages = match batch {
+        Ok(m) => m,
+        Err(error) => {
+            tracing::warn!(durable = %spec.durable, %error, "consumer stream failed; retrying");
+            return tokio::select! {
+                () = cancel.cancelled() => Pulled::Stop,
+                () = tokio::time::sleep(Duration::from_secs(1)) => Pulled::Again,
+            };
+        }
+    };
+    loop {
+        let next = tokio::select! {
+            () = cancel.cancelled() => return Pulled::Stop,
+            next = tokio::time::timeout(IDLE_RESUBSCRIBE, messages.next()) => next,
+        };
+        let Ok(next) = next else {
+            tracing::debug!(durable = %spec.durable, "no messages for a while; resubscribing");
+            return Pulled::Again;
+        };
+        match next {
+            Some(Ok(msg)) => {
+                let lane = lane_of(&key(&msg), lanes);
+                if senders[lane].send(msg).await.is_err() {
+                    return Pulled::Stop;
+                }
+            }
+            Some(Err(error)) => {
+                tracing::warn!(durable = %spec.durable, %error, "consumer error; resubscribing");
+                return Pulled::Again;
+            }
+            None => return Pulled::Again,
+        }
+    }
 }
 
 /// Gets (or creates) the durable pull consumer of `spec`.

@@ -9,7 +9,8 @@
 //!
 //! # Guarantees
 //! - One poller per registration across replicas: each poll runs under a lease in the
-//!   leases bucket (renewed each round, expiring by the bucket's TTL if the holder dies).
+//!   leases bucket ([`LeasedLoop`]: renewed while a round works and between rounds, expiring
+//!   by the bucket's TTL if the holder dies).
 //! - Conditional requests: the run list and each run's job list are fetched with the last
 //!   ETag; an unchanged answer (304) costs no primary rate limit.
 //! - Jobs this system is tracking (records not yet terminal) are re-checked one by one, so a
@@ -30,6 +31,7 @@ use registration::Registration;
 use shr_nats::Leases;
 use tokio_util::sync::CancellationToken;
 
+use crate::leased::LeasedLoop;
 use crate::{Context, Error};
 
 /// Runs one polling loop per polling registration until `cancel` fires.
@@ -67,7 +69,6 @@ pub struct PollCache {
 }
 
 async fn poll_loop(ctx: Context, registration: String, holder: String, cancel: CancellationToken) {
-    let leases = Leases::new(ctx.bus.leases.clone());
     let Ok(key) = subject::poll_lease_key(&registration) else {
         return;
     };
@@ -75,42 +76,30 @@ async fn poll_loop(ctx: Context, registration: String, holder: String, cancel: C
         Ok(reg) => Duration::from_secs(reg.poll_interval_secs.unwrap_or(30).max(1)),
         Err(_) => return,
     };
-    let mut cache = PollCache::default();
-    let mut lease = None;
-    loop {
-        lease = match lease.take() {
-            Some(mut held) => match shr_nats::Lease::renew(&mut held).await {
-                Ok(()) => Some(held),
-                Err(error) => {
-                    tracing::warn!(%registration, %error, "poll lease lost");
-                    None
+    let leased = LeasedLoop {
+        leases: Leases::new(ctx.bus.leases.clone()),
+        key,
+        holder,
+        interval,
+        what: "poll",
+    };
+    // Rounds never overlap; the lock only lets each round borrow the cache.
+    let cache = std::sync::Arc::new(tokio::sync::Mutex::new(PollCache::default()));
+    leased
+        .run(cancel, || {
+            let (ctx, registration, cache) = (ctx.clone(), registration.clone(), cache.clone());
+            async move {
+                let started = std::time::Instant::now();
+                let mut cache = cache.lock().await;
+                match poll_once(&ctx, &registration, &mut cache).await {
+                    Ok(published) => {
+                        tracing::debug!(%registration, published, elapsed = ?started.elapsed(), "poll round done")
+                    }
+                    Err(error) => tracing::warn!(%registration, %error, "poll round failed"),
                 }
-            },
-            None => leases
-                .try_acquire(&key, &holder)
-                .await
-                .unwrap_or_else(|error| {
-                    tracing::warn!(%registration, %error, "poll lease unavailable");
-                    None
-                }),
-        };
-        if lease.is_some() {
-            let started = std::time::Instant::now();
-            match poll_once(&ctx, &registration, &mut cache).await {
-                Ok(published) => {
-                    tracing::debug!(%registration, published, elapsed = ?started.elapsed(), "poll round done")
-                }
-                Err(error) => tracing::warn!(%registration, %error, "poll round failed"),
             }
-        }
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
-    if let Some(held) = lease {
-        let _ = held.release().await;
-    }
+        })
+        .await;
 }
 
 /// One polling round for a registration. Returns how many events were published.

@@ -13,11 +13,13 @@
 //!   `self-hosted`); a job asking for `cpu-2`, `img-…` and the like always gets its own runner.
 //!
 //! # Messages
-//! - Consumes nothing of its own: the scheduler calls [`take_slot`] before it creates a
-//!   runner record, [`on_runner_deleted`] for `runner.event` `Deleted`, and [`adopt`] when a
-//!   job started on a pool runner.
+//! - Consumes nothing of its own. Its narrow interface to the scheduler is two calls:
+//!   [`on_runner_deleted`] for `runner.event` `Deleted`, and [`adopt`] when a job started on
+//!   a pool runner; slots are taken through [`crate::slots`] before any runner record is
+//!   written. The pool never calls the scheduler: it requests runners through
+//!   [`crate::request`], like the scheduler does.
 //! - Emits `shr.v1.job.queued.<tenant>` for jobs that waited for a slot once one frees, and
-//!   (through [`scheduler::ensure_provisioned`]) provision commands for pool runners.
+//!   (through [`request::ensure_provisioned`]) provision commands for pool runners.
 //!
 //! # Guarantees
 //! - The cap holds cluster-wide: the slot record is the one place that admits a runner, and
@@ -29,7 +31,7 @@
 //!   one pool round. Waiting jobs go before pool refills.
 //! - Slots of runners whose `Deleted` event was lost, or whose record was never written
 //!   (a crash between the slot and the record), are reclaimed by [`refill_once`]: a `Deleted`
-//!   record frees its slot at once, a missing one after [`CLAIM_TIMEOUT`].
+//!   record frees its slot at once, a missing one after [`request::CLAIM_TIMEOUT`].
 //! - The pool refills under a lease per registration
 //!   ([`pool_lease_key`](bus_schema::subject::pool_lease_key)), so replicas do not overfill it.
 //! - When a job starts on a pool runner, the job's own idle runners join the pool if they have
@@ -42,48 +44,30 @@
 //!   before this module existed) hold no slot.
 //! - No strict order among waiting jobs: a new job may take a slot before a poked one.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bus_schema::subject;
 use bus_schema::{
-    JobEvent, JobQueued, JobSource, JobState, RunnerDeleted, RunnerName, RunnerRecord, RunnerSpec,
-    RunnerState, UnixMillis, now_millis,
+    JobEvent, JobQueued, JobSource, JobState, PoolSequence, RunnerDeleted, RunnerName,
+    RunnerRecord, RunnerSpec, RunnerState, UnixMillis, now_millis,
 };
 use registration::Registration;
-use serde::{Deserialize, Serialize};
-use shr_nats::{LEASE_TTL, Lease, Leases, Records};
+use shr_nats::{LEASE_TTL, Leases};
 use tokio_util::sync::CancellationToken;
 
 use crate::cas::cas;
-use crate::scheduler::{self, CLAIM_TIMEOUT};
+use crate::leased::LeasedLoop;
+use crate::request;
+use crate::slots::{self, release, take_slot};
 use crate::{Context, Error};
 
-/// The `job_id` of a pool runner: no GitHub job has id 0.
-pub const POOL_JOB_ID: u64 = 0;
+pub use crate::slots::POOL_JOB_ID;
+pub use bus_schema::Slots;
+
 /// How often [`run_pool`] looks at each registration.
 pub const POOL_INTERVAL: Duration = Duration::from_secs(5);
 /// Pool runners one round creates at most, so a round stays well inside the lease TTL.
 pub const MAX_CREATES_PER_ROUND: usize = 4;
-
-/// A registration's slots under its `max_runners` cap. Key
-/// [`slots_key`](bus_schema::subject::slots_key), in the jobs bucket.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Slots {
-    /// Runner names holding a slot, with when the slot was taken.
-    #[serde(default)]
-    pub holders: BTreeMap<String, UnixMillis>,
-    /// Jobs that found no free slot, with when they started waiting.
-    #[serde(default)]
-    pub waiting: BTreeMap<u64, UnixMillis>,
-}
-
-/// The next pool runner number of a tenant. Key
-/// [`pool_sequence_key`](bus_schema::subject::pool_sequence_key), in the jobs bucket.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct PoolSequence {
-    next: u32,
-}
 
 /// What one [`refill_once`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,10 +80,6 @@ pub struct PoolReport {
     pub reclaimed: Vec<String>,
     /// Waiting jobs whose `queued` event was re-published.
     pub poked: usize,
-}
-
-fn slot_records(ctx: &Context) -> Records<Slots> {
-    Records::new(ctx.bus.jobs.clone())
 }
 
 /// Whether `rec` is a pool runner that can still take a job.
@@ -120,66 +100,6 @@ pub fn pool_spec(ctx: &Context, reg: &Registration) -> Result<RunnerSpec, Error>
         .ok_or_else(|| Error::Config(format!("unknown tenant `{}`", reg.tenant)))?;
     registration::labels::resolve(&reg.labels, reg, tenant)
         .map_err(|d| Error::Config(format!("pool runners of `{}`: {d}", reg.name)))
-}
-
-/// Takes a slot for runner `name` of `registration` (idempotent: `true` if it holds one).
-/// `false` when the registration is at `max_runners`; a job (`job_id` not [`POOL_JOB_ID`])
-/// is then remembered as waiting, and a job that gets a slot is forgotten.
-pub async fn take_slot(
-    ctx: &Context,
-    registration: &str,
-    name: &str,
-    job_id: u64,
-) -> Result<bool, Error> {
-    let max =
-        usize::try_from(ctx.registration(registration)?.limits.max_runners).unwrap_or(usize::MAX);
-    let key = subject::slots_key(registration)?;
-    let now = now_millis();
-    let is_job = job_id != POOL_JOB_ID;
-    let mut taken = false;
-    slot_records(ctx)
-        .modify::<Error, _>(&key, |current| {
-            let mut slots = current.cloned().unwrap_or_default();
-            taken = slots.holders.contains_key(name) || slots.holders.len() < max;
-            let mut changed = false;
-            if taken {
-                if !slots.holders.contains_key(name) {
-                    slots.holders.insert(name.to_owned(), now);
-                    changed = true;
-                }
-                changed |= is_job && slots.waiting.remove(&job_id).is_some();
-            } else if is_job && !slots.waiting.contains_key(&job_id) {
-                slots.waiting.insert(job_id, now);
-                changed = true;
-            }
-            Ok(changed.then_some(slots))
-        })
-        .await?;
-    if !taken {
-        tracing::info!(
-            registration,
-            runner = name,
-            job = job_id,
-            "registration at max_runners; waiting for a slot"
-        );
-    }
-    Ok(taken)
-}
-
-/// Frees the slots of `names`; returns the slot record afterwards.
-async fn release(ctx: &Context, registration: &str, names: &[String]) -> Result<Slots, Error> {
-    let key = subject::slots_key(registration)?;
-    let mut after = Slots::default();
-    slot_records(ctx)
-        .modify::<Error, _>(&key, |current| {
-            let mut slots = current.cloned().unwrap_or_default();
-            let before = slots.holders.len();
-            slots.holders.retain(|n, _| !names.contains(n));
-            after = slots.clone();
-            Ok((slots.holders.len() != before).then_some(slots))
-        })
-        .await?;
-    Ok(after)
 }
 
 /// Frees a deleted runner's slot and pokes as many waiting jobs as there are free slots.
@@ -240,16 +160,15 @@ async fn poke(
         published += 1;
     }
     let key = subject::slots_key(&reg.name)?;
-    slot_records(ctx)
-        .modify::<Error, _>(&key, |current| {
-            let Some(current) = current else {
-                return Ok(None);
-            };
-            let mut slots = current.clone();
-            slots.waiting.retain(|j, _| !finished.contains(j));
-            Ok((slots != *current).then_some(slots))
-        })
-        .await?;
+    cas(&slots::records(ctx), &key, |current| {
+        let Some(current) = current else {
+            return Ok((None, ()));
+        };
+        let mut slots = current.clone();
+        slots.waiting.retain(|j, _| !finished.contains(j));
+        Ok(((slots != *current).then_some(slots), ()))
+    })
+    .await?;
     tracing::info!(registration = %reg.name, published, "slots freed; poked waiting jobs");
     Ok(published)
 }
@@ -261,12 +180,12 @@ async fn reclaim(
     reg: &Registration,
 ) -> Result<(Slots, Vec<RunnerRecord>, Vec<String>), Error> {
     let key = subject::slots_key(&reg.name)?;
-    let slots = slot_records(ctx)
+    let slots = slots::records(ctx)
         .get(&key)
         .await?
         .map(|(s, _)| s)
         .unwrap_or_default();
-    let claim_ms = i64::try_from(CLAIM_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
+    let claim_ms = request::claim_ms();
     let now = now_millis();
     let mut live = Vec::new();
     let mut dead = Vec::new();
@@ -289,17 +208,12 @@ async fn reclaim(
 /// The next pool runner number of `tenant`, unique across the tenant's registrations.
 async fn next_sequence(ctx: &Context, tenant: &str) -> Result<u32, Error> {
     let key = subject::pool_sequence_key(tenant)?;
-    let records: Records<PoolSequence> = Records::new(ctx.bus.jobs.clone());
-    match records
-        .modify::<Error, _>(&key, |current| {
-            let next = current.map_or(1, |s| s.next.saturating_add(1));
-            Ok(Some(PoolSequence { next }))
-        })
-        .await?
-    {
-        shr_nats::Modified::Written { value, .. } => Ok(value.next),
-        shr_nats::Modified::Unchanged => Err(Error::bus("pool sequence", "not advanced")),
-    }
+    let records: shr_nats::Records<PoolSequence> = shr_nats::Records::new(ctx.bus.jobs.clone());
+    cas(&records, &key, |current| {
+        let next = current.map_or(1, |s| s.next.saturating_add(1));
+        Ok((Some(PoolSequence { next }), next))
+    })
+    .await
 }
 
 /// One look at `registration`: reclaims dead slots, resumes pool runners whose request
@@ -317,14 +231,15 @@ pub async fn refill_once(ctx: &Context, registration: &str) -> Result<PoolReport
     let min_idle = usize::try_from(reg.limits.min_idle).unwrap_or(usize::MAX);
     if min_idle > 0 {
         let spec = pool_spec(ctx, reg)?;
-        let claim_ms = i64::try_from(CLAIM_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
-        for rec in idle.iter().filter(|r| {
-            r.state == RunnerState::Requested && now_millis() - r.updated_at >= claim_ms
-        }) {
+        let (claim_ms, now) = (request::claim_ms(), now_millis());
+        for rec in idle
+            .iter()
+            .filter(|r| r.state == RunnerState::Requested && now - r.updated_at >= claim_ms)
+        {
             if let Ok(name) = rec.name.parse::<RunnerName>()
                 && name.job_id == POOL_JOB_ID
             {
-                scheduler::ensure_provisioned(
+                request::ensure_provisioned(
                     ctx,
                     &reg.tenant,
                     &reg.name,
@@ -349,10 +264,10 @@ pub async fn refill_once(ctx: &Context, registration: &str) -> Result<PoolReport
                 attempt,
             }
             .to_string();
-            if !take_slot(ctx, &reg.name, &name, POOL_JOB_ID).await? {
+            if !take_slot(ctx, &reg.name, &name, POOL_JOB_ID, now_millis()).await? {
                 break;
             }
-            scheduler::ensure_provisioned(ctx, &reg.tenant, &reg.name, POOL_JOB_ID, attempt, &spec)
+            request::ensure_provisioned(ctx, &reg.tenant, &reg.name, POOL_JOB_ID, attempt, &spec)
                 .await?;
             report.created.push(name);
         }
@@ -387,6 +302,7 @@ pub async fn adopt(
         if f.spec.as_ref() != Some(&spec) {
             continue;
         }
+        let now = now_millis();
         let claimed = cas(&ctx.runners, &f.name, |current| {
             Ok(match current {
                 Some(rec)
@@ -399,7 +315,7 @@ pub async fn adopt(
                 {
                     let mut rec = rec.clone();
                     rec.job_id = POOL_JOB_ID;
-                    rec.updated_at = now_millis();
+                    rec.updated_at = now;
                     (Some(rec), true)
                 }
                 _ => (None, false),
@@ -450,51 +366,30 @@ async fn pool_loop(
     holder: String,
     cancel: CancellationToken,
 ) {
-    let leases = Leases::new(ctx.bus.leases.clone());
-    let mut lease: Option<Lease> = None;
-    while !cancel.is_cancelled() {
-        lease = match lease.take() {
-            Some(mut held) => match held.renew().await {
-                Ok(()) => Some(held),
-                Err(error) => {
-                    tracing::warn!(%error, "pool lease lost");
-                    None
+    let leased = LeasedLoop {
+        leases: Leases::new(ctx.bus.leases.clone()),
+        key,
+        holder,
+        interval: POOL_INTERVAL,
+        what: "pool",
+    };
+    leased
+        .run(cancel, || {
+            let (ctx, registration) = (ctx.clone(), registration.clone());
+            async move {
+                match tokio::time::timeout(LEASE_TTL / 2, refill_once(&ctx, &registration)).await {
+                    Ok(Ok(report))
+                        if !report.created.is_empty()
+                            || !report.reclaimed.is_empty()
+                            || report.poked > 0 =>
+                    {
+                        tracing::info!(?report, "pool round");
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => tracing::warn!(%error, "pool round failed"),
+                    Err(_) => tracing::warn!("pool round took too long; continuing next round"),
                 }
-            },
-            None => leases
-                .try_acquire(&key, &holder)
-                .await
-                .unwrap_or_else(|error| {
-                    tracing::warn!(%error, "pool lease unavailable");
-                    None
-                }),
-        };
-        if lease.is_some() {
-            let round = tokio::select! {
-                () = cancel.cancelled() => break,
-                round = tokio::time::timeout(LEASE_TTL / 2, refill_once(&ctx, &registration)) => round,
-            };
-            match round {
-                Ok(Ok(report))
-                    if !report.created.is_empty()
-                        || !report.reclaimed.is_empty()
-                        || report.poked > 0 =>
-                {
-                    tracing::info!(?report, "pool round");
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => tracing::warn!(%error, "pool round failed"),
-                Err(_) => tracing::warn!("pool round took too long; continuing next round"),
             }
-        }
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(POOL_INTERVAL) => {}
-        }
-    }
-    if let Some(held) = lease
-        && let Err(error) = held.release().await
-    {
-        tracing::debug!(%error, "releasing the pool lease failed; it expires by itself");
-    }
+        })
+        .await;
 }

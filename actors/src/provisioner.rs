@@ -27,7 +27,7 @@ use providers::{CreateRequest, Provider};
 use tokio_util::sync::CancellationToken;
 
 use crate::cas::cas;
-use crate::consume::{self, ConsumerSpec, lane_key};
+use crate::consume::{self, ConsumerSpec};
 use crate::{Context, Error};
 
 /// The providers of one process, by tenant and kind.
@@ -57,7 +57,12 @@ pub async fn run(
             ctx.bus.js.clone(),
             spec,
             cancel,
-            |msg| lane_key(msg.subject.as_str()) ^ lane_key(msg.payload.as_ref()),
+            // One runner's provision commands are handled one at a time.
+            |msg| {
+                bus_schema::decode::<ProvisionRunner>(&msg.payload)
+                    .map(|cmd| cmd.runner_name)
+                    .unwrap_or_default()
+            },
             move |msg| {
                 let ctx = ctx.clone();
                 let provider = provider.clone();
@@ -87,6 +92,7 @@ pub async fn provision(
 ) -> Result<(), Error> {
     let name = cmd.runner_name.clone();
     // Move Requested -> Creating, or learn that there is nothing to do.
+    let now = now_millis();
     let go = cas(&ctx.runners, &name, |current| {
         Ok(match current {
             None => (None, false),
@@ -94,7 +100,7 @@ pub async fn provision(
             Some(rec) => match rec.state {
                 RunnerState::Requested => {
                     let mut rec = rec.clone();
-                    rec.transition(RunnerState::Creating, now_millis())?;
+                    rec.transition(RunnerState::Creating, now)?;
                     (Some(rec), true)
                 }
                 // Resume a create interrupted by a crash.
@@ -123,26 +129,7 @@ pub async fn provision(
             return fail(ctx, &cmd, provider.kind(), error.kind(), error.to_string()).await;
         }
     };
-    let undo = cas(&ctx.runners, &name, |current| {
-        Ok(match current {
-            None => (None, true),
-            Some(rec) if matches!(rec.state, RunnerState::Deleting | RunnerState::Deleted) => {
-                (None, true)
-            }
-            Some(rec) => {
-                let mut rec = rec.clone();
-                rec.instance_id = Some(instance.id.clone());
-                if rec.state.can_transition_to(RunnerState::Running)
-                    && rec.state != RunnerState::Busy
-                {
-                    rec.transition(RunnerState::Running, now_millis())?;
-                }
-                (Some(rec), false)
-            }
-        })
-    })
-    .await?;
-    if undo {
+    if !record_instance(ctx, &name, &instance.id).await? {
         tracing::info!(runner = %name, "runner was reaped while it was being created; deleting");
         provider.delete(&name).await?;
         return Ok(());
@@ -166,6 +153,31 @@ pub async fn provision(
     Ok(())
 }
 
+/// Records the created instance on the runner record (moving it to `Running`). `false` when
+/// the runner was reaped meanwhile, or its record is gone: the create must be undone.
+async fn record_instance(ctx: &Context, name: &str, instance_id: &str) -> Result<bool, Error> {
+    let now = now_millis();
+    cas(&ctx.runners, name, |current| {
+        Ok(match current {
+            None => (None, false),
+            Some(rec) if matches!(rec.state, RunnerState::Deleting | RunnerState::Deleted) => {
+                (None, false)
+            }
+            Some(rec) => {
+                let mut rec = rec.clone();
+                rec.instance_id = Some(instance_id.to_owned());
+                if rec.state.can_transition_to(RunnerState::Running)
+                    && rec.state != RunnerState::Busy
+                {
+                    rec.transition(RunnerState::Running, now)?;
+                }
+                (Some(rec), true)
+            }
+        })
+    })
+    .await
+}
+
 async fn fail(
     ctx: &Context,
     cmd: &ProvisionRunner,
@@ -174,11 +186,12 @@ async fn fail(
     reason: String,
 ) -> Result<(), Error> {
     tracing::error!(runner = %cmd.runner_name, %reason, ?kind, "runner create failed");
+    let now = now_millis();
     cas(&ctx.runners, &cmd.runner_name, |current| {
         Ok(match current {
             Some(rec) if rec.state.can_transition_to(RunnerState::Failed) => {
                 let mut rec = rec.clone();
-                rec.transition(RunnerState::Failed, now_millis())?;
+                rec.transition(RunnerState::Failed, now)?;
                 rec.last_error = Some(reason.clone());
                 (Some(rec), ())
             }

@@ -58,7 +58,7 @@ use providers::{InstanceStatus, Provider};
 use tokio_util::sync::CancellationToken;
 
 use crate::cas::cas;
-use crate::consume::{self, ConsumerSpec, lane_key};
+use crate::consume::{self, ConsumerSpec};
 use crate::provisioner::ProviderSet;
 use crate::{Context, Error};
 
@@ -284,7 +284,12 @@ pub async fn run(
             ctx.bus.js.clone(),
             spec,
             cancel.clone(),
-            |msg| lane_key(msg.payload.as_ref()),
+            // One runner's reap commands are handled one at a time.
+            |msg| {
+                bus_schema::decode::<ReapRunner>(&msg.payload)
+                    .map(|cmd| cmd.runner_name)
+                    .unwrap_or_default()
+            },
             move |msg| {
                 let ctx = ctx.clone();
                 let providers = providers.clone();

@@ -44,10 +44,11 @@ use bus_schema::subject;
 use bus_schema::{ProviderKind, RunnerName, RunnerRecord, RunnerState, now_millis};
 use github_client::Runner;
 use providers::{Instance, tags};
-use shr_nats::{LEASE_RENEW_EVERY, Lease, Leases};
-use tokio::time::Instant;
+use shr_nats::Leases;
 use tokio_util::sync::CancellationToken;
 
+use crate::cas::cas;
+use crate::leased::LeasedLoop;
 use crate::provisioner::ProviderSet;
 use crate::reaper::{self, Action, Clock, Observed, Outcome, Seen, Timeouts};
 use crate::{Context, Error};
@@ -127,77 +128,32 @@ async fn sweep_loop(
     interval: Duration,
     cancel: CancellationToken,
 ) {
-    let leases = Leases::new(ctx.bus.leases.clone());
+    let leased = LeasedLoop {
+        leases: Leases::new(ctx.bus.leases.clone()),
+        key,
+        holder,
+        interval,
+        what: "sweep",
+    };
     let grace = interval / 2;
-    let mut lease: Option<Lease> = None;
-    let mut next_sweep = Instant::now();
-    while !cancel.is_cancelled() {
-        lease = match lease.take() {
-            Some(mut held) => match held.renew().await {
-                Ok(()) => Some(held),
-                Err(error) => {
-                    tracing::warn!(%error, "sweep lease lost");
-                    None
+    leased
+        .run(cancel, || {
+            let (ctx, providers, tenant) = (ctx.clone(), providers.clone(), tenant.clone());
+            async move {
+                let clock = Clock {
+                    now: now_millis(),
+                    grace,
+                };
+                match sweep_once(&ctx, &providers, &tenant, clock).await {
+                    Ok(report) if report != SweepReport::default() => {
+                        tracing::info!(?report, "sweep done");
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "sweep failed"),
                 }
-            },
-            None => leases
-                .try_acquire(&key, &holder)
-                .await
-                .unwrap_or_else(|error| {
-                    tracing::warn!(%error, "sweep lease unavailable");
-                    None
-                }),
-        };
-        if let Some(held) = lease.as_mut()
-            && Instant::now() >= next_sweep
-        {
-            next_sweep = Instant::now() + interval;
-            let clock = Clock {
-                now: now_millis(),
-                grace,
-            };
-            let sweep = sweep_once(&ctx, &providers, &tenant, clock);
-            tokio::pin!(sweep);
-            let mut renew =
-                tokio::time::interval_at(Instant::now() + LEASE_RENEW_EVERY, LEASE_RENEW_EVERY);
-            let mut lost = false;
-            let result = loop {
-                tokio::select! {
-                    result = &mut sweep => break Some(result),
-                    () = cancel.cancelled() => break None,
-                    _ = renew.tick() => if let Err(error) = held.renew().await {
-                        tracing::warn!(%error, "sweep lease lost mid-sweep; stopping this sweep");
-                        lost = true;
-                        break None;
-                    },
-                }
-            };
-            match result {
-                Some(Ok(report)) if report != SweepReport::default() => {
-                    tracing::info!(?report, "sweep done");
-                }
-                Some(Ok(_)) | None => {}
-                Some(Err(error)) => tracing::warn!(%error, "sweep failed"),
             }
-            if lost {
-                lease = None;
-            }
-        }
-        let wait = if lease.is_some() {
-            LEASE_RENEW_EVERY.min(next_sweep.saturating_duration_since(Instant::now()))
-        } else {
-            LEASE_RENEW_EVERY
-        };
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(wait) => {}
-        }
-    }
-    if let Some(held) = lease
-        && let Err(error) = held.release().await
-    {
-        tracing::debug!(%error, "releasing the sweep lease failed; it expires by itself");
-    }
+        })
+        .await;
 }
 
 /// One sweep of `tenant` at `clock` (see the module docs). Only a failure to list the record
@@ -410,14 +366,18 @@ async fn mark(
         created_at: clock.now,
         updated_at: clock.now,
     };
-    match ctx.runners.create(name, &rec).await {
-        Ok(_) => {
-            tracing::warn!(runner = %name, instance = ?rec.instance_id, github_runner = ?rec.github_runner_id, "found a runner with no record; marked orphaned");
-            Ok(true)
-        }
-        Err(error) if error.is_conflict() => Ok(false),
-        Err(error) => Err(error.into()),
+    // Only where there is still no record: one written meanwhile is not a stray.
+    let marked = cas(&ctx.runners, name, |current| {
+        Ok(match current {
+            None => (Some(rec.clone()), true),
+            Some(_) => (None, false),
+        })
+    })
+    .await?;
+    if marked {
+        tracing::warn!(runner = %name, instance = ?rec.instance_id, github_runner = ?rec.github_runner_id, "found a runner with no record; marked orphaned");
     }
+    Ok(marked)
 }
 
 /// Removes what is left of a `Deleted` record. `false` when GitHub says it is busy.

@@ -8,6 +8,9 @@
 //! # Guarantees
 //! - The signature (`X-Hub-Signature-256`, HMAC-SHA256 of the raw body) is checked in
 //!   constant time before the body is parsed. Missing or bad → 401 and nothing published.
+//! - Both content types GitHub offers are accepted: `application/json`, and
+//!   `application/x-www-form-urlencoded` whose `payload` field holds the JSON (the signature
+//!   still covers the raw, encoded body).
 //! - A 2xx answer means the event is durably in JetStream (the publish was acked). A
 //!   redelivery with the same delivery id is absorbed by the stream's duplicate window, and
 //!   beyond it by the scheduler's compare-and-set on the job record.
@@ -22,6 +25,7 @@
 //! `GET /metrics`: [`WebhookStats`] as Prometheus text ([`METRIC_DELIVERIES`] by `outcome`).
 //! `GET /healthz`: 200 while the process serves HTTP.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -219,6 +223,25 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The JSON document of a delivery: the body itself, or for a form-encoded delivery
+/// (`application/x-www-form-urlencoded`, a content type GitHub offers) its `payload` field.
+/// `None` for a form without one.
+fn json_payload<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+    let form = header(headers, CONTENT_TYPE.as_str()).is_some_and(|t| {
+        t.split(';').next().is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    });
+    if !form {
+        return Some(Cow::Borrowed(body));
+    }
+    url::form_urlencoded::parse(body)
+        .find(|(key, _)| key == "payload")
+        .map(|(_, value)| Cow::Owned(value.into_owned().into_bytes()))
+}
+
 async fn deliver(
     State(state): State<WebhookState>,
     headers: HeaderMap,
@@ -262,7 +285,15 @@ async fn deliver(
         stats.malformed.fetch_add(1, Ordering::Relaxed);
         return (StatusCode::BAD_REQUEST, "missing X-GitHub-Delivery\n");
     };
-    let delivery: Delivery = match serde_json::from_slice(&body) {
+    let Some(payload) = json_payload(&headers, &body) else {
+        stats.malformed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            delivery = delivery_id,
+            "webhook rejected: form-encoded body without a payload field"
+        );
+        return (StatusCode::BAD_REQUEST, "form body without payload\n");
+    };
+    let delivery: Delivery = match serde_json::from_slice(&payload) {
         Ok(d) => d,
         Err(error) => {
             stats.malformed.fetch_add(1, Ordering::Relaxed);

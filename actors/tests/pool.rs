@@ -108,7 +108,7 @@ idle_timeout_secs = 600
 max_runtime_secs = 3600
 "#
     );
-    Arc::new(registration::Config::parse(&text, "pool-test.toml").unwrap())
+    Arc::new(registration::Config::parse(&text, "pool-test.toml", &clouds::Registry).unwrap())
 }
 
 struct Env {

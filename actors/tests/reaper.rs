@@ -328,6 +328,7 @@ fn max_runtime_is_the_smaller_of_limit_and_spec() {
     let config = registration::Config::parse(
         &config_text("/tmp", "/tmp/pat", "http://127.0.0.1:1/"),
         "t.toml",
+        &clouds::Registry,
     )
     .unwrap();
     let limits = &config.registration(REGISTRATION).unwrap().limits;
@@ -478,7 +479,9 @@ impl Env {
             &pat.display().to_string(),
             &sim.base_url(),
         );
-        let config = Arc::new(registration::Config::parse(&text, "reaper-test.toml").unwrap());
+        let config = Arc::new(
+            registration::Config::parse(&text, "reaper-test.toml", &clouds::Registry).unwrap(),
+        );
         let reg = config.registration(REGISTRATION).unwrap();
         let github = GitHubClient::new(
             reg.api_url(),

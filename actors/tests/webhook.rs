@@ -412,3 +412,68 @@ async fn https_with_a_self_signed_certificate() {
     let err = actors::tls::server_config(&cert_path, &key_path).unwrap_err();
     assert!(err.to_string().contains("key.pem"), "{err}");
 }
+
+/// Posts `body` as GitHub's form-encoded delivery, signed over the raw (encoded) body.
+async fn deliver_form(h: &Harness, id: &str, body: &str, signature: &str) -> (StatusCode, String) {
+    let resp = h
+        .client
+        .post(format!("{}{PATH}", h.base))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("X-GitHub-Event", "workflow_job")
+        .header("X-GitHub-Hook-ID", "42")
+        .header("X-GitHub-Delivery", id)
+        .header("X-Hub-Signature-256", signature)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn form_encoded_delivery_is_accepted_like_json() {
+    let h = harness(1 << 20).await;
+    let json = String::from_utf8(queued()).unwrap();
+    let form: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &json)
+        .finish();
+    assert!(
+        form.starts_with("payload=%7B"),
+        "the JSON is encoded: {form}"
+    );
+    let signature = webhook::sign(SECRET.as_bytes(), form.as_bytes());
+    let (status, body) = deliver_form(&h, "f-1", &form, &signature).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "accepted\n"));
+    assert_eq!(h.stored().await, 1);
+    let stream = h.bus.js.get_stream(JOBS_STREAM).await.unwrap();
+    let subject = format!("shr.v1.job.queued.{TENANT}");
+    let msg = stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .unwrap();
+    let JobEvent::Queued(event) = JobEvent::decode(&subject, &msg.payload).unwrap() else {
+        panic!("not a queued event");
+    };
+    assert_eq!(event.job.job_id, QUEUED_JOB_ID);
+    assert_eq!(event.delivery_id.as_deref(), Some("f-1"));
+}
+
+#[tokio::test]
+async fn form_encoded_delivery_is_signed_over_the_raw_body_and_needs_a_payload() {
+    let h = harness(1 << 20).await;
+    let json = String::from_utf8(queued()).unwrap();
+    let form: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &json)
+        .finish();
+    // A signature over the decoded JSON is not GitHub's: the HMAC covers the bytes sent.
+    let over_json = webhook::sign(SECRET.as_bytes(), json.as_bytes());
+    let (status, _) = deliver_form(&h, "f-2", &form, &over_json).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let no_payload = "other=1";
+    let signature = webhook::sign(SECRET.as_bytes(), no_payload.as_bytes());
+    let (status, _) = deliver_form(&h, "f-3", no_payload, &signature).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(h.stored().await, 0);
+    assert_eq!(h.stats.malformed.load(Ordering::Relaxed), 1);
+}

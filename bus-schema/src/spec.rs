@@ -23,10 +23,13 @@ pub enum ProviderKind {
 
 /// A provider name that is not one of [`ProviderKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown provider `{0}` (expected one of: local, alibaba-eci, azure-aci, gcp-cloudrun, gcp-batch, aws-fargate)"
-)]
+#[error("unknown provider `{0}` (expected one of: {known})", known = known_tokens())]
 pub struct UnknownProvider(pub String);
+
+/// Every provider's token, comma-separated, so the error lists a new provider by itself.
+fn known_tokens() -> String {
+    ProviderKind::ALL.map(ProviderKind::token).join(", ")
+}
 
 impl ProviderKind {
     /// Every provider, in a stable order.

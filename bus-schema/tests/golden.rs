@@ -239,6 +239,23 @@ fn records_are_pinned() {
 }
 
 #[test]
+fn pool_records_are_pinned() {
+    check(
+        "slots",
+        &Slots {
+            holders: [
+                ("shr-acme-0-3".to_owned(), 1_764_000_000_000),
+                ("shr-acme-29679449-1".to_owned(), 1_764_000_000_100),
+            ]
+            .into_iter()
+            .collect(),
+            waiting: [(29_679_450, 1_764_000_000_200)].into_iter().collect(),
+        },
+    );
+    check("pool_sequence", &PoolSequence { next: 3 });
+}
+
+#[test]
 fn messages_are_maps_with_field_names() {
     let bytes = encode(&ReapRunner {
         tenant: "t".into(),

@@ -66,14 +66,10 @@ impl EciError {
         }
     }
 
-    /// Converts into the provider boundary's error, keeping the message.
+    /// Converts into the provider boundary's error; `self` becomes its source.
     pub fn into_provider(self, operation: &'static str) -> ProviderError {
-        ProviderError::new(
-            ProviderKind::AlibabaEci,
-            operation,
-            self.kind(),
-            self.to_string(),
-        )
+        let kind = self.kind();
+        ProviderError::new(ProviderKind::AlibabaEci, operation, kind, self)
     }
 }
 
@@ -140,5 +136,24 @@ mod tests {
             ErrorKind::NotFound
         );
         assert_eq!(classify(400, "InvalidParameter"), ErrorKind::Permanent);
+    }
+
+    #[test]
+    fn the_provider_error_keeps_the_eci_error_as_its_source() {
+        let eci = EciError::Api {
+            action: "DescribeContainerGroups",
+            status: 400,
+            code: "Throttling.User".into(),
+            message: "Request was denied due to user flow control.".into(),
+            request_id: "r-1".into(),
+        };
+        let error = eci.into_provider("list");
+        assert_eq!(
+            (error.kind(), error.operation),
+            (ErrorKind::Transient, "list")
+        );
+        let source = std::error::Error::source(&error).expect("a source");
+        let eci = source.downcast_ref::<EciError>().expect("typed");
+        assert_eq!(eci.code(), Some("Throttling.User"));
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`EciProvider`]: the [`providers::Provider`] for ECI (API 2018-08-08, RPC style, signed
 //!   with Signature Version 1.0 / HMAC-SHA1 by [`signer`]).
+//! - [`EciSettings`]: the `alibaba-eci` provider section (the cloud's plug-in, see
+//!   [`providers::plugin`]).
 //! - [`sim`]: a faithful local simulator of the `CreateContainerGroup`,
 //!   `DeleteContainerGroup` and `DescribeContainerGroups` subset, for tests and development.
 //!
@@ -15,9 +17,11 @@ pub mod config;
 pub mod error;
 pub mod provider;
 pub mod rules;
+pub mod settings;
 pub mod signer;
 pub mod sim;
 
 pub use config::{EciConfig, OssConfig};
 pub use error::EciError;
 pub use provider::EciProvider;
+pub use settings::EciSettings;

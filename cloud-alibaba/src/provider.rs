@@ -360,13 +360,6 @@ impl Provider for EciProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let shapes = rules::shapes();
-        Capabilities {
-            max_cpu_millis: shapes.iter().map(|s| s.0).max().unwrap_or(0),
-            max_memory_mib: shapes.iter().map(|s| s.1).max().unwrap_or(0),
-            shapes,
-            dind: true,
-            disk_mount: self.config.oss.is_some(),
-        }
+        crate::settings::capabilities(self.config.oss.is_some())
     }
 }

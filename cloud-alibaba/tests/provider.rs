@@ -191,8 +191,13 @@ async fn service_errors_map_to_error_kinds() {
     let bad = EciProvider::new(provider_config(&sim, "wrong-secret")).unwrap();
     let error = bad.list().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Permanent);
-    assert!(error.message.contains("SignatureDoesNotMatch"), "{error}");
-    assert!(!error.message.contains("wrong-secret"));
+    // The ECI error is kept as the source, typed, not flattened into a string.
+    let cause = error
+        .cause::<cloud_alibaba::EciError>()
+        .expect("the ECI error is the source");
+    assert_eq!(cause.code(), Some("SignatureDoesNotMatch"), "{error}");
+    assert!(std::error::Error::source(&error).is_some());
+    assert!(!error.to_string().contains("wrong-secret"));
 }
 
 #[tokio::test]

@@ -109,12 +109,8 @@ impl AwsError {
 
 impl From<AwsError> for ProviderError {
     fn from(e: AwsError) -> Self {
-        ProviderError::new(
-            ProviderKind::AwsFargate,
-            e.operation(),
-            e.kind(),
-            e.to_string(),
-        )
+        let (operation, kind) = (e.operation(), e.kind());
+        ProviderError::new(ProviderKind::AwsFargate, operation, kind, e)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod entrypoint;
 pub mod error;
 pub mod names;
 pub mod provider;
+pub mod settings;
 pub mod shapes;
 pub mod sign;
 #[cfg(feature = "sim")]
@@ -28,3 +29,4 @@ pub use config::{AwsConfig, Capacity};
 pub use credentials::{CredentialSource, Credentials};
 pub use error::AwsError;
 pub use provider::FargateProvider;
+pub use settings::FargateSettings;

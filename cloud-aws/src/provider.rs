@@ -38,8 +38,15 @@ pub const READER_TAG: &str = "shr-reader";
 /// stopped with it counts as deleted (ECS keeps stopped tasks visible for about an hour).
 pub const DELETED_REASON: &str = "shr: runner deleted";
 /// Fargate's ceilings.
-const HARD_MAX_CPU_MILLIS: u32 = 16_000;
-const HARD_MAX_MEMORY_MIB: u32 = 120 * 1024;
+pub const HARD_MAX_CPU_MILLIS: u32 = 16_000;
+pub const HARD_MAX_MEMORY_MIB: u32 = 120 * 1024;
+/// Environment variables the provider sets on the runner container; `env` must not.
+pub const RESERVED_ENV: [&str; 4] = [
+    entrypoint::JIT_ENV,
+    entrypoint::SECRET_ENV,
+    entrypoint::REGION_ENV,
+    entrypoint::ENDPOINT_ENV,
+];
 
 /// Hosts runners on ECS Fargate.
 #[derive(Debug)]
@@ -87,12 +94,7 @@ impl FargateProvider {
                 "max_cpu_millis/max_memory_mib above Fargate's {HARD_MAX_CPU_MILLIS} / {HARD_MAX_MEMORY_MIB}"
             )));
         }
-        for reserved in [
-            entrypoint::JIT_ENV,
-            entrypoint::SECRET_ENV,
-            entrypoint::REGION_ENV,
-            entrypoint::ENDPOINT_ENV,
-        ] {
+        for reserved in RESERVED_ENV {
             if cfg.env.contains_key(reserved) {
                 return Err(AwsError::Config(format!("env must not set {reserved}")));
             }
@@ -644,16 +646,7 @@ impl Provider for FargateProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            shapes: shapes::all()
-                .into_iter()
-                .filter(|&(c, m)| c <= self.cfg.max_cpu_millis && m <= self.cfg.max_memory_mib)
-                .collect(),
-            max_cpu_millis: self.cfg.max_cpu_millis,
-            max_memory_mib: self.cfg.max_memory_mib,
-            dind: false,
-            disk_mount: false,
-        }
+        crate::settings::capabilities(self.cfg.max_cpu_millis, self.cfg.max_memory_mib)
     }
 }
 

@@ -261,12 +261,12 @@ async fn errors_map_to_kinds() {
     sim.inject(Fault::Throttle, 1);
     let e = p.create(&request("shr-acme-301-1")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
-    assert!(e.message.contains("ThrottlingException"), "{e}");
+    assert!(e.to_string().contains("ThrottlingException"), "{e}");
 
     sim.inject(Fault::ServerError, 1);
     let e = p.list().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
-    assert!(e.message.contains("ServerException"), "{e}");
+    assert!(e.to_string().contains("ServerException"), "{e}");
 
     sim.inject(Fault::Slow(Duration::from_secs(4)), 1);
     let e = p.get("shr-acme-301-1").await.unwrap_err();
@@ -322,7 +322,7 @@ async fn errors_map_to_kinds() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Permanent);
-    assert!(e.message.contains("InvalidSignatureException"), "{e}");
+    assert!(e.to_string().contains("InvalidSignatureException"), "{e}");
     let mut missing = config(&sim);
     missing.cluster = "nope".into();
     let e = FargateProvider::new(missing)
@@ -331,7 +331,7 @@ async fn errors_map_to_kinds() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Permanent);
-    assert!(e.message.contains("ClusterNotFoundException"), "{e}");
+    assert!(e.to_string().contains("ClusterNotFoundException"), "{e}");
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
 

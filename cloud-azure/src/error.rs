@@ -66,12 +66,8 @@ impl AciError {
 
 impl From<AciError> for ProviderError {
     fn from(e: AciError) -> Self {
-        ProviderError::new(
-            ProviderKind::AzureAci,
-            e.operation(),
-            e.kind(),
-            e.to_string(),
-        )
+        let (operation, kind) = (e.operation(), e.kind());
+        ProviderError::new(ProviderKind::AzureAci, operation, kind, e)
     }
 }
 
@@ -174,5 +170,23 @@ mod tests {
         );
         assert!(matches!(e, AciError::Service { ref code, .. } if code == "invalid_client"));
         assert_eq!(e.kind(), ErrorKind::Permanent);
+    }
+
+    #[test]
+    fn the_provider_error_keeps_the_aci_error_as_its_source() {
+        let error = ProviderError::from(service_error(
+            "create",
+            409,
+            r#"{"error":{"code":"ContainerGroupQuotaReached","message":"m"}}"#,
+        ));
+        assert_eq!(
+            (error.kind(), error.operation),
+            (ErrorKind::Quota, "create")
+        );
+        let source = std::error::Error::source(&error).expect("a source");
+        assert!(matches!(
+            source.downcast_ref::<AciError>(),
+            Some(AciError::Service { status: 409, code, .. }) if code == "ContainerGroupQuotaReached"
+        ));
     }
 }

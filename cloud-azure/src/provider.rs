@@ -403,13 +403,12 @@ impl Provider for AciProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            shapes: Vec::new(),
-            max_cpu_millis: self.cfg.max_cpu_millis,
-            max_memory_mib: self.cfg.max_memory_mib,
-            dind: self.cfg.allow_dind,
-            disk_mount: self.cfg.azure_files.is_some(),
-        }
+        crate::settings::capabilities(
+            self.cfg.max_cpu_millis,
+            self.cfg.max_memory_mib,
+            self.cfg.allow_dind,
+            self.cfg.azure_files.is_some(),
+        )
     }
 }
 

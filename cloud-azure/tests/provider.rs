@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use bus_schema::{ErrorKind, Network, ProviderKind, RunnerSpec, Secret};
 use cloud_azure::{
-    AciConfig, AciProvider, AzureFilesConfig, Fault, GroupState, Launch, Sim, SimConfig, SimHandle,
+    AciConfig, AciError, AciProvider, AzureFilesConfig, Fault, GroupState, Launch, Sim, SimConfig,
+    SimHandle,
 };
 use providers::{CreateRequest, InstanceStatus, Provider, tags};
 use secrecy::SecretString;
@@ -261,9 +262,16 @@ async fn service_errors_map_to_error_kinds() {
     );
     let e = p.get("x").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transient);
+    let text = e.to_string();
     assert!(
-        e.message.contains("SubscriptionRequestsThrottled") && e.message.contains("Retry-After: 7")
+        text.contains("SubscriptionRequestsThrottled") && text.contains("Retry-After: 7"),
+        "{text}"
     );
+    // The ACI error is kept as the source, typed, not flattened into a string.
+    assert!(matches!(
+        e.cause::<AciError>(),
+        Some(AciError::Service { status: 429, code, .. }) if code == "SubscriptionRequestsThrottled"
+    ));
 
     sim.inject(Fault::ServerError, 1);
     assert_eq!(p.list().await.unwrap_err().kind(), ErrorKind::Transient);
@@ -308,8 +316,9 @@ async fn service_errors_map_to_error_kinds() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Permanent);
-    assert!(e.message.contains("invalid_client") && e.message.contains("AADSTS7000215"));
-    assert!(!e.message.contains("wrong"));
+    let text = e.to_string();
+    assert!(text.contains("invalid_client") && text.contains("AADSTS7000215"));
+    assert!(!text.contains("wrong"));
 
     sim.set_failure_rate(100, 42);
     assert_eq!(p.get("x").await.unwrap_err().kind(), ErrorKind::Transient);

@@ -123,7 +123,7 @@ impl TokenSource {
         token_uri: Option<String>,
     ) -> Result<Self, GcpError> {
         let encoding_key = EncodingKey::from_rsa_pem(key.private_key.expose_secret().as_bytes())
-            .map_err(|e| GcpError::Key(format!("private_key is not an RSA PEM key: {e}")))?;
+            .map_err(GcpError::KeyPem)?;
         let token_uri = token_uri.unwrap_or_else(|| key.token_uri.clone());
         Ok(Self {
             http,

@@ -266,13 +266,7 @@ impl Provider for BatchProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            shapes: Vec::new(),
-            max_cpu_millis: MAX_CPU_MILLIS,
-            max_memory_mib: MAX_MEMORY_MIB,
-            dind: true,
-            disk_mount: true,
-        }
+        crate::settings::batch_capabilities()
     }
 }
 

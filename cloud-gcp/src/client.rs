@@ -110,12 +110,7 @@ impl Api {
             match serde_json::from_slice(&bytes) {
                 Ok(json) => json,
                 Err(_) if !(200..300).contains(&http) => Value::Null,
-                Err(e) => {
-                    return Err(GcpError::Decode {
-                        operation,
-                        message: e.to_string(),
-                    });
-                }
+                Err(source) => return Err(GcpError::Json { operation, source }),
             }
         };
         if (200..300).contains(&http) {

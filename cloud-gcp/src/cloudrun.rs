@@ -26,7 +26,7 @@ use crate::client::{Api, instance};
 use crate::config::GcpConfig;
 use crate::error::GcpError;
 use crate::labels::{job_name, sanitize_value, to_labels};
-use crate::{secrets, shapes};
+use crate::secrets;
 
 /// The env var the runner image reads its JIT config from.
 pub const JIT_ENV: &str = "ACTIONS_RUNNER_INPUT_JITCONFIG";
@@ -291,13 +291,7 @@ impl Provider for CloudRunProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            shapes: shapes::all(),
-            max_cpu_millis: 8000,
-            max_memory_mib: shapes::MAX_MEMORY_MIB,
-            dind: false,
-            disk_mount: true,
-        }
+        crate::settings::cloudrun_capabilities()
     }
 }
 

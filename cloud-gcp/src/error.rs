@@ -10,8 +10,11 @@ use providers::ProviderError;
 /// A failed GCP call, naming the operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GcpError {
+    /// The key JSON is unusable. A string on purpose: serde's message can quote the key.
     #[error("reading the service-account key: {0}")]
     Key(String),
+    #[error("reading the service-account key: private_key is not an RSA PEM key: {0}")]
+    KeyPem(#[source] jsonwebtoken::errors::Error),
     #[error("signing the token assertion: {0}")]
     Sign(#[source] jsonwebtoken::errors::Error),
     #[error("exchanging the assertion for an access token: HTTP {http}: {error}: {description}")]
@@ -46,6 +49,12 @@ pub enum GcpError {
         name: String,
         waited_secs: u64,
     },
+    #[error("{operation}: response is not JSON: {source}")]
+    Json {
+        operation: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{operation}: unexpected response: {message}")]
     Decode {
         operation: &'static str,
@@ -65,6 +74,7 @@ impl GcpError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             GcpError::Key(_)
+            | GcpError::KeyPem(_)
             | GcpError::Sign(_)
             | GcpError::InvalidName { .. }
             | GcpError::Foreign { .. } => ErrorKind::Permanent,
@@ -75,9 +85,10 @@ impl GcpError {
                     ErrorKind::Permanent
                 }
             }
-            GcpError::Http { .. } | GcpError::OperationTimeout { .. } | GcpError::Decode { .. } => {
-                ErrorKind::Transient
-            }
+            GcpError::Http { .. }
+            | GcpError::OperationTimeout { .. }
+            | GcpError::Decode { .. }
+            | GcpError::Json { .. } => ErrorKind::Transient,
             GcpError::Api {
                 http,
                 status,
@@ -95,9 +106,10 @@ impl GcpError {
         matches!(self, GcpError::Api { status, .. } if status == "ALREADY_EXISTS")
     }
 
-    /// Wraps this error for the provider boundary.
+    /// Wraps this error for the provider boundary; `self` becomes its source.
     pub fn into_provider(self, provider: ProviderKind, operation: &'static str) -> ProviderError {
-        ProviderError::new(provider, operation, self.kind(), self.to_string())
+        let kind = self.kind();
+        ProviderError::new(provider, operation, kind, self)
     }
 }
 
@@ -198,5 +210,28 @@ mod tests {
             );
         }
         assert_eq!(status_name(8), "RESOURCE_EXHAUSTED");
+    }
+
+    #[test]
+    fn an_undecodable_body_keeps_the_serde_error_through_the_provider_error() {
+        let Err(json) = serde_json::from_str::<serde_json::Value>("{oops") else {
+            panic!("not JSON");
+        };
+        let gcp = GcpError::Json {
+            operation: "get job",
+            source: json,
+        };
+        let error = gcp.into_provider(ProviderKind::GcpCloudrun, "get");
+        assert_eq!(
+            (error.kind(), error.operation),
+            (ErrorKind::Transient, "get")
+        );
+        let gcp = std::error::Error::source(&error)
+            .and_then(|s| s.downcast_ref::<GcpError>())
+            .expect("the GCP error is the source");
+        let serde = std::error::Error::source(gcp)
+            .and_then(|s| s.downcast_ref::<serde_json::Error>())
+            .expect("the serde error is kept under it");
+        assert!(serde.is_syntax());
     }
 }

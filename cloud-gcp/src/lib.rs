@@ -2,6 +2,9 @@
 //! ([`BatchProvider`], used when a runner needs docker-in-docker), plus a local simulator of
 //! both APIs, Secret Manager and the OAuth token endpoint ([`sim`]).
 //!
+//! [`CloudRunSettings`] and [`BatchSettings`] are the `gcp-cloudrun` and `gcp-batch`
+//! provider sections (the cloud's plug-ins, see [`providers::plugin`]).
+//!
 //! # Guarantees
 //! - Both providers authenticate with a service-account key: a self-signed RS256 JWT is
 //!   exchanged for an access token at `token_uri`, cached until 5 minutes before it expires.
@@ -19,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod labels;
 mod secrets;
+pub mod settings;
 pub mod shapes;
 pub mod sim;
 
@@ -27,3 +31,4 @@ pub use batch::BatchProvider;
 pub use cloudrun::CloudRunProvider;
 pub use config::{Endpoints, GcpConfig};
 pub use error::GcpError;
+pub use settings::{BatchSettings, CloudRunSettings, GcpSettings};

@@ -181,7 +181,15 @@ async fn a_wrong_key_is_a_permanent_error() {
         CloudRunProvider::new(gcp_config_with_key(&sim, &data("test-other-key.pem"))).unwrap();
     let err = provider.list().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent);
-    assert!(err.message.contains("Invalid JWT Signature."), "{err}");
+    assert!(err.to_string().contains("Invalid JWT Signature."), "{err}");
+    // The GCP error is kept as the source, typed, not flattened into a string.
+    assert!(
+        matches!(
+            err.cause::<cloud_gcp::GcpError>(),
+            Some(cloud_gcp::GcpError::Token { http: 400, .. })
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -195,7 +203,7 @@ async fn the_sim_rejects_sizes_cloud_run_does_not_allow() {
     request.spec.memory_mib = 2048;
     let err = provider.create(&request).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent);
-    assert!(err.message.contains("INVALID_ARGUMENT"), "{err}");
+    assert!(err.to_string().contains("INVALID_ARGUMENT"), "{err}");
     assert!(sim.run_jobs().is_empty());
 }
 

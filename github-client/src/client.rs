@@ -5,11 +5,12 @@
 //! caller-supplied text can redirect a request. Pagination follows `rel="next"` links but
 //! always sends them to the configured API base: credentials never go to another host.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bus_schema::{ErrorKind, Scope};
-use http::header::{ACCEPT, AUTHORIZATION, ETAG, IF_NONE_MATCH, LINK};
+use http::header::{ACCEPT, AUTHORIZATION, ETAG, IF_NONE_MATCH, LINK, LOCATION};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use octocrab::Octocrab;
 use octocrab::service::middleware::retry::RetryConfig;
@@ -19,8 +20,9 @@ use url::Url;
 use crate::auth::{Auth, Credential, InstallationTokenWire};
 use crate::model::{JitConfigWire, JobWire, JobsPage, Page, RepoWire, RunnersPage, RunsPage};
 use crate::pacer::Pacer;
-use crate::rate::{RateBudget, throttle_wait};
+use crate::rate::{RateBudget, UNSPECIFIED_WAIT, throttle_wait};
 use crate::{Conditional, Error, JitConfig, JitRequest, Job, RunStatus, Runner, WorkflowRun};
+use rand::Rng;
 
 /// Items per page on list endpoints (GitHub's maximum).
 const PER_PAGE: u32 = 100;
@@ -28,11 +30,19 @@ const PER_PAGE: u32 = 100;
 const MAX_PAGES: usize = 500;
 /// The longest backoff between retries of a 5xx or transport failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Redirects followed for one call before giving up (a loop, or a chain too long to trust).
+const MAX_REDIRECTS: u32 = 5;
+/// Page URLs whose ETag and body are kept for conditional requests; the cache is emptied when
+/// it would grow past this.
+const MAX_CACHED_PAGES: usize = 4096;
 
 /// Tuning for one client.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// JIT registrations per minute for this credential (GitHub allows about 180).
+    /// Mutating calls per minute for this credential: JIT registrations and runner deletions
+    /// share this pace (FIFO, a burst of a tenth of it). GitHub asks for about one second
+    /// between mutating calls of one credential, hence the default of 60; its secondary limit
+    /// on JIT registrations is about 180 a minute.
     pub jit_per_minute: u32,
     /// The longest a call waits for a rate limit to clear before failing with `Quota`.
     pub max_rate_wait: Duration,
@@ -42,16 +52,24 @@ pub struct ClientOptions {
     pub backoff_base: Duration,
     /// The limit on one request (send and read the body); `None` for no limit.
     pub request_timeout: Option<Duration>,
+    /// The first wait after a secondary rate limit that names no `retry-after` (GitHub: at least
+    /// a minute); it doubles per further throttled retry, up to
+    /// [`ClientOptions::secondary_backoff_max`], plus up to a tenth of random jitter.
+    pub secondary_backoff_base: Duration,
+    /// The cap of the doubling secondary-limit backoff (before jitter).
+    pub secondary_backoff_max: Duration,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
-            jit_per_minute: 150,
+            jit_per_minute: 60,
             max_rate_wait: Duration::from_secs(120),
             max_retries: 3,
             backoff_base: Duration::from_secs(1),
             request_timeout: Some(Duration::from_secs(30)),
+            secondary_backoff_base: Duration::from_secs(60),
+            secondary_backoff_max: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -69,8 +87,25 @@ struct Inner {
     base_path: String,
     credential: Credential,
     budget: Mutex<Option<RateBudget>>,
-    jit_pacer: Pacer,
+    /// Paces every mutating call (POST, PATCH, PUT, DELETE) of this credential.
+    mutation_pacer: Pacer,
+    /// The last `ETag` and body of each page URL, so every page of a list is conditional.
+    pages: Mutex<HashMap<String, CachedPage>>,
     options: ClientOptions,
+}
+
+/// A page as last received: its validator, its `rel="next"` path and its body.
+struct CachedPage {
+    etag: String,
+    next: Option<String>,
+    body: String,
+}
+
+/// One page of a listing, fresh or from the cache.
+struct ListPage {
+    etag: Option<String>,
+    next: Option<String>,
+    body: String,
 }
 
 /// One logical API call.
@@ -139,7 +174,8 @@ impl GitHubClient {
                 api_base,
                 credential: Credential::new(auth)?,
                 budget: Mutex::new(None),
-                jit_pacer: Pacer::per_minute(options.jit_per_minute),
+                mutation_pacer: Pacer::per_minute(options.jit_per_minute),
+                pages: Mutex::new(HashMap::new()),
                 options,
             }),
         })
@@ -161,8 +197,8 @@ impl GitHubClient {
 
     // ---- runners ----
 
-    /// `POST /{scope}/actions/runners/generate-jitconfig`: registers a JIT runner. Paced to
-    /// [`ClientOptions::jit_per_minute`]; a 5xx or timeout is not retried here (the runner may
+    /// `POST /{scope}/actions/runners/generate-jitconfig`: registers a JIT runner. Paced with
+    /// the other mutating calls to [`ClientOptions::jit_per_minute`]; a 5xx or timeout is not retried here (the runner may
     /// exist): the caller sees `Transient` and can look the runner up by name.
     pub async fn generate_jit_config(
         &self,
@@ -181,7 +217,6 @@ impl GitHubClient {
             op: op.clone(),
             source: source.into(),
         })?;
-        self.inner.jit_pacer.acquire().await;
         let reply = self
             .call(Call {
                 op: op.clone(),
@@ -211,7 +246,8 @@ impl GitHubClient {
         self.get_optional(op, path).await
     }
 
-    /// `DELETE /{scope}/actions/runners/{id}`. A runner that is already gone is success.
+    /// `DELETE /{scope}/actions/runners/{id}`, paced with the other mutating calls. A runner
+    /// that is already gone is success.
     /// A busy runner answers 422 (`Permanent`, [`Error::status`] = 422).
     pub async fn delete_runner(&self, scope: &Scope, runner_id: u64) -> Result<(), Error> {
         let op = format!("delete runner {runner_id} of {scope}");
@@ -351,7 +387,11 @@ impl GitHubClient {
         }
     }
 
-    /// GETs `first` and every `rel="next"` page after it; `etag` applies to the first page.
+    /// GETs `first` and every `rel="next"` page after it. Every page is conditional on the
+    /// `ETag` it had last time (a 304 reuses that page's cached body and link, and costs no
+    /// rate budget). The listing's validator is the first page's `ETag` (all pages' joined, for
+    /// several): the result is `NotModified` only when every page answered 304 and `etag` is
+    /// that validator.
     async fn list<P: Page>(
         &self,
         op: String,
@@ -360,31 +400,54 @@ impl GitHubClient {
     ) -> Result<Conditional<Vec<P::Item>>, Error> {
         let mut items = Vec::new();
         let mut path = first;
-        let mut first_etag = None;
-        for page in 0..MAX_PAGES {
-            let etag = if page == 0 { etag } else { None };
+        let mut validators: Vec<Option<String>> = Vec::new();
+        let mut unchanged = true;
+        for _ in 0..MAX_PAGES {
+            let cached = self.cached_page(&path);
             let reply = self
                 .call(Call {
                     op: op.clone(),
                     method: Method::GET,
-                    path,
+                    path: path.clone(),
                     body: None,
-                    etag,
+                    etag: cached.as_ref().and_then(|c| c.etag.as_deref()),
                 })
                 .await?;
-            if reply.status == StatusCode::NOT_MODIFIED {
-                return Ok(Conditional::NotModified);
-            }
-            if page == 0 {
-                first_etag = header(&reply.headers, ETAG.as_str()).map(str::to_owned);
-            }
-            items.extend(decode::<P>(&op, &reply.body)?.into_items());
-            match self.next_page(&reply.headers) {
+            let page = match (reply.status == StatusCode::NOT_MODIFIED, cached) {
+                (true, Some(cached)) => cached,
+                (true, None) => {
+                    return Err(Error::Status {
+                        op,
+                        status: 304,
+                        message: "not modified, for a page asked unconditionally".into(),
+                    });
+                }
+                (false, _) => {
+                    unchanged = false;
+                    let page = ListPage {
+                        etag: header(&reply.headers, ETAG.as_str()).map(str::to_owned),
+                        next: self.next_page(&reply.headers),
+                        body: reply.body,
+                    };
+                    self.cache_page(&path, &page);
+                    page
+                }
+            };
+            validators.push(page.etag.clone());
+            items.extend(decode::<P>(&op, &page.body)?.into_items());
+            match page.next {
                 Some(next) => path = next,
                 None => {
+                    let validator = validators
+                        .into_iter()
+                        .collect::<Option<Vec<_>>>()
+                        .map(|v| v.join(" "));
+                    if unchanged && etag.is_some() && validator.as_deref() == etag {
+                        return Ok(Conditional::NotModified);
+                    }
                     return Ok(Conditional::Modified {
                         value: items,
-                        etag: first_etag,
+                        etag: validator,
                     });
                 }
             }
@@ -394,6 +457,43 @@ impl GitHubClient {
             status: 200,
             message: format!("more than {MAX_PAGES} pages; refusing to follow further"),
         })
+    }
+
+    /// The cached copy of the page at `path`, if it had an `ETag`.
+    fn cached_page(&self, path: &str) -> Option<ListPage> {
+        let pages = self
+            .inner
+            .pages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        pages.get(path).map(|c| ListPage {
+            etag: Some(c.etag.clone()),
+            next: c.next.clone(),
+            body: c.body.clone(),
+        })
+    }
+
+    fn cache_page(&self, path: &str, page: &ListPage) {
+        let mut pages = self
+            .inner
+            .pages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(etag) = &page.etag else {
+            pages.remove(path);
+            return;
+        };
+        if pages.len() >= MAX_CACHED_PAGES && !pages.contains_key(path) {
+            pages.clear();
+        }
+        pages.insert(
+            path.to_owned(),
+            CachedPage {
+                etag: etag.clone(),
+                next: page.next.clone(),
+                body: page.body.clone(),
+            },
+        );
     }
 
     /// The `rel="next"` link as a path relative to the API base.
@@ -412,21 +512,57 @@ impl GitHubClient {
         let path = path
             .strip_prefix(self.inner.base_path.as_str())
             .unwrap_or(path);
-        let path = path.trim_start_matches('/');
-        Some(match url.query() {
-            Some(query) => format!("{path}?{query}"),
-            None => path.to_owned(),
-        })
+        Some(relative(path, url.query()))
     }
 
-    /// Sends `call` until it succeeds (2xx or 304) or fails for good.
-    async fn call(&self, call: Call<'_>) -> Result<Reply, Error> {
+    /// Where a 3xx sends `call`, as a path relative to the API base. Only the API's own host
+    /// and base path are followed, so the `Authorization` header never leaves them.
+    fn redirect_path(&self, call: &Call<'_>, reply: &Reply) -> Result<String, Error> {
+        let location = header(&reply.headers, LOCATION.as_str()).unwrap_or_default();
+        let refuse = |reason| Error::Redirect {
+            op: call.op.clone(),
+            status: reply.status.as_u16(),
+            location: location.to_owned(),
+            reason,
+        };
+        if location.is_empty() {
+            return Err(refuse("no Location header"));
+        }
+        let base = &self.inner.api_base;
+        let current = Url::parse(&format!(
+            "{}{}/{}",
+            base.origin().ascii_serialization(),
+            self.inner.base_path,
+            call.path
+        ))
+        .map_err(|_| refuse("the request URL cannot be rebuilt"))?;
+        let target = current.join(location).map_err(|_| refuse("not a URL"))?;
+        if target.origin() != base.origin() {
+            return Err(refuse(
+                "it leads to another host, which must not see this credential",
+            ));
+        }
+        let path = target
+            .path()
+            .strip_prefix(self.inner.base_path.as_str())
+            .filter(|p| p.starts_with('/'))
+            .ok_or_else(|| refuse("it leads outside the API base path"))?;
+        Ok(relative(path, target.query()))
+    }
+
+    /// Sends `call` until it succeeds (2xx or 304) or fails for good. Mutating calls are
+    /// paced; 301, 302, 307 and 308 are followed with the same method and body (303 becomes a
+    /// GET), at most [`MAX_REDIRECTS`] times.
+    async fn call(&self, mut call: Call<'_>) -> Result<Reply, Error> {
         let max_retries = self.inner.options.max_retries;
-        // A POST that failed in flight may have taken effect: only GET and DELETE are resent.
-        let idempotent = call.method != Method::POST;
         let mut attempt = 0;
+        let mut throttled = 0;
+        let mut redirects = 0;
         let mut reauthorized = false;
         loop {
+            // A POST that failed in flight may have taken effect: only GET and DELETE are resent.
+            let idempotent = call.method != Method::POST;
+            let mutating = !matches!(call.method, Method::GET | Method::HEAD | Method::OPTIONS);
             self.wait_for_budget(&call.op).await?;
             let token = match self.token().await {
                 Ok(token) => token,
@@ -438,6 +574,9 @@ impl GitHubClient {
                 }
                 Err(err) => return Err(err),
             };
+            if mutating {
+                self.inner.mutation_pacer.acquire().await;
+            }
             let reply = match self.send_once(&call, &token).await {
                 Ok(reply) => reply,
                 Err(err)
@@ -462,6 +601,27 @@ impl GitHubClient {
             if status.is_success() || status == StatusCode::NOT_MODIFIED {
                 return Ok(reply);
             }
+            if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    return Err(Error::Redirect {
+                        op: call.op,
+                        status: status.as_u16(),
+                        location: header(&reply.headers, LOCATION.as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        reason: "too many redirects",
+                    });
+                }
+                let path = self.redirect_path(&call, &reply)?;
+                tracing::info!(op = %call.op, status = status.as_u16(), to = %path, "GitHub moved the resource: following");
+                if status == StatusCode::SEE_OTHER {
+                    call.method = Method::GET;
+                    call.body = None;
+                }
+                call.path = path;
+                continue;
+            }
             if status == StatusCode::UNAUTHORIZED
                 && !reauthorized
                 && let Credential::App(app) = &self.inner.credential
@@ -471,11 +631,13 @@ impl GitHubClient {
                 reauthorized = true;
                 continue;
             }
-            if let Some(wait) = throttle_wait(status, &reply.headers, &reply.body) {
+            if let Some(throttle) = throttle_wait(status, &reply.headers, &reply.body) {
+                let wait = throttle.or(self.secondary_backoff(throttled));
                 if attempt < max_retries && wait <= self.inner.options.max_rate_wait {
                     tracing::warn!(op = %call.op, status = status.as_u16(), ?wait, attempt, "GitHub rate limit: waiting");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
+                    throttled += 1;
                     continue;
                 }
                 let status = Some(status.as_u16());
@@ -497,6 +659,19 @@ impl GitHubClient {
             }
             return Err(err);
         }
+    }
+
+    /// The wait before retry `n + 1` after a secondary limit that named no wait: the base
+    /// doubled `n` times, capped, plus up to a tenth of it at random so that many clients
+    /// throttled together do not come back together.
+    fn secondary_backoff(&self, n: u32) -> Duration {
+        let options = &self.inner.options;
+        let wait = options
+            .secondary_backoff_base
+            .saturating_mul(1 << n.min(16))
+            .min(options.secondary_backoff_max);
+        let tenth = u64::try_from(wait.as_millis() / 10).unwrap_or(u64::MAX);
+        wait + Duration::from_millis(rand::rng().random_range(0..=tenth))
     }
 
     /// Sleeps before retry `attempt + 1` of a transient failure.
@@ -543,8 +718,10 @@ impl GitHubClient {
                     };
                     let reply = self.send_once(&call, &jwt).await?;
                     if !reply.status.is_success() {
-                        if let Some(wait) = throttle_wait(reply.status, &reply.headers, &reply.body)
+                        if let Some(throttle) =
+                            throttle_wait(reply.status, &reply.headers, &reply.body)
                         {
+                            let wait = throttle.or(UNSPECIFIED_WAIT);
                             let status = Some(reply.status.as_u16());
                             return Err(Error::RateLimited {
                                 op: call.op,
@@ -634,6 +811,15 @@ impl<T: Default> Conditional<T> {
             Conditional::NotModified => T::default(),
             Conditional::Modified { value, .. } => value,
         }
+    }
+}
+
+/// `path` (relative to the API base, with or without its leading `/`) and `query` as a call path.
+fn relative(path: &str, query: Option<&str>) -> String {
+    let path = path.trim_start_matches('/');
+    match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
     }
 }
 

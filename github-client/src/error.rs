@@ -63,6 +63,15 @@ pub enum Error {
         status: Option<u16>,
         wait: Duration,
     },
+    /// A redirect that is not followed: to another host (credentials stay with the API host),
+    /// outside the API base path, without a usable `Location`, or one hop too many.
+    #[error("{op}: GitHub answered {status} to `{location}`, not followed: {reason}")]
+    Redirect {
+        op: String,
+        status: u16,
+        location: String,
+        reason: &'static str,
+    },
     /// The response body was not the documented JSON shape.
     #[error("{op}: decoding the response")]
     Decode {
@@ -81,7 +90,8 @@ impl Error {
             | Error::BuildClient { .. }
             | Error::AppKey { .. }
             | Error::SignJwt { .. }
-            | Error::BuildRequest { .. } => ErrorKind::Permanent,
+            | Error::BuildRequest { .. }
+            | Error::Redirect { .. } => ErrorKind::Permanent,
             Error::Transport { .. } | Error::Timeout { .. } => ErrorKind::Transient,
             // A truncated or garbled body (proxy hiccup) may decode on the next try.
             Error::Decode { .. } => ErrorKind::Transient,
@@ -101,6 +111,7 @@ impl Error {
         match self {
             Error::Status { status, .. } => Some(*status),
             Error::RateLimited { status, .. } => *status,
+            Error::Redirect { status, .. } => Some(*status),
             _ => None,
         }
     }

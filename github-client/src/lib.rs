@@ -21,8 +21,19 @@
 //!   GET and DELETE: a `generate-jitconfig` POST that failed mid-way may have registered the
 //!   runner, so it is returned as [`bus_schema::ErrorKind::Transient`] for the caller, who
 //!   knows the runner name, to resolve.
-//! - JIT registrations are paced per client (default 150/min, GitHub's secondary limit is about
-//!   180/min): excess calls wait in FIFO order and never fail for being early.
+//! - A 403/429 secondary limit without `retry-after` is backed off exponentially: 60 s, doubling
+//!   per retry up to [`ClientOptions::secondary_backoff_max`], plus up to a tenth of random
+//!   jitter ([`ClientOptions::secondary_backoff_base`]); `retry-after` is honoured as given.
+//! - Mutating calls (JIT registrations, runner deletions; any POST, PATCH, PUT or DELETE) are
+//!   paced per client to [`ClientOptions::jit_per_minute`] (default 60: GitHub asks for about a
+//!   second between mutating calls): excess calls wait in FIFO order and never fail for being
+//!   early.
+//! - Redirects (301, 302, 307, 308: a renamed or transferred repository or organization) are
+//!   followed with the same method and body (303 becomes a GET), at most 5 hops, and only on
+//!   the API's own host and base path, so the `Authorization` header never goes elsewhere; any
+//!   other redirect fails with [`Error::Redirect`](crate::Error).
+//! - Every page of a listing is conditional: each page URL's `ETag`, `Link` and body are kept,
+//!   and a 304 (free of rate budget) reuses them.
 //!
 //! # Why octocrab is used the way it is
 //!

@@ -7,7 +7,26 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 
 /// Wait when GitHub throttles without saying for how long (its docs: at least a minute).
-const UNSPECIFIED_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const UNSPECIFIED_WAIT: Duration = Duration::from_secs(60);
+
+/// How a throttled response says to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Throttle {
+    /// `retry-after`, or the primary window's reset: wait exactly this long.
+    Told(Duration),
+    /// A secondary limit that names no wait: back off exponentially, starting at a minute.
+    Unspecified,
+}
+
+impl Throttle {
+    /// The wait, taking `unspecified` for a limit that named none.
+    pub(crate) fn or(self, unspecified: Duration) -> Duration {
+        match self {
+            Throttle::Told(wait) => wait,
+            Throttle::Unspecified => unspecified,
+        }
+    }
+}
 
 /// The primary rate-limit budget of one credential, as of the last response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,26 +72,28 @@ pub(crate) fn throttle_wait(
     status: StatusCode,
     headers: &HeaderMap,
     body: &str,
-) -> Option<Duration> {
+) -> Option<Throttle> {
     if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
         return None;
     }
     if let Some(secs) = header_u64(headers, "retry-after") {
-        return Some(Duration::from_secs(secs));
+        return Some(Throttle::Told(Duration::from_secs(secs)));
     }
     if header_u64(headers, "x-ratelimit-remaining") == Some(0) {
         let reset = header_u64(headers, "x-ratelimit-reset")
             .and_then(|r| i64::try_from(r).ok())
             .and_then(|r| DateTime::from_timestamp(r, 0));
-        return Some(reset.map_or(UNSPECIFIED_WAIT, |at| {
-            (at - Utc::now())
-                .to_std()
-                .unwrap_or_default()
-                .max(Duration::from_secs(1))
+        return Some(reset.map_or(Throttle::Unspecified, |at| {
+            Throttle::Told(
+                (at - Utc::now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .max(Duration::from_secs(1)),
+            )
         }));
     }
     let says_rate_limit = body.to_ascii_lowercase().contains("rate limit");
-    (status == StatusCode::TOO_MANY_REQUESTS || says_rate_limit).then_some(UNSPECIFIED_WAIT)
+    (status == StatusCode::TOO_MANY_REQUESTS || says_rate_limit).then_some(Throttle::Unspecified)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -133,16 +154,16 @@ mod tests {
                 &none,
                 "You have exceeded a secondary rate limit"
             ),
-            Some(UNSPECIFIED_WAIT)
+            Some(Throttle::Unspecified)
         );
         assert_eq!(
             throttle_wait(StatusCode::TOO_MANY_REQUESTS, &none, ""),
-            Some(UNSPECIFIED_WAIT)
+            Some(Throttle::Unspecified)
         );
         let retry_after = headers(&[("retry-after", "7")]);
         assert_eq!(
             throttle_wait(StatusCode::FORBIDDEN, &retry_after, ""),
-            Some(Duration::from_secs(7))
+            Some(Throttle::Told(Duration::from_secs(7)))
         );
         assert_eq!(throttle_wait(StatusCode::NOT_FOUND, &retry_after, ""), None);
     }

@@ -643,3 +643,278 @@ async fn names_that_could_rewrite_the_path_are_rejected_before_sending() {
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert!(server.received_requests().await.unwrap().is_empty());
 }
+
+fn job_json(id: u64) -> Value {
+    json!({
+        "id": id, "run_id": 30, "run_attempt": 1, "status": "queued", "conclusion": null,
+        "name": "build", "labels": ["serverless-hosted-runner"]
+    })
+}
+
+fn jit_request(name: &str) -> JitRequest {
+    JitRequest {
+        name: name.into(),
+        runner_group_id: 1,
+        labels: vec!["serverless-hosted-runner".into()],
+        work_folder: "_work".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_moved_repo_is_followed_on_the_same_host_with_credentials() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/old-name/actions/jobs/77"))
+        .respond_with(ResponseTemplate::new(301).insert_header(
+            "location",
+            format!("{}/repositories/42/actions/jobs/77", server.uri()),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repositories/42/actions/jobs/77"))
+        .and(header("authorization", "Bearer ghp_test"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(job_json(77)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = pat_client(&server, ClientOptions::default());
+    let job = client.get_job("acme", "old-name", 77).await.unwrap();
+    assert_eq!(job.map(|j| j.id), Some(77));
+}
+
+#[tokio::test]
+async fn a_307_for_a_transferred_org_keeps_method_and_body() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/orgs/acme/actions/runners/generate-jitconfig"))
+        .respond_with(ResponseTemplate::new(307).insert_header(
+            "location",
+            "/orgs/acme-new/actions/runners/generate-jitconfig",
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/orgs/acme-new/actions/runners/generate-jitconfig"))
+        .and(body_json(json!({"name": "r1", "runner_group_id": 1,
+            "labels": ["serverless-hosted-runner"], "work_folder": "_work"})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "runner": {"id": 9, "name": "r1", "labels": []}, "encoded_jit_config": "x"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = pat_client(&server, ClientOptions::default());
+    let jit = client
+        .generate_jit_config(&org(), &jit_request("r1"))
+        .await
+        .unwrap();
+    assert_eq!(jit.runner_id, 9);
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed_and_leaks_no_credential() {
+    let server = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/app/actions/jobs/1"))
+        .respond_with(ResponseTemplate::new(302).insert_header(
+            "location",
+            format!("{}/repos/acme/app/actions/jobs/1", elsewhere.uri()),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(job_json(1)))
+        .mount(&elsewhere)
+        .await;
+    let client = pat_client(&server, ClientOptions::default());
+    let err = client.get_job("acme", "app", 1).await.unwrap_err();
+    assert_eq!(
+        (err.kind(), err.status()),
+        (ErrorKind::Permanent, Some(302))
+    );
+    assert!(err.to_string().contains("another host"), "{err}");
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_redirect_loop_stops_after_a_bounded_number_of_hops() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/app/actions/jobs/1"))
+        .respond_with(
+            ResponseTemplate::new(308).insert_header("location", "/repos/acme/app/actions/jobs/1"),
+        )
+        .mount(&server)
+        .await;
+    let client = pat_client(&server, ClientOptions::default());
+    let err = client.get_job("acme", "app", 1).await.unwrap_err();
+    assert!(err.to_string().contains("too many redirects"), "{err}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn secondary_limits_without_retry_after_back_off_exponentially_with_jitter() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/app/actions/jobs/1"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(
+            json!({"message": "You have exceeded a secondary rate limit. Please wait."}),
+        ))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/app/actions/jobs/1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(job_json(1)))
+        .mount(&server)
+        .await;
+    let options = ClientOptions {
+        request_timeout: None,
+        max_rate_wait: Duration::from_secs(3600),
+        ..ClientOptions::default()
+    };
+    let client = pat_client(&server, options);
+    let start = tokio::time::Instant::now();
+    assert!(client.get_job("acme", "app", 1).await.unwrap().is_some());
+    // 60 s, 120 s, 240 s, each plus up to a tenth of jitter (a flat 60 s would be 180 s).
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(420) && elapsed <= Duration::from_secs(462),
+        "waited {elapsed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_secondary_backoff_beyond_the_allowed_wait_fails_with_quota() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(429).set_body_json(json!({"message": "secondary rate limit"})),
+        )
+        .mount(&server)
+        .await;
+    let options = ClientOptions {
+        request_timeout: None,
+        max_rate_wait: Duration::from_secs(100),
+        ..ClientOptions::default()
+    };
+    let client = pat_client(&server, options);
+    let err = client.get_job("acme", "app", 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Quota);
+    // Waited about 60 s once; the next wait (about 120 s) exceeds the allowed 100 s.
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deletes_are_paced_with_jit_registrations_per_credential() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "runner": {"id": 1, "name": "r", "labels": []}, "encoded_jit_config": "x"})))
+        .mount(&server)
+        .await;
+    // 60 a minute: a burst of 6, then one a second.
+    let options = ClientOptions {
+        request_timeout: None,
+        ..ClientOptions::default()
+    };
+    assert_eq!(options.jit_per_minute, 60);
+    let client = pat_client(&server, options);
+    let start = tokio::time::Instant::now();
+    for id in 0..6 {
+        client.delete_runner(&org(), id).await.unwrap();
+    }
+    assert_eq!(start.elapsed(), Duration::ZERO, "the burst passes at once");
+    for id in 6..10 {
+        client.delete_runner(&org(), id).await.unwrap();
+    }
+    client
+        .generate_jit_config(&org(), &jit_request("r"))
+        .await
+        .unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn every_page_of_a_listing_is_conditional() {
+    let server = MockServer::start().await;
+    let page2 = format!(
+        "{}/repos/acme/app/actions/runs/30/jobs?per_page=100&page=2",
+        server.uri()
+    );
+    for (page, tag) in [("1", "\"p1\""), ("2", "\"p2\"")] {
+        Mock::given(method("GET"))
+            .and(path("/repos/acme/app/actions/runs/30/jobs"))
+            .and(header("if-none-match", tag))
+            .and(move |r: &Request| {
+                r.url.query_pairs().any(|(k, v)| k == "page" && v == page) || page == "1"
+            })
+            .respond_with(ResponseTemplate::new(304).insert_header("etag", tag))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/app/actions/runs/30/jobs"))
+        .and(query_param("page", "2"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("etag", "\"p2\"")
+                .set_body_json(json!({"total_count": 2, "jobs": [job_json(2)]})),
+        )
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/app/actions/runs/30/jobs"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("etag", "\"p1\"")
+                .insert_header("link", format!("<{page2}>; rel=\"next\""))
+                .set_body_json(json!({"total_count": 2, "jobs": [job_json(1)]})),
+        )
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    let client = pat_client(&server, ClientOptions::default());
+    let Conditional::Modified { value, etag } =
+        client.list_run_jobs("acme", "app", 30, None).await.unwrap()
+    else {
+        panic!("first listing must be Modified");
+    };
+    assert_eq!(value.iter().map(|j| j.id).collect::<Vec<_>>(), [1, 2]);
+    let again = client
+        .list_run_jobs("acme", "app", 30, etag.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(again, Conditional::NotModified);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 4);
+    let conditional: Vec<_> = requests[2..]
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("if-none-match")
+                .map(|v| v.to_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        conditional,
+        [Some("\"p1\"".to_owned()), Some("\"p2\"".to_owned())]
+    );
+    // Without the caller's validator the cached pages still answer, at no rate cost.
+    let Conditional::Modified { value, .. } =
+        client.list_run_jobs("acme", "app", 30, None).await.unwrap()
+    else {
+        panic!("no validator given: Modified");
+    };
+    assert_eq!(value.iter().map(|j| j.id).collect::<Vec<_>>(), [1, 2]);
+}

@@ -3,8 +3,15 @@
 //! [`NatsServer::start`] picks a free port through the server itself (`-p -1` plus a ports
 //! file, so no other process can grab the port in between), uses a fresh temporary store
 //! directory unless given one, and returns once the server answers a client handshake (polled
-//! with a deadline). The child is killed when the [`NatsServer`] is dropped. [`NatsServer::kill`]
-//! and [`NatsServer::restart`] (`SIGKILL`, then the same port and store) exist for chaos tests.
+//! with a deadline). [`NatsServer::stop`] shuts it down cleanly (`SIGTERM`, a bounded wait,
+//! then `SIGKILL`); whatever is still running when the [`NatsServer`] is dropped (an early
+//! return, a panic unwinding) is killed with `SIGKILL`. [`NatsServer::kill`] and
+//! [`NatsServer::restart`] (`SIGKILL`, then the same port and store) exist for chaos tests.
+//!
+//! # Caveat
+//! A parent that is itself killed with `SIGKILL` runs no drop code, so its server outlives it.
+//! Tying the child's life to the parent's (`PR_SET_PDEATHSIG`) needs `unsafe` code, which
+//! this workspace forbids; supervisors should stop the whole process group instead.
 //!
 //! The binary is `$NATS_SERVER_BIN`, else `nats-server` on `PATH`, else
 //! `<workspace>/.tools/bin/nats-server`, else `~/.local/bin/nats-server`; `scripts/install-nats.sh` installs one.
@@ -40,6 +47,10 @@ pub struct ServerOptions {
     pub ready_timeout: Duration,
     /// The binary; `None` looks it up (see the module docs).
     pub binary: Option<PathBuf>,
+    /// Start the server in a process group of its own, so a Ctrl-C meant for the parent
+    /// (the terminal signals the whole foreground group) reaches only the parent, which then
+    /// stops its actors while the bus is still up, and the server last.
+    pub own_process_group: bool,
 }
 
 impl Default for ServerOptions {
@@ -49,6 +60,7 @@ impl Default for ServerOptions {
             port: None,
             ready_timeout: Duration::from_secs(20),
             binary: None,
+            own_process_group: false,
         }
     }
 }
@@ -61,6 +73,7 @@ pub struct NatsServer {
     port: u16,
     store_dir: PathBuf,
     ready_timeout: Duration,
+    own_process_group: bool,
     /// Ports file, log file and (unless a store dir was given) the store.
     run_dir: tempfile::TempDir,
 }
@@ -92,6 +105,7 @@ impl NatsServer {
             port: opts.port.unwrap_or(0),
             store_dir,
             ready_timeout: opts.ready_timeout,
+            own_process_group: opts.own_process_group,
             run_dir,
         };
         server.spawn_and_wait().await?;
@@ -116,6 +130,50 @@ impl NatsServer {
     /// The server's log file (stdout and stderr of the child).
     pub fn log_file(&self) -> PathBuf {
         self.run_dir.path().join("nats-server.log")
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Stops the server cleanly: `SIGTERM`, which lets it flush its JetStream store and close
+    /// client connections, then up to `grace` for it to exit, then `SIGKILL`. Waits for the
+    /// process, so none is left behind. A no-op when it is not running.
+    pub async fn stop(&mut self, grace: Duration) -> Result<(), Error> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let process_error = |source| Error::ServerProcess {
+            bin: self.bin.clone(),
+            source,
+        };
+        let pid = child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .map(nix::unistd::Pid::from_raw);
+        if let Some(pid) = pid {
+            match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM) {
+                // ESRCH: it has exited already; `wait` below collects it.
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(errno) => return Err(process_error(errno.into())),
+            }
+            match tokio::time::timeout(grace, child.wait()).await {
+                Ok(Ok(status)) => {
+                    tracing::debug!(port = self.port, %status, "nats-server stopped");
+                    return Ok(());
+                }
+                Ok(Err(source)) => return Err(process_error(source)),
+                Err(_) => {
+                    tracing::warn!(
+                        port = self.port,
+                        ?grace,
+                        "nats-server ignored SIGTERM; killing it"
+                    );
+                }
+            }
+        }
+        child.kill().await.map_err(process_error)
     }
 
     /// Kills the server with `SIGKILL` (no clean shutdown) and waits for it to exit.
@@ -168,7 +226,11 @@ impl NatsServer {
         } else {
             self.port.to_string()
         };
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if self.own_process_group {
+            command.process_group(0);
+        }
+        let child = command
             .arg("-a")
             .arg("127.0.0.1")
             .arg("-p")

@@ -61,6 +61,30 @@ async fn server_starts_on_a_free_port_and_dies_on_drop() {
 }
 
 #[tokio::test]
+async fn stop_shuts_the_server_down_cleanly_and_reaps_it() {
+    let mut server = NatsServer::start(ServerOptions::default()).await.unwrap();
+    let pid = server.pid().expect("a running server has a pid");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    server.stop(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(server.pid(), None);
+    // Waited for, so not even a zombie is left. (A live process under that pid now would be
+    // a reuse, which its command line tells apart.)
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        state.is_none_or(|s| s != "Z")
+            && !String::from_utf8_lossy(&cmdline).contains("nats-server"),
+        "nats-server {pid} is still there: {stat}"
+    );
+    // SIGTERM, not SIGKILL: the server logged its own orderly exit.
+    let log = std::fs::read_to_string(server.log_file()).unwrap();
+    assert!(log.contains("Server Exiting"), "{log}");
+    // Stopping again is a no-op.
+    server.stop(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
 async fn missing_binary_is_a_clear_error() {
     let err = NatsServer::start(ServerOptions {
         binary: Some("/nonexistent/nats-server".into()),

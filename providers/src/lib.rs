@@ -10,12 +10,19 @@
 //! - The JIT config never appears on a command line, in logs, or in a field the platform
 //!   shows in clear where it has a secret field.
 //! - Every error maps to an [`ErrorKind`] (transient, not found, quota, permanent).
+//!
+//! A cloud is a plug-in ([`plugin`]): its crate implements [`CloudSettings`] for its provider
+//! section; the `clouds` crate lists the plug-ins. This crate must not depend on any cloud
+//! crate, on `actors`, or on the lab.
 
 pub mod local;
+pub mod plugin;
 
 use std::collections::BTreeMap;
 
 use bus_schema::{ErrorKind, ProviderKind, RunnerSpec, Secret};
+
+pub use plugin::{BuildError, CloudPlugin, CloudSettings, Plugin};
 
 /// Tags put on every instance, so the reaper can find what is not in the records.
 pub mod tags {
@@ -78,34 +85,50 @@ pub struct Instance {
 
 pub use bus_schema::Capabilities;
 
-/// A provider call that failed.
+/// The cause of a [`ProviderError`]: the platform client's own error (HTTP, decoding, the
+/// service's answer), or a plain message where there is no underlying error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A provider call that failed: which provider, which operation, how to treat it, and why.
+///
+/// The cause is kept as [`std::error::Error::source`], so a caller can walk or downcast it
+/// (to the cloud crate's own error type, say). `Display` repeats the cause's message as well,
+/// so a log line that prints only `%error` still says what went wrong. Neither may contain a
+/// secret.
 #[derive(Debug, thiserror::Error)]
-#[error("{provider} {operation} failed ({kind:?}): {message}")]
+#[error("{provider} {operation} failed ({kind:?}): {source}")]
 pub struct ProviderError {
     pub provider: ProviderKind,
     pub operation: &'static str,
     pub kind: ErrorKind,
-    /// What went wrong, free of secrets.
-    pub message: String,
+    #[source]
+    source: BoxError,
 }
 
 impl ProviderError {
+    /// A failure of `operation`, caused by `source`: an error value, or a message (`&str`,
+    /// `String`) when there is no underlying error.
     pub fn new(
         provider: ProviderKind,
         operation: &'static str,
         kind: ErrorKind,
-        message: impl Into<String>,
+        source: impl Into<BoxError>,
     ) -> Self {
         Self {
             provider,
             operation,
             kind,
-            message: message.into(),
+            source: source.into(),
         }
     }
 
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// The cause as the concrete type `E`, if it is one (e.g. a cloud crate's error).
+    pub fn cause<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.source.downcast_ref::<E>()
     }
 }
 

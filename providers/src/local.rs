@@ -23,6 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Capabilities, CreateRequest, Instance, InstanceStatus, Provider, ProviderError, tags};
 
+mod settings;
+
+pub use settings::{LocalSettings, capabilities};
+
 /// The environment variable the runner reads its JIT config from.
 pub const JITCONFIG_ENV: &str = "ACTIONS_RUNNER_INPUT_JITCONFIG";
 
@@ -55,7 +59,7 @@ impl LocalProvider {
     pub fn new(config: LocalConfig) -> Result<Self, ProviderError> {
         std::fs::create_dir_all(config.state_dir.join("instances"))
             .and_then(|()| std::fs::create_dir_all(config.state_dir.join("logs")))
-            .map_err(|e| err("new", ErrorKind::Permanent, format!("state dir: {e}")))?;
+            .map_err(|e| io_err("new", ErrorKind::Permanent, "state dir", e))?;
         Ok(Self { config })
     }
 
@@ -115,10 +119,10 @@ impl Provider for LocalProvider {
             .join("logs")
             .join(format!("{}.log", request.runner_name));
         let log = std::fs::File::create(&log_path)
-            .map_err(|e| err("create", ErrorKind::Transient, format!("runner log: {e}")))?;
+            .map_err(|e| io_err("create", ErrorKind::Transient, "runner log", e))?;
         let log_err = log
             .try_clone()
-            .map_err(|e| err("create", ErrorKind::Transient, format!("runner log: {e}")))?;
+            .map_err(|e| io_err("create", ErrorKind::Transient, "runner log", e))?;
         let mut child = tokio::process::Command::new(&self.config.program)
             .args(&self.config.args)
             .env(JITCONFIG_ENV, request.jit_config.expose())
@@ -129,10 +133,11 @@ impl Provider for LocalProvider {
             .kill_on_drop(false)
             .spawn()
             .map_err(|e| {
-                err(
+                io_err(
                     "create",
                     ErrorKind::Permanent,
-                    format!("starting {}: {e}", self.config.program.display()),
+                    format!("starting {}", self.config.program.display()),
+                    e,
                 )
             })?;
         let pid = child
@@ -143,23 +148,24 @@ impl Provider for LocalProvider {
             start_ticks: start_ticks(pid).unwrap_or(0),
             tags: request.tags(),
         };
-        let json = serde_json::to_vec(&file)
-            .map_err(|e| err("create", ErrorKind::Permanent, e.to_string()))?;
+        let json = serde_json::to_vec(&file).map_err(|e| {
+            ProviderError::new(ProviderKind::Local, "create", ErrorKind::Permanent, e)
+        })?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, json)
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| err("create", ErrorKind::Transient, format!("state file: {e}")))?;
+            .map_err(|e| io_err("create", ErrorKind::Transient, "state file", e))?;
         // One line per process started: lets the demo prove no runner was started twice.
         let mut spawn_log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.config.state_dir.join("created.log"))
-            .map_err(|e| err("create", ErrorKind::Transient, format!("spawn log: {e}")))?;
+            .map_err(|e| io_err("create", ErrorKind::Transient, "spawn log", e))?;
         std::io::Write::write_all(
             &mut spawn_log,
             format!("{}\n", request.runner_name).as_bytes(),
         )
-        .map_err(|e| err("create", ErrorKind::Transient, format!("spawn log: {e}")))?;
+        .map_err(|e| io_err("create", ErrorKind::Transient, "spawn log", e))?;
         // Reap the child when it exits so it does not linger as a zombie.
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -177,18 +183,14 @@ impl Provider for LocalProvider {
             match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL) {
                 Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
                 Err(e) => {
-                    return Err(err("delete", ErrorKind::Transient, format!("kill: {e}")));
+                    return Err(io_err("delete", ErrorKind::Transient, "kill", e.into()));
                 }
             }
         }
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(err(
-                "delete",
-                ErrorKind::Transient,
-                format!("state file: {e}"),
-            )),
+            Err(e) => Err(io_err("delete", ErrorKind::Transient, "state file", e)),
         }
     }
 
@@ -199,13 +201,8 @@ impl Provider for LocalProvider {
 
     async fn list(&self) -> Result<Vec<Instance>, ProviderError> {
         let dir = self.config.state_dir.join("instances");
-        let entries = std::fs::read_dir(&dir).map_err(|e| {
-            err(
-                "list",
-                ErrorKind::Transient,
-                format!("{}: {e}", dir.display()),
-            )
-        })?;
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| io_err("list", ErrorKind::Transient, dir.display().to_string(), e))?;
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
@@ -223,18 +220,38 @@ impl Provider for LocalProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            shapes: Vec::new(),
-            max_cpu_millis: 64_000,
-            max_memory_mib: 256 * 1024,
-            dind: false,
-            disk_mount: false,
-        }
+        capabilities()
     }
 }
 
 fn err(operation: &'static str, kind: ErrorKind, message: impl Into<String>) -> ProviderError {
-    ProviderError::new(ProviderKind::Local, operation, kind, message)
+    ProviderError::new(ProviderKind::Local, operation, kind, message.into())
+}
+
+/// A local provider failure caused by the operating system, keeping the `io::Error`.
+fn io_err(
+    operation: &'static str,
+    kind: ErrorKind,
+    what: impl Into<String>,
+    source: std::io::Error,
+) -> ProviderError {
+    let what = what.into();
+    ProviderError::new(
+        ProviderKind::Local,
+        operation,
+        kind,
+        LocalIoError { what, source },
+    )
+}
+
+/// What the local provider was doing when the operating system refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct LocalIoError {
+    /// The file, directory or program involved.
+    pub what: String,
+    #[source]
+    pub source: std::io::Error,
 }
 
 #[derive(Debug, PartialEq, Eq)]

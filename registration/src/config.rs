@@ -17,13 +17,14 @@ use std::{
     fmt::Write as _,
     net::SocketAddr,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
-use bus_schema::{Network, ProviderKind, Scope};
+use bus_schema::{Capabilities, Network, ProviderKind, Scope};
 use serde::Deserialize;
 use url::Url;
 
-use crate::{ConfigError, ConfigErrors, SecretRef};
+use crate::{ConfigError, ConfigErrors, ProviderSettings, SecretRef, SettingsRegistry};
 
 /// The built-in provider when neither registration nor tenant names one.
 pub const DEFAULT_PROVIDER: ProviderKind = ProviderKind::Local;
@@ -146,14 +147,11 @@ pub struct Defaults {
     pub max_runtime_secs: Option<u64>,
 }
 
-/// `[tenants.<name>.providers]`: one optional section per provider.
+/// `[tenants.<name>.providers]`: one optional section per provider, each parsed and
+/// validated by the cloud's own settings type (see [`crate::SettingsRegistry`]).
 #[derive(Debug, Clone, Default)]
 pub struct Providers {
-    pub local: Option<LocalProvider>,
-    pub alibaba_eci: Option<AlibabaEci>,
-    pub azure_aci: Option<AzureAci>,
-    pub gcp_cloudrun: Option<GcpProvider>,
-    pub gcp_batch: Option<GcpProvider>,
+    sections: BTreeMap<ProviderKind, Arc<dyn ProviderSettings>>,
 }
 
 impl Providers {
@@ -167,79 +165,51 @@ impl Providers {
 
     /// Whether `kind` has a section.
     pub fn has(&self, kind: ProviderKind) -> bool {
-        match kind {
-            ProviderKind::Local => self.local.is_some(),
-            ProviderKind::AlibabaEci => self.alibaba_eci.is_some(),
-            ProviderKind::AzureAci => self.azure_aci.is_some(),
-            ProviderKind::GcpCloudrun => self.gcp_cloudrun.is_some(),
-            ProviderKind::GcpBatch => self.gcp_batch.is_some(),
-            // No `[providers.aws-fargate]` section is parsed yet.
-            ProviderKind::AwsFargate => false,
-        }
+        self.sections.contains_key(&kind)
+    }
+
+    /// The settings of `kind`'s section.
+    pub fn settings(&self, kind: ProviderKind) -> Option<&dyn ProviderSettings> {
+        self.sections.get(&kind).map(|s| &**s)
+    }
+
+    /// The settings of `kind`'s section as the cloud's concrete type; `None` when there is
+    /// no section or it is of another type.
+    pub fn settings_as<T: ProviderSettings>(&self, kind: ProviderKind) -> Option<&T> {
+        let settings: &dyn std::any::Any = self.settings(kind)?;
+        settings.downcast_ref::<T>()
+    }
+
+    /// Adds (or replaces) the section of `kind`.
+    pub fn insert(&mut self, kind: ProviderKind, settings: Arc<dyn ProviderSettings>) {
+        self.sections.insert(kind, settings);
     }
 
     /// The provider's region (Alibaba region, Azure location, GCP region), if it has one.
     pub fn region(&self, kind: ProviderKind) -> Option<&str> {
-        match kind {
-            ProviderKind::Local => None,
-            ProviderKind::AlibabaEci => self.alibaba_eci.as_ref().map(|p| p.region.as_str()),
-            ProviderKind::AzureAci => self.azure_aci.as_ref().map(|p| p.location.as_str()),
-            ProviderKind::GcpCloudrun => self.gcp_cloudrun.as_ref().map(|p| p.region.as_str()),
-            ProviderKind::GcpBatch => self.gcp_batch.as_ref().map(|p| p.region.as_str()),
-            ProviderKind::AwsFargate => None,
-        }
+        self.settings(kind)?.region()
     }
-}
 
-/// `providers.local`: runners as child processes.
-#[derive(Debug, Clone, Default)]
-pub struct LocalProvider {
-    /// A real actions/runner `run.sh`; when absent the provider starts `shr sim runner`.
-    pub runner_command: Option<PathBuf>,
-}
+    /// What `kind` can host for this tenant; `None` when the tenant has no section for it.
+    pub fn capabilities(&self, kind: ProviderKind) -> Option<Capabilities> {
+        Some(self.settings(kind)?.capabilities())
+    }
 
-/// `providers.alibaba-eci`.
-#[derive(Debug, Clone)]
-pub struct AlibabaEci {
-    /// API endpoint override (a simulator); default is the regional ECI endpoint.
-    pub endpoint: Option<Url>,
-    pub region: String,
-    pub access_key_id: String,
-    pub access_key_secret: SecretRef,
-    pub vswitch_id: String,
-    pub security_group_id: String,
-    pub zone: Option<String>,
-}
-
-/// `providers.azure-aci`.
-#[derive(Debug, Clone)]
-pub struct AzureAci {
-    /// ARM endpoint override (a simulator or a sovereign cloud).
-    pub endpoint: Option<Url>,
-    pub subscription_id: String,
-    pub resource_group: String,
-    pub location: String,
-    pub tenant_id: String,
-    pub client_id: String,
-    pub client_secret: SecretRef,
-    pub subnet_id: Option<String>,
-    /// Entra ID login endpoint override.
-    pub login_endpoint: Option<Url>,
-}
-
-/// `providers.gcp-cloudrun` and `providers.gcp-batch`.
-#[derive(Debug, Clone)]
-pub struct GcpProvider {
-    /// API endpoint override (a simulator).
-    pub endpoint: Option<Url>,
-    pub project: String,
-    pub region: String,
-    /// The service-account JSON key.
-    pub service_account_key: SecretRef,
-    /// OAuth token endpoint override.
-    pub token_endpoint: Option<Url>,
-    pub network: Option<String>,
-    pub subnetwork: Option<String>,
+    /// The network defaults the sections provide, field by field from the first section
+    /// (in [`ProviderKind::ALL`] order) that sets it.
+    pub fn default_network(&self) -> Network {
+        let mut network = Network::default();
+        for kind in self.kinds() {
+            let Some(settings) = self.settings(kind) else {
+                continue;
+            };
+            let n = settings.default_network();
+            network.vswitch = network.vswitch.or(n.vswitch);
+            network.security_group = network.security_group.or(n.security_group);
+            network.subnet = network.subnet.or(n.subnet);
+        }
+        network
+    }
 }
 
 /// The `scope` key of a registration.
@@ -392,8 +362,8 @@ impl Registration {
 }
 
 impl Config {
-    /// Reads and validates a configuration file.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    /// Reads and validates a configuration file; `registry` parses the provider sections.
+    pub fn load(path: &Path, registry: &dyn SettingsRegistry) -> Result<Config, ConfigErrors> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
             errors: vec![ConfigError {
@@ -402,13 +372,18 @@ impl Config {
                 reason: format!("cannot read: {e}"),
             }],
         })?;
-        Config::parse(&text, &file)
+        Config::parse(&text, &file, registry)
     }
 
-    /// Parses and validates configuration text; `file` names it in errors.
-    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+    /// Parses and validates configuration text; `file` names it in errors and `registry`
+    /// parses the provider sections.
+    pub fn parse(
+        text: &str,
+        file: &str,
+        registry: &dyn SettingsRegistry,
+    ) -> Result<Config, ConfigErrors> {
         let raw = validate::deserialize(text, file)?;
-        validate::validate(raw, file)
+        validate::validate(raw, file, &validate::Context { text, registry })
     }
 
     /// Every registration, in file order.
@@ -521,9 +496,13 @@ impl Config {
                 .collect();
             let _ = writeln!(out, "tenant {}: providers {}", t.name, providers.join(", "));
             for r in self.registrations.iter().filter(|r| r.tenant == t.name) {
-                let poll = r
-                    .poll_interval_secs
-                    .map_or(String::new(), |s| format!(" every {s}s"));
+                let poll = match (&r.scope, r.poll_interval_secs) {
+                    (Scope::Enterprise { .. }, _) => {
+                        " (enterprise: not polled, depends on webhooks)".to_owned()
+                    }
+                    (_, Some(s)) => format!(" every {s}s"),
+                    (_, None) => String::new(),
+                };
                 let auth = match &r.auth {
                     Auth::Pat { token } => format!("pat {token}"),
                     Auth::App { app_id, .. } => format!("app {app_id}"),

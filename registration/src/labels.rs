@@ -212,14 +212,17 @@ pub fn resolve(
         .or(t.image.as_deref())
         .unwrap_or(DEFAULT_IMAGE);
     let mut image = default_image.to_owned();
+    let section = p.default_network();
     let default_network = Network {
         vswitch: (d.network.vswitch.clone())
             .or_else(|| t.network.vswitch.clone())
-            .or_else(|| p.alibaba_eci.as_ref().map(|a| a.vswitch_id.clone())),
+            .or(section.vswitch),
         security_group: (d.network.security_group.clone())
             .or_else(|| t.network.security_group.clone())
-            .or_else(|| p.alibaba_eci.as_ref().map(|a| a.security_group_id.clone())),
-        subnet: (d.network.subnet.clone()).or_else(|| t.network.subnet.clone()),
+            .or(section.security_group),
+        subnet: (d.network.subnet.clone())
+            .or_else(|| t.network.subnet.clone())
+            .or(section.subnet),
     };
     let mut network = default_network.clone();
     let mut disk_bucket = None;

@@ -18,7 +18,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use serde_json::Value;
 
 use crate::{
-    Config, ConfigErrors, ScopeKind,
+    Config, ConfigErrors, ScopeKind, SettingsRegistry,
     config::scope_from_url,
     error::Collector,
     labels::{Label, parse_label},
@@ -130,8 +130,13 @@ struct Cloud {
     dind: bool,
 }
 
-/// Converts the predecessor's registration JSON; `file` names it in errors.
-pub fn import_legacy(json_text: &str, file: &str) -> Result<LegacyImport, ConfigErrors> {
+/// Converts the predecessor's registration JSON; `file` names it in errors. The result is
+/// checked with [`Config::parse`], so `registry` must know the clouds it writes sections for.
+pub fn import_legacy(
+    json_text: &str,
+    file: &str,
+    registry: &dyn SettingsRegistry,
+) -> Result<LegacyImport, ConfigErrors> {
     let mut c = Collector::new(file);
     let value: Value = match serde_json::from_str(json_text) {
         Ok(v) => v,
@@ -160,7 +165,7 @@ pub fn import_legacy(json_text: &str, file: &str) -> Result<LegacyImport, Config
         return Err(c.into_errors());
     }
     let toml = out.render(file);
-    Config::parse(&toml, &format!("{file} (converted)"))?;
+    Config::parse(&toml, &format!("{file} (converted)"), registry)?;
     Ok(LegacyImport {
         toml,
         env_vars: out.env_vars,

@@ -14,7 +14,7 @@ fn with_registration(reg: &str) -> String {
 }
 
 fn errors(text: &str) -> registration::ConfigErrors {
-    Config::parse(text, "shr.toml").expect_err("expected errors")
+    Config::parse(text, "shr.toml", &clouds::Registry).expect_err("expected errors")
 }
 
 const OK_REG: &str = r#"name = "acme"
@@ -26,7 +26,7 @@ auth = { pat = "env:ACME_PAT" }
 
 #[test]
 fn defaults_fill_a_minimal_file() {
-    let config = Config::parse(&with_registration(OK_REG), "shr.toml").unwrap();
+    let config = Config::parse(&with_registration(OK_REG), "shr.toml", &clouds::Registry).unwrap();
     assert_eq!(config.controller.id, "shr");
     assert!(Actor::ALL.iter().all(|a| config.runs(*a)));
     assert!(config.controller.nats_url.is_none());
@@ -84,16 +84,54 @@ fn scope_and_api_url_come_from_the_web_url() {
             Scope::Org { org: "acme".into() },
             "http://127.0.0.1:9000/api/v3",
         ),
+        (
+            "org",
+            "https://octocorp.ghe.com/acme",
+            Scope::Org { org: "acme".into() },
+            "https://api.octocorp.ghe.com/",
+        ),
     ];
     for (scope, url, expected, api) in cases {
         let reg = format!(
             "name = \"r\"\ntenant = \"acme\"\nscope = \"{scope}\"\nurl = \"{url}\"\nauth = {{ pat = \"env:P\" }}\n"
         );
-        let config = Config::parse(&with_registration(&reg), "f").unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::parse(&with_registration(&reg), "f", &clouds::Registry)
+            .unwrap_or_else(|e| panic!("{e}"));
         let r = &config.registrations()[0];
         assert_eq!(r.scope(), expected, "{url}");
         assert_eq!(r.api_url().as_str(), api, "{url}");
     }
+}
+
+#[test]
+fn enterprise_scope_refuses_app_auth_and_polling() {
+    let app = "name = \"e\"\ntenant = \"acme\"\nscope = \"enterprise\"\nurl = \"https://github.com/enterprises/big\"\nauth = { app_id = 1, installation_id = 2, private_key = \"env:K\" }\n";
+    let e = errors(&with_registration(app));
+    assert_eq!(e.errors.len(), 1, "{e}");
+    assert_eq!(e.errors[0].field, "registrations[0].auth");
+    let shown = e.to_string();
+    assert!(
+        shown.contains(
+            "shr.toml: registrations[0].auth: enterprise runners cannot be managed by a GitHub App"
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("manage_runners:enterprise"), "{shown}");
+
+    let poll = "name = \"e\"\ntenant = \"acme\"\nscope = \"enterprise\"\nurl = \"https://github.com/enterprises/big\"\nauth = { pat = \"env:P\" }\ndetection = \"poll\"\n";
+    let e = errors(&with_registration(poll));
+    assert_eq!(e.errors[0].field, "registrations[0].detection", "{e}");
+    assert!(e.to_string().contains("depends on webhooks"), "{e}");
+
+    let ok = "name = \"e\"\ntenant = \"acme\"\nscope = \"enterprise\"\nurl = \"https://github.com/enterprises/big\"\nauth = { pat = \"env:P\" }\n";
+    let config = Config::parse(&with_registration(ok), "shr.toml", &clouds::Registry).unwrap();
+    assert!(
+        config
+            .summary()
+            .contains("enterprise: not polled, depends on webhooks"),
+        "{}",
+        config.summary()
+    );
 }
 
 #[test]
@@ -265,10 +303,10 @@ fn webhook_secret_is_required_only_where_webhooks_are_received() {
     let text = format!("{TENANT}\n[[registrations]]\n{OK_REG}");
     assert!(errors(&text).has_field("webhook.secret"));
     let poll_only = text.replace("scope = \"org\"", "scope = \"org\"\ndetection = \"poll\"");
-    let config = Config::parse(&poll_only, "f").unwrap();
+    let config = Config::parse(&poll_only, "f", &clouds::Registry).unwrap();
     assert_eq!(config.registrations()[0].poll_interval_secs, Some(30));
     let agent = format!("[controller]\nactors = [\"provisioner\", \"reaper\"]\n{text}");
-    Config::parse(&agent, "f").unwrap();
+    Config::parse(&agent, "f", &clouds::Registry).unwrap();
 }
 
 #[test]
@@ -317,7 +355,7 @@ fn duplicate_names_and_indistinguishable_registrations_are_rejected() {
     assert!(e.has_field("registrations[1].labels"), "{e}");
     let other = OK_REG.replace("name = \"acme\"", "name = \"acme-2\"\nlabels = [\"other\"]");
     let text = format!("{}\n[[registrations]]\n{other}", with_registration(OK_REG));
-    Config::parse(&text, "f").unwrap();
+    Config::parse(&text, "f", &clouds::Registry).unwrap();
 }
 
 fn routing_config() -> Config {
@@ -344,7 +382,7 @@ fn routing_config() -> Config {
             "[[registrations]]\nname = \"{name}\"\ntenant = \"acme\"\nscope = \"{scope}\"\nurl = \"{url}\"\n{extra}auth = {{ pat = \"env:P\" }}\nlabels = [\"{name}-label\"]\n"
         ));
     }
-    Config::parse(&text, "f").unwrap_or_else(|e| panic!("{e}"))
+    Config::parse(&text, "f", &clouds::Registry).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -399,7 +437,7 @@ fn routing_picks_the_most_specific_registration_on_the_right_host() {
 
 #[test]
 fn debug_output_shows_references_not_values() {
-    let config = Config::parse(&with_registration(OK_REG), "f").unwrap();
+    let config = Config::parse(&with_registration(OK_REG), "f", &clouds::Registry).unwrap();
     let debug = format!("{config:?}");
     assert!(debug.contains("ACME_PAT"));
 }

@@ -18,7 +18,7 @@ fn every_toml_example_validates_without_its_secrets_set() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            let config = Config::load(&path, &clouds::Registry).unwrap_or_else(|e| panic!("{e}"));
             assert!(!config.registrations().is_empty(), "{}", path.display());
             assert!(!config.summary().is_empty());
             seen += 1;
@@ -29,7 +29,7 @@ fn every_toml_example_validates_without_its_secrets_set() {
 
 #[test]
 fn centralized_example_routes_and_summarizes() {
-    let config = Config::load(&example("centralized.toml")).unwrap();
+    let config = Config::load(&example("centralized.toml"), &clouds::Registry).unwrap();
     assert!(config.serves_tenant("retail") && !config.serves_tenant("data"));
     let ghes = config.registration("retail-azure").unwrap();
     assert_eq!(ghes.api_url().as_str(), "https://ghe.example.com/api/v3");
@@ -47,8 +47,9 @@ fn centralized_example_routes_and_summarizes() {
 #[test]
 fn legacy_sample_imports_to_valid_toml_without_secret_values() {
     let json = std::fs::read_to_string(example("legacy.json")).unwrap();
-    let import = import_legacy(&json, "legacy.json").unwrap_or_else(|e| panic!("{e}"));
-    let config = Config::parse(&import.toml, "imported.toml")
+    let import =
+        import_legacy(&json, "legacy.json", &clouds::Registry).unwrap_or_else(|e| panic!("{e}"));
+    let config = Config::parse(&import.toml, "imported.toml", &clouds::Registry)
         .unwrap_or_else(|e| panic!("{e}\n{}", import.toml));
     for secret in [
         "ghp_LegacyOrgToken1234567890",

@@ -125,7 +125,7 @@ fn labels(ls: &[&str]) -> Vec<String> {
 }
 
 fn config() -> Config {
-    Config::parse(CONFIG, "labels.toml").unwrap_or_else(|e| panic!("{e}"))
+    Config::parse(CONFIG, "labels.toml", &clouds::Registry).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

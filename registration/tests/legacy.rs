@@ -32,7 +32,7 @@ fn bad_values_fail_naming_item_and_field() {
     ];
     for (extra, field) in cases {
         let json = item(extra);
-        let errors = import_legacy(&json, "regs.json").expect_err(extra);
+        let errors = import_legacy(&json, "regs.json", &clouds::Registry).expect_err(extra);
         assert!(
             errors.has_field(field),
             "{extra}: expected {field}, got\n{errors}"
@@ -45,7 +45,7 @@ fn bad_values_fail_naming_item_and_field() {
 fn missing_cloud_fields_are_reported_together() {
     let json = r#"[{"Type":"Org","Name":"acme","Url":"https://github.com/acme","CloudProvider":"azure"},
                    {"Type":"Team","Name":"b","Url":"https://github.com/b"}]"#;
-    let errors = import_legacy(json, "r.json").unwrap_err();
+    let errors = import_legacy(json, "r.json", &clouds::Registry).unwrap_err();
     for field in [
         "[0](acme).ArmSubscriptionId",
         "[0](acme).ArmTenantId",
@@ -58,7 +58,7 @@ fn missing_cloud_fields_are_reported_together() {
 
 #[test]
 fn minimal_item_imports_with_env_references_only() {
-    let import = import_legacy(&item(""), "r.json").unwrap();
+    let import = import_legacy(&item(""), "r.json", &clouds::Registry).unwrap();
     assert!(
         import.toml.contains("pat = \"env:SHR_ACME_PAT\""),
         "{}",
@@ -79,6 +79,9 @@ fn minimal_item_imports_with_env_references_only() {
 #[test]
 fn not_an_array_is_rejected() {
     for json in ["{}", "nope", "[]", "[1]"] {
-        assert!(import_legacy(json, "r.json").is_err(), "{json}");
+        assert!(
+            import_legacy(json, "r.json", &clouds::Registry).is_err(),
+            "{json}"
+        );
     }
 }

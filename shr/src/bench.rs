@@ -438,7 +438,7 @@ async fn to_provision(
         &config_path,
         e2e_config(dir.path(), &server.url(), &sim.base_url()),
     )?;
-    let config = match registration::Config::load(&config_path) {
+    let config = match registration::Config::load(&config_path, &::clouds::Registry) {
         Ok(config) => Arc::new(config),
         Err(errors) => bail!("generated bench config is invalid:\n{errors}"),
     };

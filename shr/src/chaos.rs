@@ -342,7 +342,7 @@ fn completed(harness: &Harness) -> usize {
 
 /// Waits until the edge's webhook accepts connections (the simulator delivers there).
 async fn wait_for_webhook(harness: &Harness, timeout: Duration) -> anyhow::Result<()> {
-    let config = registration::Config::load(&harness.config_path)
+    let config = registration::Config::load(&harness.config_path, &::clouds::Registry)
         .map_err(|e| anyhow::anyhow!("generated config is invalid:\n{e}"))?;
     let addr = config.webhook.listen;
     let deadline = Instant::now() + timeout;

@@ -304,7 +304,7 @@ impl Harness {
         &mut self,
         listener: Option<std::net::TcpListener>,
     ) -> anyhow::Result<()> {
-        let config = match registration::Config::load(&self.config_path) {
+        let config = match registration::Config::load(&self.config_path, &::clouds::Registry) {
             Ok(mut config) => {
                 if self.options.actors.is_empty() {
                     config.controller.actors.clear();

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use shr::{EXIT_BAD_INPUT, bench, demo, registration_cmd, sim, wiring};
 
@@ -82,13 +83,42 @@ fn main() -> ExitCode {
 }
 
 async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
-    let config = match registration::Config::load(&path) {
+    let config = match registration::Config::load(&path, &::clouds::Registry) {
         Ok(config) => std::sync::Arc::new(config),
         Err(errors) => {
             eprintln!("{errors}");
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
+    // From here on SIGTERM and SIGINT no longer kill the process: they stop it in order.
+    let mut signals = StopSignals::install()?;
+    // The local nats-server, if one is started, lives here so that every way out of `serve`
+    // (done, an error, a signal) passes the clean stop below; a panic drops it (`SIGKILL`).
+    let mut server = None;
+    let outcome = serve(config, &mut server, &mut signals).await;
+    if let Some(mut server) = server {
+        match server.stop(NATS_STOP_GRACE).await {
+            Ok(()) => eprintln!("stopped local nats-server"),
+            Err(error) => eprintln!("warning: stopping local nats-server: {error:#}"),
+        }
+    }
+    // The reason comes last, after the drain and the server stop have said their piece.
+    outcome.or_else(|error| {
+        eprintln!("error: {}", wiring::report(&error));
+        Ok(ExitCode::FAILURE)
+    })
+}
+
+/// How long the local nats-server gets to exit after `SIGTERM` before it is killed.
+const NATS_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Starts the local nats-server (into `server`) unless the configuration names one, then the
+/// actors, and runs them until a stop signal or an actor failure.
+async fn serve(
+    config: std::sync::Arc<registration::Config>,
+    server: &mut Option<shr_nats::NatsServer>,
+    signals: &mut StopSignals,
+) -> anyhow::Result<ExitCode> {
     let work_dir = config
         .controller
         .work_dir
@@ -96,39 +126,88 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("work"));
     std::fs::create_dir_all(&work_dir)?;
     // Without a NATS URL, start a local server with its store under the work dir.
-    let (nats_url, _server) = match &config.controller.nats_url {
-        Some(url) => (url.to_string(), None),
+    let nats_url = match &config.controller.nats_url {
+        Some(url) => url.to_string(),
         None => {
-            let server = shr_nats::NatsServer::start(shr_nats::ServerOptions {
+            let options = shr_nats::ServerOptions {
                 store_dir: Some(work_dir.join("nats")),
+                own_process_group: true,
                 ..Default::default()
-            })
-            .await?;
-            eprintln!("started local nats-server at {}", server.url());
-            (server.url(), Some(server))
+            };
+            let started = tokio::select! {
+                started = shr_nats::NatsServer::start(options) => started?,
+                signal = signals.recv() => {
+                    eprintln!("received {signal} while starting; stopping");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
+            let started = server.insert(started);
+            let pid = started.pid().map_or_else(|| "?".into(), |p| p.to_string());
+            eprintln!("started local nats-server at {} (pid {pid})", started.url());
+            started.url()
         }
     };
-    let running = wiring::start(
-        config,
-        wiring::StartOptions {
-            nats_url,
-            holder_id: shr::holder_id(),
-            work_dir,
-            runner_program: std::env::current_exe()?,
-            webhook_listener: None,
-            sweep_interval: sweep_interval(),
-        },
-    )
-    .await?;
+    let options = wiring::StartOptions {
+        nats_url,
+        holder_id: shr::holder_id(),
+        work_dir,
+        runner_program: std::env::current_exe()?,
+        webhook_listener: None,
+        sweep_interval: sweep_interval(),
+    };
+    let running = tokio::select! {
+        running = wiring::start(config, options) => running?,
+        signal = signals.recv() => {
+            eprintln!("received {signal} while starting; stopping");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     if let Some(addr) = running.webhook_addr {
         eprintln!("webhook listening on {addr}");
     }
-    running
-        .wait(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    eprintln!(
+        "shr running (pid {}); SIGTERM or SIGINT stops it",
+        std::process::id()
+    );
+    let stop = async {
+        let signal = signals.recv().await;
+        eprintln!("received {signal}; draining the actors");
+    };
+    running.wait(stop, shutdown_grace()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM (what orchestrators send) and SIGINT (Ctrl-C): either one stops `shr run` in order.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("handling SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("handling SIGINT")?,
+        })
+    }
+
+    /// The name of the next stop signal received.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// How long the actors get to finish the messages in hand once stopped:
+/// `$SHR_SHUTDOWN_GRACE_SECS`, else [`wiring::SHUTDOWN_GRACE`].
+fn shutdown_grace() -> std::time::Duration {
+    std::env::var("SHR_SHUTDOWN_GRACE_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(wiring::SHUTDOWN_GRACE, std::time::Duration::from_secs)
 }
 
 /// The sweep interval: `$SHR_SWEEP_INTERVAL_SECS` (the chaos suite sets a short one), else

@@ -18,17 +18,19 @@ pub enum RegistrationCommand {
 
 pub fn run(cmd: RegistrationCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        RegistrationCommand::Check { file } => match registration::Config::load(&file) {
-            Ok(config) => {
-                print!("{}", config.summary());
-                println!("{}: ok", file.display());
-                Ok(ExitCode::SUCCESS)
+        RegistrationCommand::Check { file } => {
+            match registration::Config::load(&file, &::clouds::Registry) {
+                Ok(config) => {
+                    print!("{}", config.summary());
+                    println!("{}: ok", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    Ok(ExitCode::from(EXIT_BAD_INPUT))
+                }
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                Ok(ExitCode::from(EXIT_BAD_INPUT))
-            }
-        },
+        }
         RegistrationCommand::ImportLegacy { file } => {
             let name = file.display().to_string();
             let text = match std::fs::read_to_string(&file) {
@@ -38,7 +40,7 @@ pub fn run(cmd: RegistrationCommand) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_BAD_INPUT));
                 }
             };
-            match registration::legacy::import_legacy(&text, &name) {
+            match registration::legacy::import_legacy(&text, &name, &::clouds::Registry) {
                 Ok(import) => {
                     print!("{}", import.toml);
                     if !import.env_vars.is_empty() {

@@ -3,11 +3,25 @@
 //! Placement is configuration only: `[controller] actors` picks the actors and
 //! `[controller] tenants` the tenants whose provisioners and reapers run here. The same code
 //! runs all-in-one, distributed and centralized deployments.
+//!
+//! # Supervision
+//! The actors run as tasks under one cancellation token ([`Actors`]):
+//! - an actor that returns an error or panics stops the process: the others are cancelled and
+//!   drained, and [`Running::wait`] returns the failure, naming the actor;
+//! - an actor that ends normally (a poller with nothing to poll) is logged and the others
+//!   keep running;
+//! - stopping cancels every actor and gives them a bounded grace to finish and ack the
+//!   messages in hand; what is still running after it is aborted, and its messages come back
+//!   after the consumer's ack wait.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
 
 use actors::{Context, ProviderSet};
 use anyhow::Context as _;
@@ -33,6 +47,9 @@ pub struct StartOptions {
     pub sweep_interval: std::time::Duration,
 }
 
+/// How long a stop waits by default for the actors to finish the messages in hand.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 /// The running actors of this process.
 #[derive(Debug)]
 pub struct Running {
@@ -40,36 +57,164 @@ pub struct Running {
     pub providers: ProviderSet,
     pub webhook_addr: Option<SocketAddr>,
     pub webhook_stats: Option<Arc<actors::webhook::WebhookStats>>,
-    cancel: CancellationToken,
-    tasks: tokio::task::JoinSet<(&'static str, Result<(), actors::Error>)>,
+    actors: Actors,
 }
 
 impl Running {
-    /// Stops every actor and waits for them.
-    pub async fn stop(mut self) {
-        self.cancel.cancel();
-        while let Some(done) = self.tasks.join_next().await {
-            if let Ok((actor, Err(error))) = done {
-                tracing::warn!(actor, %error, "actor ended with an error");
+    /// Stops every actor and waits for them (at most [`SHUTDOWN_GRACE`]); failures are logged.
+    pub async fn stop(self) {
+        if let Err(error) = self.actors.stop(SHUTDOWN_GRACE).await {
+            tracing::warn!(error = %report(&error), "an actor failed while stopping");
+        }
+    }
+
+    /// Runs until `shutdown` fires or an actor fails, then stops every actor, giving them
+    /// `grace` to finish the messages in hand. `Ok` after a clean shutdown; the failure
+    /// (naming the actor, with its cause) when an actor failed, before or while stopping.
+    pub async fn wait(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        let failed = self.actors.watch(shutdown).await;
+        let stopped = self.actors.stop(grace).await;
+        match failed {
+            Some(failure) => {
+                if let Err(also) = stopped {
+                    tracing::error!(error = %report(&also), "another actor failed while stopping");
+                }
+                Err(failure)
+            }
+            None => stopped,
+        }
+    }
+}
+
+/// An error and its causes on one line, `outer: inner: …`. A cause whose message its
+/// parent already ends with (errors here repeat their cause in `Display` so that `%error`
+/// logs are complete) is not printed twice.
+pub fn report(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !last.ends_with(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        last = text;
+    }
+    out
+}
+
+/// The actor tasks of one process, under one cancellation token.
+#[derive(Debug)]
+pub struct Actors {
+    cancel: CancellationToken,
+    tasks: tokio::task::JoinSet<Result<(), actors::Error>>,
+    names: HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Actors {
+    /// No actors yet; `cancel` is the token they are given to watch.
+    pub fn new(cancel: CancellationToken) -> Self {
+        Self {
+            cancel,
+            tasks: tokio::task::JoinSet::new(),
+            names: HashMap::new(),
+        }
+    }
+
+    /// Starts actor `name` (in a span of that name).
+    pub fn spawn(
+        &mut self,
+        name: &'static str,
+        actor: impl Future<Output = Result<(), actors::Error>> + Send + 'static,
+    ) {
+        let span = tracing::info_span!("actor", actor = name);
+        let handle = self
+            .tasks
+            .spawn(tracing::Instrument::instrument(actor, span));
+        self.names.insert(handle.id(), name);
+    }
+
+    /// Waits until `shutdown` fires (`None`) or an actor fails (`Some`, naming it). Actors that
+    /// end normally are logged and waited past.
+    pub async fn watch(&mut self, shutdown: impl Future<Output = ()>) -> Option<anyhow::Error> {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return None,
+                Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    if let Some(failure) = self.settle(done) {
+                        tracing::error!(error = %report(&failure), "stopping");
+                        return Some(failure);
+                    }
+                }
             }
         }
     }
 
-    /// Waits until an actor stops on its own (an error) or `shutdown` fires.
-    pub async fn wait(
-        mut self,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<()> {
-        tokio::select! {
-            () = shutdown => {}
-            Some(done) = self.tasks.join_next() => {
-                if let Ok((actor, Err(error))) = done {
-                    tracing::error!(actor, %error, "actor failed; stopping");
+    /// Cancels every actor and waits up to `grace` for them to finish; then aborts the rest.
+    /// The first failure among them, if any.
+    pub async fn stop(mut self, grace: Duration) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        let mut first = None;
+        let drain = async {
+            while let Some(done) = self.tasks.join_next_with_id().await {
+                if let Some(failure) = self.settle(done) {
+                    tracing::error!(error = %report(&failure), "failed while stopping");
+                    first.get_or_insert(failure);
                 }
             }
+        };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            let left: Vec<&str> = self.names.values().copied().collect();
+            tracing::warn!(
+                ?grace,
+                actors = ?left,
+                "actors still busy after the grace period; aborting them (their messages in hand will be redelivered)"
+            );
+            self.tasks.shutdown().await;
         }
-        self.stop().await;
-        Ok(())
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Logs how an actor ended; a failure when it returned an error or panicked.
+    fn settle(
+        &mut self,
+        done: Result<(tokio::task::Id, Result<(), actors::Error>), tokio::task::JoinError>,
+    ) -> Option<anyhow::Error> {
+        let id = match &done {
+            Ok((id, _)) => *id,
+            Err(join) => join.id(),
+        };
+        let actor = self.names.remove(&id).unwrap_or("unknown");
+        match done {
+            Ok((_, Ok(()))) => {
+                if !self.cancel.is_cancelled() {
+                    tracing::info!(
+                        actor,
+                        "actor finished with nothing left to do; the others keep running"
+                    );
+                }
+                None
+            }
+            Ok((_, Err(error))) => {
+                Some(anyhow::Error::new(error).context(format!("actor {actor} failed")))
+            }
+            Err(join) if join.is_panic() => {
+                let payload = join.into_panic();
+                let message = (payload.downcast_ref::<&str>().copied())
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("a non-text panic payload");
+                Some(anyhow::anyhow!("actor {actor} panicked: {message}"))
+            }
+            // Aborted by `stop` after the grace period: already reported there.
+            Err(_) => None,
+        }
     }
 }
 
@@ -112,7 +257,11 @@ fn tenant_providers(
     for kind in tenant.providers.kinds() {
         let provider: Arc<dyn Provider> = match kind {
             ProviderKind::Local => {
-                let local = tenant.providers.local.clone().unwrap_or_default();
+                let local = tenant
+                    .providers
+                    .settings_as::<providers::local::LocalSettings>(kind)
+                    .cloned()
+                    .unwrap_or_default();
                 let (program, args) = match local.runner_command {
                     Some(run_sh) => (run_sh, Vec::new()),
                     None => (
@@ -129,8 +278,7 @@ fn tenant_providers(
                     },
                 )?)
             }
-            other => crate::clouds::build(other, &controller_id, tenant)
-                .with_context(|| format!("tenant {}: provider {other}", tenant.name))?,
+            other => ::clouds::build(other, &controller_id, tenant)?,
         };
         out.push((kind, provider));
     }
@@ -181,7 +329,7 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
     }
 
     let cancel = CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = Actors::new(cancel.clone());
     let mut webhook_addr = None;
     let mut webhook_stats = None;
     if config.runs(Actor::Webhook) {
@@ -210,9 +358,9 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
             .context("webhook.tls")?;
         tracing::info!(addr = ?webhook_addr, path = %config.webhook.path, tls = tls.is_some(), "webhook listening");
         let cancel = cancel.clone();
-        tasks.spawn(async move {
+        tasks.spawn("webhook", async move {
             let shutdown = async move { cancel.cancelled().await };
-            let served = match tls {
+            match tls {
                 Some(tls) => match actors::tls::TlsListener::new(listener, tls) {
                     Ok(tls) => {
                         axum::serve(tls, router)
@@ -227,30 +375,22 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
                         .await
                 }
             }
-            .map_err(|e| actors::Error::bus("webhook server", e));
-            ("webhook", served)
+            .map_err(|e| actors::Error::bus("webhook server", e))
         });
     }
     if config.runs(Actor::Poller) {
         let (ctx, holder, cancel) = (ctx.clone(), opts.holder_id.clone(), cancel.clone());
-        tasks.spawn(async move { ("poller", actors::poller::run(ctx, holder, cancel).await) });
+        tasks.spawn("poller", actors::poller::run(ctx, holder, cancel));
     }
     if config.runs(Actor::Scheduler) {
         let (sched_ctx, sched_cancel) = (ctx.clone(), cancel.clone());
-        tasks.spawn(async move {
-            (
-                "scheduler",
-                actors::scheduler::run(sched_ctx, sched_cancel).await,
-            )
-        });
+        tasks.spawn("scheduler", actors::scheduler::run(sched_ctx, sched_cancel));
         // The warm pool (min_idle) refills under a lease per registration.
         let (pool_ctx, holder, pool_cancel) = (ctx.clone(), opts.holder_id.clone(), cancel.clone());
-        tasks.spawn(async move {
-            (
-                "pool",
-                actors::pool::run_pool(pool_ctx, holder, pool_cancel).await,
-            )
-        });
+        tasks.spawn(
+            "pool",
+            actors::pool::run_pool(pool_ctx, holder, pool_cancel),
+        );
     }
     if config.runs(Actor::Provisioner) && !providers.is_empty() {
         let (ctx, set, id, cancel) = (
@@ -259,21 +399,17 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
             config.controller.id.clone(),
             cancel.clone(),
         );
-        tasks.spawn(async move {
-            (
-                "provisioner",
-                actors::provisioner::run(ctx, set, id, cancel).await,
-            )
-        });
+        tasks.spawn(
+            "provisioner",
+            actors::provisioner::run(ctx, set, id, cancel),
+        );
     }
     if config.runs(Actor::Reaper) && !providers.is_empty() {
         let (reaper_ctx, set, reaper_cancel) = (ctx.clone(), providers.clone(), cancel.clone());
-        tasks.spawn(async move {
-            (
-                "reaper",
-                actors::reaper::run(reaper_ctx, set, reaper_cancel).await,
-            )
-        });
+        tasks.spawn(
+            "reaper",
+            actors::reaper::run(reaper_ctx, set, reaper_cancel),
+        );
         let (ctx, set, holder, cancel) = (
             ctx.clone(),
             providers.clone(),
@@ -281,19 +417,141 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
             cancel.clone(),
         );
         let interval = opts.sweep_interval;
-        tasks.spawn(async move {
-            (
-                "sweeper",
-                actors::sweep::run_sweeper(ctx, set, holder, interval, cancel).await,
-            )
-        });
+        tasks.spawn(
+            "sweeper",
+            actors::sweep::run_sweeper(ctx, set, holder, interval, cancel),
+        );
     }
     Ok(Running {
         ctx,
         providers,
         webhook_addr,
         webhook_stats,
-        cancel,
-        tasks,
+        actors: tasks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// An actor that runs until cancelled, then takes `finish` to wrap up the message in hand
+    /// and records that it did.
+    fn until_cancelled(
+        cancel: &CancellationToken,
+        finish: Duration,
+        finished: &Arc<AtomicBool>,
+    ) -> impl Future<Output = Result<(), actors::Error>> + Send + 'static {
+        let (cancel, finished) = (cancel.clone(), finished.clone());
+        async move {
+            cancel.cancelled().await;
+            tokio::time::sleep(finish).await;
+            finished.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_actor_that_ends_normally_does_not_stop_the_others() {
+        let cancel = CancellationToken::new();
+        let mut actors = Actors::new(cancel.clone());
+        let drained = Arc::new(AtomicBool::new(false));
+        actors.spawn("poller", async { Ok(()) });
+        actors.spawn(
+            "scheduler",
+            until_cancelled(&cancel, Duration::ZERO, &drained),
+        );
+        // Paused time: the poller's end is seen long before this fires.
+        let failed = actors
+            .watch(tokio::time::sleep(Duration::from_secs(3600)))
+            .await;
+        assert!(failed.is_none());
+        assert!(!cancel.is_cancelled(), "nothing was stopped");
+        assert_eq!(actors.tasks.len(), 1, "the scheduler still runs");
+        actors.stop(Duration::from_secs(5)).await.unwrap();
+        assert!(drained.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_actor_is_reported_with_its_cause_and_the_others_drain() {
+        let cancel = CancellationToken::new();
+        let mut actors = Actors::new(cancel.clone());
+        let drained = Arc::new(AtomicBool::new(false));
+        actors.spawn(
+            "scheduler",
+            until_cancelled(&cancel, Duration::from_secs(2), &drained),
+        );
+        actors.spawn("provisioner", async {
+            let cause = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+            Err(actors::Error::bus("get stream", cause))
+        });
+        let failure = actors
+            .watch(std::future::pending())
+            .await
+            .expect("the failure ends the wait");
+        assert_eq!(
+            report(&failure),
+            "actor provisioner failed: get stream: refused"
+        );
+        let io = failure
+            .chain()
+            .find_map(|e| e.downcast_ref::<std::io::Error>())
+            .expect("the cause is kept");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        // The scheduler finishes its message in hand within the grace.
+        actors.stop(Duration::from_secs(5)).await.unwrap();
+        assert!(drained.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_actor_is_a_failure_naming_it() {
+        let mut actors = Actors::new(CancellationToken::new());
+        actors.spawn("reaper", async { panic!("boom") });
+        let failure = actors.watch(std::future::pending()).await.unwrap();
+        assert_eq!(failure.to_string(), "actor reaper panicked: boom");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_aborts_what_outlasts_the_grace_and_reports_late_failures() {
+        let cancel = CancellationToken::new();
+        let mut actors = Actors::new(cancel.clone());
+        let (drained, stuck_done) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        actors.spawn(
+            "scheduler",
+            until_cancelled(&cancel, Duration::from_secs(1), &drained),
+        );
+        actors.spawn(
+            "sweeper",
+            until_cancelled(&cancel, Duration::from_secs(600), &stuck_done),
+        );
+        let started = tokio::time::Instant::now();
+        actors.stop(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(10),
+            "bounded by the grace"
+        );
+        assert!(drained.load(Ordering::SeqCst), "finished within the grace");
+        assert!(!stuck_done.load(Ordering::SeqCst), "aborted at the grace");
+
+        let cancel = CancellationToken::new();
+        let mut actors = Actors::new(cancel.clone());
+        let late = cancel.clone();
+        actors.spawn("webhook", async move {
+            late.cancelled().await;
+            Err(actors::Error::bus("webhook server", "listener closed"))
+        });
+        let error = actors.stop(Duration::from_secs(10)).await.unwrap_err();
+        assert_eq!(
+            report(&error),
+            "actor webhook failed: webhook server: listener closed"
+        );
+    }
 }

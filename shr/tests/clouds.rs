@@ -95,10 +95,10 @@ async fn setup(kind: ProviderKind, dir: &Path) -> (DemoCloud, Arc<dyn Provider>)
     let pat = dir.join("pat");
     std::fs::write(&pat, "ghp_sim").unwrap();
     let text = config_text(kind, &cloud, &pat);
-    let config = registration::Config::parse(&text, "test.toml")
+    let config = registration::Config::parse(&text, "test.toml", &::clouds::Registry)
         .unwrap_or_else(|e| panic!("config for {kind} invalid:\n{e}\n{text}"));
     let tenant = config.tenant("demo").unwrap();
-    let provider = clouds::build(kind, CONTROLLER, tenant).unwrap();
+    let provider = ::clouds::build(kind, CONTROLLER, tenant).unwrap();
     assert_eq!(provider.kind(), kind);
     (cloud, provider)
 }
@@ -183,19 +183,20 @@ async fn build_errors_name_tenant_provider_and_field() {
     let (cloud, _) = setup(ProviderKind::AzureAci, dir.path()).await;
     let pat = dir.path().join("pat");
     let text = config_text(ProviderKind::AzureAci, &cloud, &pat);
-    let config = registration::Config::parse(&text, "test.toml").unwrap();
+    let config = registration::Config::parse(&text, "test.toml", &::clouds::Registry).unwrap();
     std::fs::remove_file(dir.path().join("azure-aci-secret")).unwrap();
-    let error = clouds::build(
+    let error = ::clouds::build(
         ProviderKind::AzureAci,
         CONTROLLER,
         config.tenant("demo").unwrap(),
     )
     .unwrap_err();
-    let message = format!("{error:#}");
+    // The tenant and provider are in the error, the field in its source.
+    let message = format!("{:#}", anyhow::Error::from(error));
     for part in ["tenant demo", "provider azure-aci", "client_secret"] {
         assert!(message.contains(part), "{message}");
     }
-    let error = clouds::build(
+    let error = ::clouds::build(
         ProviderKind::GcpBatch,
         CONTROLLER,
         config.tenant("demo").unwrap(),

@@ -5,7 +5,10 @@
 //! App installation tokens (RS256 JWT checked), self-hosted runners for repo/org/enterprise
 //! scopes (generate-jitconfig with 409 on a taken name and 422 on missing fields, list with
 //! pagination, get, delete), workflow runs (`status=` filter) and their jobs with ETag/304, one
-//! job, an org's repositories, `/rate_limit`.
+//! job, an org's repositories, `/rate_limit`. Requests are validated against GitHub's published
+//! description (`@octokit/openapi`, extracts in `simulators/vendor/github/`) and get its `422
+//! Validation Failed` or `400` answers; every exchange is recorded ([`GitHubSimHandle::exchanges`])
+//! so tests can hold requests and responses to that description ([`vendor`]).
 //!
 //! The world: queued jobs go to online runners whose labels (plus
 //! [`SimConfig::implied_labels`]) cover theirs, case-insensitively; a runner is online while a [fake runner](crate::runner) holds a
@@ -27,6 +30,7 @@ mod limits;
 mod routes;
 mod shapes;
 mod state;
+pub mod vendor;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -175,6 +179,8 @@ pub(crate) struct Sim {
     pub(crate) limits: Mutex<limits::Limits>,
     pub(crate) hooks: Arc<webhooks::Webhooks>,
     pub(crate) issued: Mutex<HashMap<String, Issued>>,
+    /// Every REST exchange, in order, for the conformance tests.
+    pub(crate) exchanges: Mutex<Vec<vendor::Exchange>>,
     changed: watch::Sender<u64>,
 }
 
@@ -201,6 +207,7 @@ impl GitHubSim {
             limits: Mutex::new(limits::Limits::default()),
             hooks: hooks.clone(),
             issued: Mutex::new(HashMap::new()),
+            exchanges: Mutex::new(Vec::new()),
             changed: watch::Sender::new(0),
             config,
         });
@@ -249,6 +256,12 @@ impl GitHubSimHandle {
     /// The webhook delivery log, in event order.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.sim.hooks.log()
+    }
+
+    /// Every REST exchange so far (request and response), in order: what the client sent, to
+    /// check against the vendor description ([`vendor`]).
+    pub fn exchanges(&self) -> Vec<vendor::Exchange> {
+        lock(&self.sim.exchanges).clone()
     }
 
     /// Makes the next matching REST requests fail.

@@ -764,3 +764,262 @@ async fn killed_runner_goes_offline_and_its_job_fails() {
         Some(simulators::github::Conclusion::Failure)
     );
 }
+
+mod conformance {
+    //! Both directions against GitHub's published description (`simulators/vendor/github/`):
+    //! every request `github-client` sends validates, and every answer has the documented shape.
+
+    use super::*;
+    use bus_schema::Scope;
+    use github_client::{Auth, ClientOptions, GitHubClient, JitRequest, RunStatus};
+    use secrecy::SecretString;
+    use simulators::github::vendor::{self, Description};
+
+    fn jit_request(name: &str) -> JitRequest {
+        JitRequest {
+            name: name.into(),
+            runner_group_id: 1,
+            labels: vec!["serverless-hosted-runner".into()],
+            work_folder: "_work".into(),
+        }
+    }
+
+    /// Drives every endpoint the client has, with a PAT and with an App installation.
+    async fn exercise_the_client(sim: &GitHubSimHandle) {
+        let base = url::Url::parse(&sim.base_url()).unwrap();
+        let options = ClientOptions {
+            jit_per_minute: 60_000,
+            ..ClientOptions::default()
+        };
+        let pat = GitHubClient::new(
+            base.clone(),
+            Auth::Pat(SecretString::from(TOKEN)),
+            options.clone(),
+        )
+        .unwrap();
+        let app = GitHubClient::new(
+            base,
+            Auth::App {
+                app_id: 42,
+                installation_id: 7,
+                private_key_pem: SecretString::from(include_str!("fixtures/test-app.private.pem")),
+            },
+            options,
+        )
+        .unwrap();
+        let repo = Scope::Repo {
+            owner: "acme".into(),
+            repo: "app".into(),
+        };
+        let org = Scope::Org { org: "acme".into() };
+        let enterprise = Scope::Enterprise {
+            enterprise: "acme-ent".into(),
+        };
+        sim.queue_job(NewJob {
+            repo: "acme/app".into(),
+            labels: vec!["gpu".into()],
+            ..NewJob::default()
+        });
+        for (i, scope) in [&repo, &org, &enterprise].into_iter().enumerate() {
+            let jit = pat
+                .generate_jit_config(scope, &jit_request(&format!("pat-{i}")))
+                .await
+                .unwrap();
+            assert_eq!(pat.list_runners(scope).await.unwrap().len(), 1);
+            assert!(
+                pat.get_runner(scope, jit.runner_id)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            pat.delete_runner(scope, jit.runner_id).await.unwrap();
+        }
+        for client in [&pat, &app] {
+            let runs = client
+                .list_queued_runs("acme", "app", None)
+                .await
+                .unwrap()
+                .into_value_or_default();
+            assert_eq!(runs.len(), 1);
+            client
+                .list_runs("acme", "app", RunStatus::InProgress, None)
+                .await
+                .unwrap();
+            let jobs = client
+                .list_run_jobs("acme", "app", runs[0].id, None)
+                .await
+                .unwrap()
+                .into_value_or_default();
+            assert!(
+                client
+                    .get_job("acme", "app", jobs[0].id)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            assert_eq!(client.list_org_repos("acme").await.unwrap(), ["app"]);
+        }
+        let jit = app
+            .generate_jit_config(&org, &jit_request("app-0"))
+            .await
+            .unwrap();
+        app.delete_runner(&org, jit.runner_id).await.unwrap();
+        let rate = client()
+            .get(format!("{}rate_limit", sim.base_url()))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rate.status(), 200);
+    }
+
+    trait ValueOrDefault<T> {
+        fn into_value_or_default(self) -> T;
+    }
+
+    impl<T: Default> ValueOrDefault<T> for github_client::Conditional<T> {
+        fn into_value_or_default(self) -> T {
+            match self {
+                github_client::Conditional::Modified { value, .. } => value,
+                github_client::Conditional::NotModified => T::default(),
+            }
+        }
+    }
+
+    async fn exercised() -> Vec<vendor::Exchange> {
+        let sim = start(SimConfig {
+            apps: vec![SimApp {
+                app_id: 42,
+                installation_id: 7,
+                public_key_pem: include_str!("fixtures/test-app.public.pem").into(),
+            }],
+            ..config()
+        })
+        .await;
+        exercise_the_client(&sim).await;
+        sim.exchanges()
+    }
+
+    #[tokio::test]
+    async fn every_request_the_client_sends_validates_against_the_vendor_descriptions() {
+        let exchanges = exercised().await;
+        let mut operations = std::collections::BTreeSet::new();
+        for e in &exchanges {
+            assert!((200..300).contains(&e.status), "{e:?}");
+            for d in Description::ALL {
+                let is_enterprise = e.path.starts_with("/enterprises/");
+                match vendor::validate_request(
+                    d,
+                    &e.method,
+                    &e.path,
+                    e.query.as_deref(),
+                    e.request_body.as_bytes(),
+                ) {
+                    Ok(Some(key)) => {
+                        operations.insert(key);
+                    }
+                    Ok(None) => assert!(
+                        is_enterprise && d == Description::Dotcom,
+                        "{d:?} has no operation for {} {}",
+                        e.method,
+                        e.path
+                    ),
+                    Err(rejection) => panic!("{d:?} rejects {e:?}: {}", rejection.body),
+                }
+            }
+            if !e.request_body.is_empty() {
+                assert_eq!(e.content_type.as_deref(), Some("application/json"), "{e:?}");
+            }
+        }
+        // JIT, list, get and delete for three scopes, runs, jobs, a job, org repos, the App
+        // token and the rate limit.
+        assert_eq!(operations.len(), 18, "{operations:#?}");
+    }
+
+    #[tokio::test]
+    async fn every_answer_of_the_simulator_has_the_vendor_shape() {
+        let exchanges = exercised().await;
+        let mut problems = Vec::new();
+        for e in exchanges.iter().filter(|e| !e.response_body.is_empty()) {
+            let body: Value = serde_json::from_str(&e.response_body).unwrap();
+            problems.extend(vendor::response_problems(
+                Description::Ghec,
+                &e.method,
+                &e.path,
+                e.status,
+                &body,
+            ));
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+        let runs = exchanges
+            .iter()
+            .find(|e| e.path.ends_with("/actions/runs"))
+            .unwrap();
+        let body: Value = serde_json::from_str(&runs.response_body).unwrap();
+        let run = &body["workflow_runs"][0];
+        for key in [
+            "head_commit",
+            "head_repository",
+            "pull_requests",
+            "check_suite_url",
+            "cancel_url",
+        ] {
+            assert!(run.get(key).is_some(), "workflow_run lacks {key}");
+        }
+        let runner = exchanges
+            .iter()
+            .find(|e| e.method == "GET" && e.path.contains("/actions/runners/"))
+            .unwrap();
+        let body: Value = serde_json::from_str(&runner.response_body).unwrap();
+        assert!(body["version"].is_string(), "{body}");
+        let rate = exchanges.iter().find(|e| e.path == "/rate_limit").unwrap();
+        let body: Value = serde_json::from_str(&rate.response_body).unwrap();
+        for resource in ["core", "search", "graphql", "actions_runner_registration"] {
+            assert!(
+                body["resources"][resource]["limit"].is_u64(),
+                "{resource}: {body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_simulator_answers_githubs_validation_errors() {
+        let sim = start(config()).await;
+        let http = client();
+        let url = format!(
+            "{}orgs/acme/actions/runners/generate-jitconfig",
+            sim.base_url()
+        );
+        let unknown = http
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .json(&json!({"name": "r", "runner_group_id": 1, "labels": ["a"], "ephemeral": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), 422);
+        let body: Value = unknown.json().await.unwrap();
+        assert_eq!(body["message"], "Validation Failed");
+        assert_eq!(body["errors"][0]["field"], "ephemeral");
+        let malformed = http
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body("{")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(malformed.status(), 400);
+        let bad_status = http
+            .get(format!(
+                "{}repos/acme/app/actions/runs?status=sleeping",
+                sim.base_url()
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad_status.status(), 422);
+        assert!(sim.state().runners.is_empty(), "nothing registered");
+    }
+}

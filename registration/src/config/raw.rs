@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use bus_schema::ProviderKind;
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::{Actor, Detection, ScopeKind};
 
@@ -49,8 +50,10 @@ pub(super) struct RawTenant {
     pub charge_labels: Vec<String>,
     #[serde(default)]
     pub defaults: RawDefaults,
+    /// Provider name → its section, kept opaque: the cloud's settings type parses it.
+    /// The span locates the section for error messages.
     #[serde(default)]
-    pub providers: RawProviders,
+    pub providers: BTreeMap<String, Spanned<toml::Table>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,64 +76,6 @@ pub(super) struct RawNetwork {
     pub vswitch: Option<String>,
     pub security_group: Option<String>,
     pub subnet: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawProviders {
-    pub local: Option<RawLocal>,
-    #[serde(rename = "alibaba-eci")]
-    pub alibaba_eci: Option<RawAlibaba>,
-    #[serde(rename = "azure-aci")]
-    pub azure_aci: Option<RawAzure>,
-    #[serde(rename = "gcp-cloudrun")]
-    pub gcp_cloudrun: Option<RawGcp>,
-    #[serde(rename = "gcp-batch")]
-    pub gcp_batch: Option<RawGcp>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawLocal {
-    pub runner_command: Option<PathBuf>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAlibaba {
-    pub endpoint: Option<String>,
-    pub region: String,
-    pub access_key_id: String,
-    pub access_key_secret: String,
-    pub vswitch_id: String,
-    pub security_group_id: String,
-    pub zone: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAzure {
-    pub endpoint: Option<String>,
-    pub subscription_id: String,
-    pub resource_group: String,
-    pub location: String,
-    pub tenant_id: String,
-    pub client_id: String,
-    pub client_secret: String,
-    pub subnet_id: Option<String>,
-    pub login_endpoint: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawGcp {
-    pub endpoint: Option<String>,
-    pub project: String,
-    pub region: String,
-    pub service_account_key: String,
-    pub token_endpoint: Option<String>,
-    pub network: Option<String>,
-    pub subnetwork: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,16 +2,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use bus_schema::{Network, Scope};
+use bus_schema::{Network, ProviderKind, Scope};
+use toml::Spanned;
 use url::Url;
 
 use super::{
-    Actor, AlibabaEci, Auth, AzureAci, Config, Controller, DEFAULT_LABEL, Defaults, Detection,
-    GcpProvider, Limits, LocalProvider, Providers, Registration, ScopeKind, Tenant, Tls,
-    WebhookConfig, raw::*,
+    Actor, Auth, Config, Controller, DEFAULT_LABEL, Defaults, Detection, Limits, Providers,
+    Registration, ScopeKind, Tenant, Tls, WebhookConfig, raw::*,
 };
 use crate::{
-    ConfigError, ConfigErrors, SecretRef,
+    ConfigError, ConfigErrors, SecretRef, SettingsRegistry,
     error::Collector,
     labels::{self, Label},
     syntax,
@@ -48,13 +48,33 @@ pub(super) fn deserialize(text: &str, file: &str) -> Result<RawConfig, ConfigErr
     })
 }
 
-pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
+/// What validation needs besides the raw shape: the text (for line numbers) and the
+/// registry that parses provider sections.
+pub(super) struct Context<'a> {
+    pub text: &'a str,
+    pub registry: &'a dyn SettingsRegistry,
+}
+
+impl Context<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+}
+
+pub(super) fn validate(
+    raw: RawConfig,
+    file: &str,
+    ctx: &Context<'_>,
+) -> Result<Config, ConfigErrors> {
     let mut c = Collector::new(file);
     let tenants: BTreeMap<String, Tenant> = raw
         .tenants
         .into_iter()
         .map(|(name, t)| {
-            let tenant = tenant(&mut c, &name, t);
+            let tenant = tenant(&mut c, &name, t, ctx);
             (name, tenant)
         })
         .collect();
@@ -105,12 +125,6 @@ fn url(c: &mut Collector, field: String, value: &str, schemes: &[&str]) -> Optio
 
 fn http_url(c: &mut Collector, field: String, value: Option<&str>) -> Option<Url> {
     url(c, field, value?, &["https", "http"])
-}
-
-fn non_empty(c: &mut Collector, field: String, value: &str) {
-    if value.trim().is_empty() {
-        c.push(field, "must not be empty");
-    }
 }
 
 fn controller(
@@ -218,11 +232,11 @@ fn webhook(c: &mut Collector, raw: RawWebhook, needs_secret: bool) -> WebhookCon
     }
 }
 
-fn tenant(c: &mut Collector, name: &str, raw: RawTenant) -> Tenant {
+fn tenant(c: &mut Collector, name: &str, raw: RawTenant, ctx: &Context<'_>) -> Tenant {
     let at = format!("tenants.{name}");
     c.check(at.clone(), syntax::name(name));
     charge_labels(c, &format!("{at}.charge_labels"), &raw.charge_labels);
-    let providers = providers(c, &format!("{at}.providers"), raw.providers);
+    let providers = providers(c, &format!("{at}.providers"), raw.providers, ctx);
     let defaults = defaults(c, &format!("{at}.defaults"), raw.defaults);
     if providers.kinds().is_empty() {
         c.push(
@@ -246,98 +260,39 @@ fn tenant(c: &mut Collector, name: &str, raw: RawTenant) -> Tenant {
     }
 }
 
-fn providers(c: &mut Collector, at: &str, raw: RawProviders) -> Providers {
-    Providers {
-        local: raw.local.map(|l| LocalProvider {
-            runner_command: l.runner_command,
-        }),
-        alibaba_eci: raw.alibaba_eci.and_then(|p| {
-            let at = format!("{at}.alibaba-eci");
-            for (field, value) in [("region", &p.region), ("access_key_id", &p.access_key_id)] {
-                non_empty(c, format!("{at}.{field}"), value);
+/// Hands each provider section to the registry; its field errors come back under
+/// `{at}.{kind}.{field}`, with the section's line.
+fn providers(
+    c: &mut Collector,
+    at: &str,
+    raw: BTreeMap<String, Spanned<toml::Table>>,
+    ctx: &Context<'_>,
+) -> Providers {
+    let mut providers = Providers::default();
+    for (name, section) in raw {
+        let field = format!("{at}.{name}");
+        let Some(kind) = c.check(
+            field.clone(),
+            name.parse::<ProviderKind>().map_err(|e| e.to_string()),
+        ) else {
+            continue;
+        };
+        let line = ctx.line_of(section.span().start);
+        match ctx.registry.parse(kind, section.into_inner()) {
+            Ok(settings) => providers.insert(kind, settings),
+            Err(errors) => {
+                for e in errors {
+                    let field = if e.field.is_empty() {
+                        field.clone()
+                    } else {
+                        format!("{field}.{}", e.field)
+                    };
+                    c.push(field, format!("{} (section at line {line})", e.reason));
+                }
             }
-            c.check(
-                format!("{at}.vswitch_id"),
-                syntax::alibaba_id(&p.vswitch_id, "vsw-"),
-            );
-            c.check(
-                format!("{at}.security_group_id"),
-                syntax::alibaba_id(&p.security_group_id, "sg-"),
-            );
-            let endpoint = http_url(c, format!("{at}.endpoint"), p.endpoint.as_deref());
-            let secret = secret(c, format!("{at}.access_key_secret"), &p.access_key_secret)?;
-            Some(AlibabaEci {
-                endpoint,
-                region: p.region,
-                access_key_id: p.access_key_id,
-                access_key_secret: secret,
-                vswitch_id: p.vswitch_id,
-                security_group_id: p.security_group_id,
-                zone: p.zone,
-            })
-        }),
-        azure_aci: raw.azure_aci.and_then(|p| {
-            let at = format!("{at}.azure-aci");
-            for (field, value) in [
-                ("subscription_id", &p.subscription_id),
-                ("resource_group", &p.resource_group),
-                ("location", &p.location),
-                ("tenant_id", &p.tenant_id),
-                ("client_id", &p.client_id),
-            ] {
-                non_empty(c, format!("{at}.{field}"), value);
-            }
-            let endpoint = http_url(c, format!("{at}.endpoint"), p.endpoint.as_deref());
-            let login_endpoint = http_url(
-                c,
-                format!("{at}.login_endpoint"),
-                p.login_endpoint.as_deref(),
-            );
-            let secret = secret(c, format!("{at}.client_secret"), &p.client_secret)?;
-            Some(AzureAci {
-                endpoint,
-                subscription_id: p.subscription_id,
-                resource_group: p.resource_group,
-                location: p.location,
-                tenant_id: p.tenant_id,
-                client_id: p.client_id,
-                client_secret: secret,
-                subnet_id: p.subnet_id,
-                login_endpoint,
-            })
-        }),
-        gcp_cloudrun: raw
-            .gcp_cloudrun
-            .and_then(|p| gcp(c, &format!("{at}.gcp-cloudrun"), p)),
-        gcp_batch: raw
-            .gcp_batch
-            .and_then(|p| gcp(c, &format!("{at}.gcp-batch"), p)),
+        }
     }
-}
-
-fn gcp(c: &mut Collector, at: &str, p: RawGcp) -> Option<GcpProvider> {
-    non_empty(c, format!("{at}.project"), &p.project);
-    non_empty(c, format!("{at}.region"), &p.region);
-    let endpoint = http_url(c, format!("{at}.endpoint"), p.endpoint.as_deref());
-    let token_endpoint = http_url(
-        c,
-        format!("{at}.token_endpoint"),
-        p.token_endpoint.as_deref(),
-    );
-    let key = secret(
-        c,
-        format!("{at}.service_account_key"),
-        &p.service_account_key,
-    )?;
-    Some(GcpProvider {
-        endpoint,
-        project: p.project,
-        region: p.region,
-        service_account_key: key,
-        token_endpoint,
-        network: p.network,
-        subnetwork: p.subnetwork,
-    })
+    providers
 }
 
 fn defaults(c: &mut Collector, at: &str, raw: RawDefaults) -> Defaults {
@@ -434,6 +389,13 @@ fn registration(
         c.check(format!("{at}.repos[{j}]"), repo_name(r));
     }
     let auth = auth(c, &format!("{at}.auth"), raw.auth);
+    if raw.scope == ScopeKind::Enterprise && matches!(auth, Some(Auth::App { .. })) {
+        // GitHub's OpenAPI marks the enterprise runner operations `enabledForGitHubApps: false`.
+        c.push(
+            format!("{at}.auth"),
+            "enterprise runners cannot be managed by a GitHub App: use a personal access token with the manage_runners:enterprise scope (auth = { pat = \"env:NAME\" })",
+        );
+    }
     let labels = match raw.labels {
         Some(l) if l.is_empty() => {
             c.push(
@@ -462,6 +424,12 @@ fn registration(
     }
     charge_labels(c, &format!("{at}.charge_labels"), &raw.charge_labels);
     let detection = raw.detection.unwrap_or(Detection::WebhookAndPoll);
+    if raw.scope == ScopeKind::Enterprise && detection == Detection::Poll {
+        c.push(
+            format!("{at}.detection"),
+            "an enterprise registration is not polled (GitHub lists workflow runs per repository only): it depends on webhooks, so use \"webhook\"",
+        );
+    }
     let poll_interval_secs = match (detection, raw.poll_interval_secs) {
         (Detection::Webhook, Some(_)) => {
             c.push(
@@ -754,11 +722,19 @@ pub(crate) fn scope_from_url(kind: ScopeKind, text: &str) -> Result<(Scope, Url)
     Ok((scope, url))
 }
 
-/// `https://api.github.com` for github.com, `SCHEME://HOST[:PORT]/api/v3` for GHES.
+/// `https://api.github.com` for github.com, `https://api.SUB.ghe.com` for GHE.com (data
+/// residency), `SCHEME://HOST[:PORT]/api/v3` for GHES.
 pub(crate) fn default_api_url(web: &Url) -> Result<Url, String> {
     let host = web.host_str().unwrap_or_default();
     if host.eq_ignore_ascii_case("github.com") || host.eq_ignore_ascii_case("www.github.com") {
         return Url::parse("https://api.github.com").map_err(|e| e.to_string());
+    }
+    let lower = host.to_ascii_lowercase();
+    if let Some(sub) = lower.strip_suffix(".ghe.com")
+        && !sub.is_empty()
+        && !sub.contains('.')
+    {
+        return Url::parse(&format!("https://api.{sub}.ghe.com")).map_err(|e| e.to_string());
     }
     let mut api = web.clone();
     api.set_path("/api/v3");

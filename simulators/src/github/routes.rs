@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::limits::{Bucket, Fault};
 use super::state::{DeleteError, same_scope};
-use super::{Caller, Issued, Sim, jit, lock, shapes};
+use super::{Caller, Issued, Sim, jit, lock, shapes, vendor};
 
 const SECONDARY: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.";
 const SECONDARY_DOCS: &str = "/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits";
@@ -65,6 +65,7 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
             );
     }
     router
+        .layer(middleware::from_fn_with_state(sim.clone(), vendor::layer))
         .layer(middleware::from_fn_with_state(sim.clone(), guard))
         .with_state(sim)
 }
@@ -314,7 +315,27 @@ async fn rate_limit(State(sim): State<Arc<Sim>>, Extension(caller): Extension<Ca
     let bucket = limits.map(
         |b| json!({"limit": b.limit, "remaining": b.remaining(), "used": b.used, "reset": b.reset}),
     );
-    axum::Json(json!({"resources": {"core": bucket}, "rate": bucket})).into_response()
+    // The other resources are not simulated: full budgets, so the answer has GitHub's shape.
+    let reset = bucket
+        .as_ref()
+        .map_or(0, |b| b["reset"].as_u64().unwrap_or(0));
+    let full = |limit: u64| json!({"limit": limit, "remaining": limit, "used": 0, "reset": reset});
+    axum::Json(json!({
+        "resources": {
+            "core": bucket,
+            "search": full(30),
+            "code_search": full(10),
+            "graphql": full(5000),
+            "integration_manifest": full(5000),
+            "dependency_snapshots": full(100),
+            "code_scanning_upload": full(1000),
+            "actions_runner_registration": full(10000),
+            "scim": full(15000),
+            "audit_log": full(1750),
+        },
+        "rate": bucket,
+    }))
+    .into_response()
 }
 
 async fn org_repos(
@@ -644,7 +665,9 @@ async fn access_token(
         return error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error", "");
     };
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+    // `iss` is checked below: GitHub takes the App id as a number or a string, and the
+    // library's required-claim check only accepts a string.
+    validation.set_required_spec_claims(&["exp", "iat"]);
     validation.leeway = 60;
     let Ok(data) = jsonwebtoken::decode::<AppClaims>(jwt, &key, &validation) else {
         return unauthorized("A JSON web token could not be decoded");

@@ -1,0 +1,120 @@
+//! `[tenants.<t>.providers.alibaba-eci]`: the section's shape, its checks, and how it
+//! becomes an [`EciProvider`].
+//!
+//! Guarantees: every field problem is reported at once, relative to the section; the
+//! AccessKey secret is a reference, resolved only by [`CloudSettings::build`].
+
+use std::sync::Arc;
+
+use bus_schema::{Capabilities, Network, ProviderKind};
+use providers::{BuildError, CloudSettings, Provider, plugin::resolve};
+use registration::{FieldError, Fields, ProviderSettings, SecretRef};
+use serde::Deserialize;
+use url::Url;
+
+use crate::{EciConfig, EciProvider, rules};
+
+/// The section as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEciSettings {
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    pub vswitch_id: String,
+    pub security_group_id: String,
+    pub zone: Option<String>,
+}
+
+/// A tenant's validated ECI account.
+#[derive(Debug, Clone)]
+pub struct EciSettings {
+    /// API endpoint override (a simulator); default is the regional ECI endpoint.
+    pub endpoint: Option<Url>,
+    pub region: String,
+    pub access_key_id: String,
+    pub access_key_secret: SecretRef,
+    /// Default vSwitch, and the runner spec's network default.
+    pub vswitch_id: String,
+    /// Default security group, and the runner spec's network default.
+    pub security_group_id: String,
+    pub zone: Option<String>,
+}
+
+/// What ECI hosts: the instance shapes of [`rules::shapes`], dind, and bucket mounts only
+/// when OSS is configured (the settings section has no OSS keys yet).
+pub fn capabilities(oss: bool) -> Capabilities {
+    let shapes = rules::shapes();
+    Capabilities {
+        max_cpu_millis: shapes.iter().map(|s| s.0).max().unwrap_or(0),
+        max_memory_mib: shapes.iter().map(|s| s.1).max().unwrap_or(0),
+        shapes,
+        dind: true,
+        disk_mount: oss,
+    }
+}
+
+impl ProviderSettings for EciSettings {
+    fn region(&self) -> Option<&str> {
+        Some(&self.region)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        capabilities(false)
+    }
+
+    fn default_network(&self) -> Network {
+        Network {
+            vswitch: Some(self.vswitch_id.clone()),
+            security_group: Some(self.security_group_id.clone()),
+            subnet: None,
+        }
+    }
+}
+
+impl CloudSettings for EciSettings {
+    const KIND: ProviderKind = ProviderKind::AlibabaEci;
+    type Raw = RawEciSettings;
+    const EXAMPLE: &'static str = r#"region = "cn-shanghai"
+access_key_id = "LTAI5tExampleKeyId"
+access_key_secret = "env:ALIBABA_ACCESS_KEY_SECRET"
+vswitch_id = "vsw-example1"
+security_group_id = "sg-example1"
+"#;
+
+    fn validate(raw: RawEciSettings) -> Result<Self, Vec<FieldError>> {
+        let mut f = Fields::new();
+        f.non_empty("region", &raw.region);
+        f.non_empty("access_key_id", &raw.access_key_id);
+        f.prefixed_id("vswitch_id", &raw.vswitch_id, "vsw-");
+        f.prefixed_id("security_group_id", &raw.security_group_id, "sg-");
+        let endpoint = f.http_url("endpoint", raw.endpoint.as_deref());
+        let secret = f.secret("access_key_secret", &raw.access_key_secret);
+        let settings = secret.map(|access_key_secret| EciSettings {
+            endpoint,
+            region: raw.region,
+            access_key_id: raw.access_key_id,
+            access_key_secret,
+            vswitch_id: raw.vswitch_id,
+            security_group_id: raw.security_group_id,
+            zone: raw.zone,
+        });
+        f.finish(settings)
+    }
+
+    fn build(&self, controller_id: &str, _tenant: &str) -> Result<Arc<dyn Provider>, BuildError> {
+        let mut config = EciConfig::new(
+            &self.region,
+            &self.access_key_id,
+            resolve("access_key_secret", &self.access_key_secret)?,
+            controller_id,
+        );
+        config.endpoint = self.endpoint.as_ref().map(ToString::to_string);
+        config.vswitch_id = Some(self.vswitch_id.clone());
+        config.security_group_id = Some(self.security_group_id.clone());
+        let provider =
+            EciProvider::new(config).map_err(|e| BuildError::configure("configuring", e))?;
+        Ok(Arc::new(provider))
+    }
+}
