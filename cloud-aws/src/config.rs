@@ -50,7 +50,10 @@ pub struct AwsConfig {
     pub default_security_groups: Vec<String>,
     /// `assignPublicIp: ENABLED` (a public subnet without a NAT gateway needs it to pull).
     pub assign_public_ip: bool,
+    /// Where tasks run, unless `capacity_by_registration` names the request's registration.
     pub capacity: Capacity,
+    /// Per-registration overrides of `capacity` (registration name → capacity).
+    pub capacity_by_registration: BTreeMap<String, Capacity>,
     /// Secret names are `{secret_prefix}{controller_id}/{runner}`.
     pub secret_prefix: String,
     /// Caps on top of Fargate's own (16 vCPU / 120 GiB).
@@ -90,12 +93,21 @@ impl AwsConfig {
             default_security_groups: Vec::new(),
             assign_public_ip: false,
             capacity: Capacity::OnDemand,
+            capacity_by_registration: BTreeMap::new(),
             secret_prefix: "shr-jit/".into(),
             max_cpu_millis: 16_000,
             max_memory_mib: 120 * 1024,
             env: BTreeMap::new(),
             request_timeout_secs: 30,
         }
+    }
+
+    /// The capacity runners of `registration` use.
+    pub fn capacity_for(&self, registration: &str) -> Capacity {
+        self.capacity_by_registration
+            .get(registration)
+            .copied()
+            .unwrap_or(self.capacity)
     }
 
     /// Points both ECS and Secrets Manager (for the controller and the task) at `base_url`.

@@ -5,8 +5,9 @@
 //!   (`CreateSecret`, or `PutSecretValue` when it exists), make sure the image's task
 //!   definition exists, `RunTask` with a `clientToken` derived from the runner name (a racing
 //!   second create gets the same task back), and tag the secret with the task's session so
-//!   only that task can read it. With [`Capacity::SpotWithFallback`], a Spot capacity failure
-//!   is logged and the same create runs the task on `FARGATE`.
+//!   only that task can read it. The capacity is the registration's
+//!   ([`AwsConfig::capacity_for`]); with [`Capacity::SpotWithFallback`], a Spot capacity
+//!   failure is logged and the same create runs the task on `FARGATE`.
 //! - delete: `StopTask` the runner's running tasks, then `DeleteSecret` without recovery;
 //!   missing tasks and a missing secret are success.
 //! - get: the runner's task by `startedBy`; list: the cluster's tasks (running and stopped)
@@ -468,7 +469,7 @@ impl FargateProvider {
         }
         let secret_arn = self.put_secret(req).await?;
         let task_definition = self.task_definition(&req.spec.image).await?;
-        let launches: &[&str] = match self.cfg.capacity {
+        let launches: &[&str] = match self.cfg.capacity_for(&req.registration) {
             Capacity::OnDemand => &["FARGATE"],
             Capacity::Spot => &["FARGATE_SPOT"],
             Capacity::SpotWithFallback => &["FARGATE_SPOT", "FARGATE"],
@@ -488,6 +489,7 @@ impl FargateProvider {
                 Err(e) if e.is_capacity() && i + 1 < launches.len() => {
                     tracing::warn!(
                         runner = %req.runner_name,
+                        registration = %req.registration,
                         error = %e,
                         "Fargate Spot has no capacity; falling back to on-demand FARGATE"
                     );

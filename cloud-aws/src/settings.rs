@@ -45,6 +45,9 @@ pub struct RawFargateSettings {
     pub assign_public_ip: bool,
     /// `on-demand` (default), `spot` or `spot-with-fallback`.
     pub capacity: Option<String>,
+    /// Registration name → capacity, overriding `capacity` for that registration's runners.
+    #[serde(default)]
+    pub capacity_by_registration: BTreeMap<String, String>,
     pub secret_prefix: Option<String>,
     pub max_cpu_millis: Option<u32>,
     pub max_memory_mib: Option<u32>,
@@ -81,8 +84,9 @@ pub struct FargateSettings {
     pub security_groups: Vec<String>,
     pub default_security_groups: Vec<String>,
     pub assign_public_ip: bool,
-    /// The default capacity; a registration's `capacity` default overrides it per runner.
+    /// The capacity of runners whose registration `capacity_by_registration` does not name.
     pub capacity: Capacity,
+    pub capacity_by_registration: BTreeMap<String, Capacity>,
     pub secret_prefix: String,
     pub max_cpu_millis: u32,
     pub max_memory_mib: u32,
@@ -140,7 +144,7 @@ fn ids(f: &mut Fields, field: &str, values: &[String], prefix: &str) {
     }
 }
 
-fn capacity(value: Option<&str>) -> Result<Capacity, String> {
+fn parse_capacity(value: Option<&str>) -> Result<Capacity, String> {
     match value {
         None | Some("on-demand") => Ok(Capacity::OnDemand),
         Some("spot") => Ok(Capacity::Spot),
@@ -263,7 +267,14 @@ subnets = ["subnet-0a1b2c3d"]
                 );
             }
         }
-        let capacity = f.check("capacity", capacity(raw.capacity.as_deref()));
+        let capacity = f.check("capacity", parse_capacity(raw.capacity.as_deref()));
+        let mut capacity_by_registration = BTreeMap::new();
+        for (registration, value) in &raw.capacity_by_registration {
+            let field = format!("capacity_by_registration.{registration}");
+            if let Some(c) = f.check(&field, parse_capacity(Some(value))) {
+                capacity_by_registration.insert(registration.clone(), c);
+            }
+        }
         let max_cpu_millis = raw.max_cpu_millis.unwrap_or(HARD_MAX_CPU_MILLIS);
         if shapes::cpu_units(max_cpu_millis).is_none() {
             f.push(
@@ -314,6 +325,7 @@ subnets = ["subnet-0a1b2c3d"]
                 default_security_groups: raw.default_security_groups,
                 assign_public_ip: raw.assign_public_ip,
                 capacity,
+                capacity_by_registration,
                 secret_prefix,
                 max_cpu_millis,
                 max_memory_mib,
@@ -374,6 +386,9 @@ impl FargateSettings {
             .clone_from(&self.default_security_groups);
         config.assign_public_ip = self.assign_public_ip;
         config.capacity = self.capacity;
+        config
+            .capacity_by_registration
+            .clone_from(&self.capacity_by_registration);
         config.secret_prefix.clone_from(&self.secret_prefix);
         config.max_cpu_millis = self.max_cpu_millis;
         config.max_memory_mib = self.max_memory_mib;

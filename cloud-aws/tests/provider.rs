@@ -371,6 +371,57 @@ async fn spot_without_capacity_falls_back_to_on_demand_in_the_same_create() {
 }
 
 #[tokio::test]
+async fn capacity_is_chosen_per_registration() {
+    let sim = sim(SimConfig::default()).await;
+    sim.set_spot_capacity(false);
+    let mut cfg = config(&sim);
+    cfg.capacity = Capacity::OnDemand;
+    cfg.capacity_by_registration = [
+        ("acme-spot".to_owned(), Capacity::SpotWithFallback),
+        ("acme-spot-only".to_owned(), Capacity::Spot),
+    ]
+    .into();
+    let p = FargateProvider::new(cfg).unwrap();
+    let for_registration = |registration: &str, runner: &str| {
+        let mut r = request(runner);
+        r.registration = registration.into();
+        r
+    };
+
+    // A registration without an override: on-demand, no Spot attempt.
+    let i = p.create(&request("shr-acme-601-1")).await.unwrap();
+    assert_eq!(count(&sim, ".RunTask"), 1);
+    let task = sim.tasks().into_iter().find(|t| t.arn == i.id).unwrap();
+    assert_eq!(task.capacity_provider, "FARGATE");
+
+    // Spot with fallback: a Spot attempt, then on-demand within the same create.
+    let i = p
+        .create(&for_registration("acme-spot", "shr-acme-602-1"))
+        .await
+        .unwrap();
+    assert_eq!(count(&sim, ".RunTask"), 3);
+    let task = sim.tasks().into_iter().find(|t| t.arn == i.id).unwrap();
+    assert_eq!(task.capacity_provider, "FARGATE");
+
+    // Spot only: a quota error; with capacity back, it runs on Spot. (A new runner: the
+    // simulator replays a reused clientToken's answer, failures included.)
+    let e = p
+        .create(&for_registration("acme-spot-only", "shr-acme-603-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Quota, "{e}");
+    assert_eq!(sim.live_tasks().len(), 2);
+    sim.set_spot_capacity(true);
+    let i = p
+        .create(&for_registration("acme-spot-only", "shr-acme-603-2"))
+        .await
+        .unwrap();
+    let task = sim.tasks().into_iter().find(|t| t.arn == i.id).unwrap();
+    assert_eq!(task.capacity_provider, "FARGATE_SPOT");
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
+#[tokio::test]
 async fn a_task_whose_secret_is_never_granted_stops_without_a_runner() {
     let out = tempfile::tempdir().unwrap();
     let mut cfg = launching(out.path());

@@ -159,3 +159,26 @@ env = { LANG = "C.UTF-8" }
         "the key is not in Debug output"
     );
 }
+
+#[test]
+fn capacity_can_be_set_per_registration() {
+    let s = parse(
+        "capacity = \"spot\"\ncapacity_by_registration = { ci-heavy = \"spot-with-fallback\", release = \"on-demand\" }\n",
+    )
+    .unwrap();
+    assert_eq!(s.capacity, Capacity::Spot);
+    assert_eq!(
+        s.capacity_by_registration.into_iter().collect::<Vec<_>>(),
+        [
+            ("ci-heavy".to_owned(), Capacity::SpotWithFallback),
+            ("release".to_owned(), Capacity::OnDemand)
+        ]
+    );
+
+    let errors = parse("capacity_by_registration = { ci-heavy = \"cheapest\" }\n").unwrap_err();
+    assert_eq!(fields(&errors), ["capacity_by_registration.ci-heavy"]);
+    assert!(
+        errors[0].reason.contains("spot-with-fallback"),
+        "{errors:?}"
+    );
+}
