@@ -359,7 +359,16 @@ impl FargateProvider {
         }
         let units = shapes::cpu_units(spec.cpu_millis)
             .ok_or_else(|| AwsError::Spec(format!("{} millicpu", spec.cpu_millis)))?;
-        let subnets = match &spec.network.subnet {
+        // The `subnet-<id>` label arrives without its prefix (`0a1b`); a default from the
+        // configuration may carry it (`subnet-0a1b`).
+        let wanted = spec.network.subnet.as_ref().map(|s| {
+            if s.starts_with("subnet-") {
+                s.clone()
+            } else {
+                format!("subnet-{s}")
+            }
+        });
+        let subnets = match &wanted {
             Some(s) if self.cfg.subnets.contains(s) => vec![s.clone()],
             Some(s) => {
                 return Err(AwsError::Spec(format!(

@@ -300,9 +300,11 @@ async fn errors_map_to_kinds() {
     );
     assert_eq!(sim.calls().len(), calls);
 
-    // A label-chosen subnet and group from the allow-lists are used.
+    // A label-chosen subnet and group from the allow-lists are used; the `subnet-<id>`
+    // label arrives without its prefix.
     let mut ok = request("shr-acme-303-1");
-    ok.spec.network.subnet = Some(sim.config().subnets[1].clone());
+    let label_value = sim.config().subnets[1].strip_prefix("subnet-").unwrap();
+    ok.spec.network.subnet = Some(label_value.to_owned());
     ok.spec.network.security_group = Some(sim.config().security_groups[1].clone());
     p.create(&ok).await.unwrap();
     let vpc = &sim.tasks()[0].overrides;
