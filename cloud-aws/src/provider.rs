@@ -49,6 +49,15 @@ pub const RESERVED_ENV: [&str; 4] = [
     entrypoint::ENDPOINT_ENV,
 ];
 
+/// Where and how big one task is.
+#[derive(Debug)]
+struct Placement {
+    cpu_units: u32,
+    memory_mib: u32,
+    subnets: Vec<String>,
+    groups: Vec<String>,
+}
+
 /// Hosts runners on ECS Fargate.
 #[derive(Debug)]
 pub struct FargateProvider {
@@ -335,8 +344,9 @@ impl FargateProvider {
         Ok(arn)
     }
 
-    /// Checks the spec against Fargate and the allow-lists; returns (cpu units, subnets, sgs).
-    fn placement(&self, req: &CreateRequest) -> Result<(u32, Vec<String>, Vec<String>), AwsError> {
+    /// Checks the spec against Fargate and the allow-lists; returns the task size (the
+    /// smallest Fargate pair that covers the spec, [`shapes::covering`]), subnets and groups.
+    fn placement(&self, req: &CreateRequest) -> Result<Placement, AwsError> {
         let spec = &req.spec;
         if spec.dind {
             return Err(AwsError::Spec(
@@ -351,14 +361,18 @@ impl FargateProvider {
         if spec.image.trim().is_empty() {
             return Err(AwsError::Spec("image is empty".into()));
         }
-        if !self.capabilities().allows(spec.cpu_millis, spec.memory_mib) {
-            return Err(AwsError::Spec(format!(
-                "{} millicpu / {} MiB is not a Fargate size within this provider's {} / {} (see the CPU/memory table)",
+        let (cpu_units, memory_mib) = shapes::covering(
+            spec.cpu_millis,
+            spec.memory_mib,
+            self.cfg.max_cpu_millis,
+            self.cfg.max_memory_mib,
+        )
+        .ok_or_else(|| {
+            AwsError::Spec(format!(
+                "no Fargate size covers {} millicpu / {} MiB within this provider's {} / {}",
                 spec.cpu_millis, spec.memory_mib, self.cfg.max_cpu_millis, self.cfg.max_memory_mib
-            )));
-        }
-        let units = shapes::cpu_units(spec.cpu_millis)
-            .ok_or_else(|| AwsError::Spec(format!("{} millicpu", spec.cpu_millis)))?;
+            ))
+        })?;
         // The `subnet-<id>` label arrives without its prefix (`0a1b`); a default from the
         // configuration may carry it (`subnet-0a1b`).
         let wanted = spec.network.subnet.as_ref().map(|s| {
@@ -386,7 +400,12 @@ impl FargateProvider {
             }
             None => self.cfg.default_security_groups.clone(),
         };
-        Ok((units, subnets, groups))
+        Ok(Placement {
+            cpu_units,
+            memory_mib,
+            subnets,
+            groups,
+        })
     }
 
     /// One `RunTask` on `launch` (`FARGATE` or `FARGATE_SPOT`); its started task.
@@ -395,7 +414,7 @@ impl FargateProvider {
         req: &CreateRequest,
         task_definition: &str,
         secret_arn: &str,
-        (units, subnets, groups): &(u32, Vec<String>, Vec<String>),
+        placement: &Placement,
         launch: &str,
     ) -> Result<Value, AwsError> {
         const OP: &str = "create";
@@ -411,11 +430,11 @@ impl FargateProvider {
                 .map(|(k, v)| json!({"name": k, "value": v})),
         );
         let mut awsvpc = json!({
-            "subnets": subnets,
+            "subnets": placement.subnets,
             "assignPublicIp": if self.cfg.assign_public_ip { "ENABLED" } else { "DISABLED" },
         });
-        if !groups.is_empty() {
-            awsvpc["securityGroups"] = json!(groups);
+        if !placement.groups.is_empty() {
+            awsvpc["securityGroups"] = json!(placement.groups);
         }
         let mut body = json!({
             "cluster": self.cfg.cluster,
@@ -426,8 +445,8 @@ impl FargateProvider {
             "tags": Self::ecs_tags(req),
             "networkConfiguration": {"awsvpcConfiguration": awsvpc},
             "overrides": {
-                "cpu": units.to_string(),
-                "memory": req.spec.memory_mib.to_string(),
+                "cpu": placement.cpu_units.to_string(),
+                "memory": placement.memory_mib.to_string(),
                 "containerOverrides": [{
                     "name": CONTAINER_NAME,
                     "command": entrypoint::command(),

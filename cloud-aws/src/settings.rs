@@ -94,14 +94,12 @@ pub struct FargateSettings {
     pub request_timeout_secs: u64,
 }
 
-/// What Fargate hosts under the given maxima: its CPU/memory pairs, no dind, no bucket
+/// What Fargate hosts under the given maxima: any size within them (the provider rounds a
+/// size up to the smallest Fargate CPU/memory pair that covers it), no dind, no bucket
 /// mounts.
 pub fn capabilities(max_cpu_millis: u32, max_memory_mib: u32) -> Capabilities {
     Capabilities {
-        shapes: shapes::all()
-            .into_iter()
-            .filter(|&(c, m)| c <= max_cpu_millis && m <= max_memory_mib)
-            .collect(),
+        shapes: Vec::new(),
         max_cpu_millis,
         max_memory_mib,
         dind: false,
@@ -282,11 +280,21 @@ subnets = ["subnet-0a1b2c3d"]
                 "must be a Fargate CPU size: 250, 500, 1000, 2000, 4000, 8000 or 16000",
             );
         }
+        // The caps must be a Fargate pair themselves: then every size within them has a
+        // covering pair within them.
         let max_memory_mib = raw.max_memory_mib.unwrap_or(HARD_MAX_MEMORY_MIB);
-        if !(512..=HARD_MAX_MEMORY_MIB).contains(&max_memory_mib) {
+        if let Some(units) = shapes::cpu_units(max_cpu_millis)
+            && !shapes::memory_allowed(units, max_memory_mib)
+        {
+            let choices = shapes::memory_choices(units);
             f.push(
                 "max_memory_mib",
-                format!("must be between 512 and {HARD_MAX_MEMORY_MIB}"),
+                format!(
+                    "must be a memory Fargate pairs with {max_cpu_millis} millicpu: {}-{} MiB in steps of {}",
+                    choices.first().copied().unwrap_or(0),
+                    choices.last().copied().unwrap_or(0),
+                    choices.get(1).zip(choices.first()).map_or(0, |(b, a)| b - a),
+                ),
             );
         }
         let secret_prefix = raw.secret_prefix.unwrap_or_else(|| "shr-jit/".into());

@@ -60,6 +60,25 @@ pub fn all() -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// The smallest Fargate size (CPU units, memory MiB) with at least `cpu_millis` and
+/// `memory_mib`, within the caps. Smallest CPU first: a larger CPU's least memory is never
+/// below a smaller CPU's, so this is also the cheapest.
+pub fn covering(
+    cpu_millis: u32,
+    memory_mib: u32,
+    max_cpu_millis: u32,
+    max_memory_mib: u32,
+) -> Option<(u32, u32)> {
+    CPUS.iter()
+        .filter(|&&(millis, _)| millis >= cpu_millis && millis <= max_cpu_millis)
+        .find_map(|&(_, units)| {
+            memory_choices(units)
+                .into_iter()
+                .find(|&m| m >= memory_mib && m <= max_memory_mib)
+                .map(|m| (units, m))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +95,30 @@ mod tests {
         assert_eq!(cpu_units(1000), Some(1024));
         assert_eq!(cpu_units(3000), None);
         assert!(!memory_allowed(300, 512));
+    }
+
+    #[test]
+    fn covering_rounds_up_to_the_cheapest_pair() {
+        let max = (16_000, 122_880);
+        let cover = |c, m| covering(c, m, max.0, max.1);
+        assert_eq!(cover(1000, 2048), Some((1024, 2048)), "exact pairs stay");
+        assert_eq!(
+            cover(1000, 1024),
+            Some((1024, 2048)),
+            "memory up to the CPU's least"
+        );
+        assert_eq!(cover(2000, 2048), Some((2048, 4096)));
+        assert_eq!(
+            cover(250, 3072),
+            Some((512, 3072)),
+            "CPU up when its memory ends"
+        );
+        assert_eq!(cover(3000, 1), Some((4096, 8192)));
+        assert_eq!(cover(100, 100), Some((256, 512)));
+        assert_eq!(cover(16_000, 122_880), Some((16384, 122_880)));
+        assert_eq!(cover(16_001, 512), None);
+        assert_eq!(cover(250, 122_881), None);
+        assert_eq!(covering(4000, 1024, 4000, 4096), None, "4 vCPU needs 8 GiB");
+        assert_eq!(covering(500, 4096, 2000, 4096), Some((512, 4096)));
     }
 }

@@ -272,10 +272,10 @@ async fn errors_map_to_kinds() {
     let e = p.get("shr-acme-301-1").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transient, "a timeout: {e}");
 
-    // Refused before any call: not a Fargate size, a subnet or group off the allow-list, dind.
+    // Refused before any call: no Fargate size covers it, a subnet or group off the allow-list, dind.
     let calls = sim.calls().len();
     let mut bad = request("shr-acme-302-1");
-    bad.spec.memory_mib = 1024;
+    bad.spec.memory_mib = 128 * 1024;
     assert_eq!(
         p.create(&bad).await.unwrap_err().kind(),
         ErrorKind::Permanent
@@ -369,6 +369,26 @@ async fn spot_without_capacity_falls_back_to_on_demand_in_the_same_create() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Quota, "{e}");
     assert_eq!(sim.live_tasks().len(), 2);
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
+#[tokio::test]
+async fn a_size_between_fargate_pairs_runs_on_the_smallest_that_covers_it() {
+    let sim = sim(SimConfig::default()).await;
+    let p = FargateProvider::new(config(&sim)).unwrap();
+    for (runner, cpu, memory, want) in [
+        ("shr-acme-701-1", 2000, 2048, ("2048", "4096")),
+        ("shr-acme-702-1", 1000, 1024, ("1024", "2048")),
+        ("shr-acme-703-1", 3000, 4096, ("4096", "8192")),
+        ("shr-acme-704-1", 500, 4096, ("512", "4096")),
+    ] {
+        let mut r = request(runner);
+        r.spec.cpu_millis = cpu;
+        r.spec.memory_mib = memory;
+        let i = p.create(&r).await.unwrap();
+        let task = sim.tasks().into_iter().find(|t| t.arn == i.id).unwrap();
+        assert_eq!((task.cpu.as_str(), task.memory.as_str()), want, "{runner}");
+    }
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
 

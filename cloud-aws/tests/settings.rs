@@ -29,21 +29,30 @@ fn the_example_is_static_keys_on_demand_with_fargate_capabilities() {
     assert_eq!(s.capacity, Capacity::OnDemand);
     assert_eq!(s.region(), Some("eu-west-1"));
     let caps = s.capabilities();
-    assert_eq!(
-        caps.shapes.len(),
-        74,
-        "every Fargate pair under the default caps"
+    assert!(
+        caps.shapes.is_empty(),
+        "any size within the caps: the provider rounds up"
     );
-    assert!(caps.allows(250, 512) && !caps.allows(250, 4096));
+    assert_eq!(
+        (caps.max_cpu_millis, caps.max_memory_mib),
+        (16_000, 122_880)
+    );
+    assert!(caps.allows(250, 4096) && !caps.allows(16_001, 512));
     assert!(!caps.dind && !caps.disk_mount);
 }
 
 #[test]
-fn caps_narrow_the_announced_shapes() {
+fn caps_bound_the_sizes_and_must_be_a_fargate_pair() {
     let s = parse("max_cpu_millis = 2000\nmax_memory_mib = 8192\n").unwrap();
     let caps = s.capabilities();
     assert!(caps.allows(2000, 8192) && !caps.allows(4000, 8192) && !caps.allows(2000, 9216));
-    assert!(caps.shapes.iter().all(|&(c, m)| c <= 2000 && m <= 8192));
+    // The caps must be a Fargate pair (2 vCPU takes 4-16 GiB).
+    let errors = parse("max_cpu_millis = 2000\nmax_memory_mib = 2048\n").unwrap_err();
+    assert_eq!(fields(&errors), ["max_memory_mib"]);
+    assert!(
+        errors[0].reason.contains("4096-16384 MiB in steps of 1024"),
+        "{errors:?}"
+    );
 }
 
 #[test]
