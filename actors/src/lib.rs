@@ -37,6 +37,6 @@ pub mod tls;
 pub mod trace;
 pub mod webhook;
 
-pub use context::{Context, Stats};
+pub use context::{Context, RunnerRecords, Stats};
 pub use error::Error;
 pub use provisioner::ProviderSet;

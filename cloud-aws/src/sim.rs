@@ -20,13 +20,13 @@
 //! `StopTask` kills it.
 
 mod api;
+mod lab;
 mod launch;
 pub mod model;
 pub mod sigv4;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -36,11 +36,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 /// The program the sim runs for each task whose entrypoint would start `run.sh`.
-#[derive(Debug, Clone)]
-pub struct Launch {
-    pub program: PathBuf,
-    pub args: Vec<String>,
-}
+pub use simulators::cloud::Launch;
 
 /// What the simulated account looks like.
 #[derive(Debug, Clone)]
