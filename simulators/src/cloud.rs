@@ -62,6 +62,12 @@ pub trait CloudSim: Send + Sync + std::fmt::Debug {
     /// simulator was started with.
     fn provider_config(&self, secret: &str) -> BTreeMap<String, String>;
 
+    /// Fields of that section whose value is a list of strings (e.g. AWS `subnets`), beside
+    /// [`CloudSim::provider_config`]'s string fields.
+    fn provider_config_lists(&self) -> BTreeMap<String, Vec<String>> {
+        BTreeMap::new()
+    }
+
     /// Every instance the simulator holds (running or stopped, not deleted).
     fn instances(&self) -> Vec<SimInstanceTags>;
 

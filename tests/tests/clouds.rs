@@ -96,3 +96,8 @@ async fn fifty_jobs_through_gcp_cloudrun() {
 async fn fifty_jobs_through_gcp_batch() {
     fifty_jobs_through(ProviderKind::GcpBatch).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_jobs_through_aws_fargate() {
+    fifty_jobs_through(ProviderKind::AwsFargate).await;
+}
