@@ -173,6 +173,9 @@ struct Inner {
     launched: Vec<String>,
     calls: Vec<String>,
     violations: Vec<String>,
+    /// Tasks whose container ended without starting the runner (no `run.sh` in its
+    /// command, or its JIT secret never became readable).
+    exited_without_runner: usize,
 }
 
 struct Shared {

@@ -18,6 +18,10 @@ impl CloudSim for SimHandle {
         ProviderKind::AwsFargate
     }
 
+    fn exited_without_runner(&self) -> usize {
+        self.shared.lock().exited_without_runner
+    }
+
     fn base_url(&self) -> String {
         SimHandle::base_url(self)
     }

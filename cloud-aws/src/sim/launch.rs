@@ -94,6 +94,7 @@ pub(super) fn start(shared: Arc<Shared>, arn: String, generation: u64, role: Opt
             })
             .collect();
         if !starts_runner(&command) {
+            shared.lock().exited_without_runner += 1;
             stop(0, "Essential container in task exited");
             return;
         }
@@ -117,6 +118,7 @@ pub(super) fn start(shared: Arc<Shared>, arn: String, generation: u64, role: Opt
                 break v;
             }
             if Instant::now() >= deadline {
+                shared.lock().exited_without_runner += 1;
                 stop(
                     entrypoint::EXIT_NO_SECRET,
                     "Essential container in task exited",
