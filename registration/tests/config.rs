@@ -460,7 +460,9 @@ fn debug_output_shows_references_not_values() {
 #[test]
 fn webhook_tls_takes_the_documented_table_and_the_older_keys() {
     let with_webhook = |webhook: &str| {
-        format!("[webhook]\nsecret = \"env:WH\"\n{webhook}\n{TENANT}\n[[registrations]]\n{OK_REG}")
+        format!(
+            "{CONTROLLER}[webhook]\nsecret = \"env:WH\"\n{webhook}\n{TENANT}\n[[registrations]]\n{OK_REG}"
+        )
     };
     for webhook in [
         r#"tls = { cert = "/etc/shr/tls.crt", key = "/etc/shr/tls.key" }"#,
