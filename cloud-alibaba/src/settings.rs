@@ -128,12 +128,7 @@ security_group_id = "sg-example1"
         f.prefixed_id("security_group_id", &raw.security_group_id, "sg-");
         let endpoint = f.http_url("endpoint", raw.endpoint.as_deref());
         let secret = f.secret("access_key_secret", &raw.access_key_secret);
-        if raw.runner_command.as_ref().is_some_and(Vec::is_empty) {
-            f.push(
-                "runner_command",
-                "must not be empty (leave it out for the default)",
-            );
-        }
+        f.runner_command("runner_command", raw.runner_command.as_deref());
         let mut registry_credentials = Vec::new();
         for (i, c) in raw.registry_credentials.into_iter().enumerate() {
             f.non_empty(&format!("registry_credentials[{i}].server"), &c.server);

@@ -151,12 +151,7 @@ client_secret = "env:AZURE_CLIENT_SECRET"
         let endpoint = f.http_url("endpoint", raw.endpoint.as_deref());
         let login_endpoint = f.http_url("login_endpoint", raw.login_endpoint.as_deref());
         let secret = f.secret("client_secret", &raw.client_secret);
-        if raw.runner_command.as_ref().is_some_and(Vec::is_empty) {
-            f.push(
-                "runner_command",
-                "must not be empty (leave it out for the default)",
-            );
-        }
+        f.runner_command("runner_command", raw.runner_command.as_deref());
         let mut registry_credentials = Vec::new();
         for (i, c) in raw.registry_credentials.into_iter().enumerate() {
             f.non_empty(&format!("registry_credentials[{i}].server"), &c.server);

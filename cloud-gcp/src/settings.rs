@@ -102,12 +102,7 @@ impl GcpSettings {
                 "must be a service account email (name@project.iam.gserviceaccount.com)",
             );
         }
-        if raw.runner_command.as_ref().is_some_and(Vec::is_empty) {
-            f.push(
-                "runner_command",
-                "must not be empty (leave it out for the default)",
-            );
-        }
+        f.runner_command("runner_command", raw.runner_command.as_deref());
         let settings = key.map(|service_account_key| GcpSettings {
             endpoint,
             project: raw.project,
