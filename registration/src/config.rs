@@ -38,6 +38,11 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/actions/actions-runner:latest";
 pub const DEFAULT_LABEL: &str = "serverless-hosted-runner";
 /// GitHub's default runner group.
 pub const DEFAULT_RUNNER_GROUP_ID: u64 = 1;
+/// The largest vCPU (in thousandths) a job may ask for unless `limits.max_cpu` raises it:
+/// cost is bounded by default, not by the largest shape a cloud happens to offer.
+pub const DEFAULT_MAX_CPU_MILLIS: u32 = 4000;
+/// The largest memory (MiB) a job may ask for unless `limits.max_memory` raises it.
+pub const DEFAULT_MAX_MEMORY_MIB: u32 = 16 * 1024;
 
 /// A whole configuration file.
 #[derive(Debug, Clone)]
@@ -271,8 +276,10 @@ pub enum Auth {
 pub struct Limits {
     pub min_idle: u32,
     pub max_runners: u32,
-    pub max_cpu_millis: Option<u32>,
-    pub max_memory_mib: Option<u32>,
+    /// `max_cpu`, or [`DEFAULT_MAX_CPU_MILLIS`] when unset.
+    pub max_cpu_millis: u32,
+    /// `max_memory`, or [`DEFAULT_MAX_MEMORY_MIB`] when unset.
+    pub max_memory_mib: u32,
     /// Image refs (`ghcr.io/acme/runner:*`) or tag patterns (`2.3*`); a trailing `*` is a
     /// prefix match. Empty: only the default image.
     pub allowed_images: Vec<String>,
@@ -518,6 +525,13 @@ impl Config {
                     poll,
                     r.labels.join(", "),
                     auth,
+                );
+                let _ = writeln!(
+                    out,
+                    "    limits: max_runners {}, max_cpu {} vCPU, max_memory {} GiB",
+                    r.limits.max_runners,
+                    crate::labels::thousandths(r.limits.max_cpu_millis),
+                    crate::labels::thousandths(r.limits.max_memory_mib * 1000 / 1024),
                 );
             }
         }

@@ -495,17 +495,20 @@ fn check_effective(c: &mut Collector, at: &str, d: &Defaults, l: &Limits, tenant
         .cpu_millis
         .or(tenant.defaults.cpu_millis)
         .unwrap_or(super::DEFAULT_CPU_MILLIS);
-    if l.max_cpu_millis.is_some_and(|max| cpu > max) {
-        c.push(format!("{at}.limits.max_cpu"), "is below the default cpu");
+    if cpu > l.max_cpu_millis {
+        c.push(
+            format!("{at}.limits.max_cpu"),
+            "is below the default cpu (unset, it is 4 vCPU; raise it to allow more)",
+        );
     }
     let memory = d
         .memory_mib
         .or(tenant.defaults.memory_mib)
         .unwrap_or(super::DEFAULT_MEMORY_MIB);
-    if l.max_memory_mib.is_some_and(|max| memory > max) {
+    if memory > l.max_memory_mib {
         c.push(
             format!("{at}.limits.max_memory"),
-            "is below the default memory",
+            "is below the default memory (unset, it is 16 GiB; raise it to allow more)",
         );
     }
 }
@@ -568,18 +571,24 @@ fn limits(c: &mut Collector, at: &str, raw: RawLimits) -> Limits {
     if min_idle > max_runners {
         c.push(format!("{at}.min_idle"), "must not exceed max_runners");
     }
-    let max_cpu_millis = raw.max_cpu.and_then(|n| {
-        c.check(
-            format!("{at}.max_cpu"),
-            syntax::number_thousandths(n).and_then(syntax::cpu_millis),
-        )
-    });
-    let max_memory_mib = raw.max_memory.and_then(|n| {
-        c.check(
-            format!("{at}.max_memory"),
-            syntax::number_thousandths(n).and_then(syntax::memory_mib),
-        )
-    });
+    let max_cpu_millis = raw
+        .max_cpu
+        .and_then(|n| {
+            c.check(
+                format!("{at}.max_cpu"),
+                syntax::number_thousandths(n).and_then(syntax::cpu_millis),
+            )
+        })
+        .unwrap_or(super::DEFAULT_MAX_CPU_MILLIS);
+    let max_memory_mib = raw
+        .max_memory
+        .and_then(|n| {
+            c.check(
+                format!("{at}.max_memory"),
+                syntax::number_thousandths(n).and_then(syntax::memory_mib),
+            )
+        })
+        .unwrap_or(super::DEFAULT_MAX_MEMORY_MIB);
     let lists: [(&str, &Vec<String>, Check); 5] = [
         ("allowed_images", &raw.allowed_images, image_pattern),
         ("allowed_vswitches", &raw.allowed_vswitches, |s| {
