@@ -218,6 +218,31 @@ impl Actors {
     }
 }
 
+/// The registrations whose GitHub credentials this process resolves.
+///
+/// Credentials stay with their owner: the poller and scheduler (central) need every
+/// registration's; a tenant agent (provisioner/reaper for some tenants) needs only its own
+/// tenants', because its reaper and sweeper deregister and list their runners on GitHub;
+/// the webhook and the provisioner need none.
+pub fn github_registrations(config: &Config) -> Vec<&registration::Registration> {
+    let central = config.runs(Actor::Poller) || config.runs(Actor::Scheduler);
+    let agent = config.runs(Actor::Reaper);
+    (config.registrations().iter())
+        .filter(|reg| central || (agent && config.serves_tenant(&reg.tenant)))
+        .collect()
+}
+
+/// The tenants whose cloud credentials this process resolves: those whose provisioner or
+/// reaper runs here, and no others.
+pub fn cloud_tenants(config: &Config) -> Vec<&Tenant> {
+    if !(config.runs(Actor::Provisioner) || config.runs(Actor::Reaper)) {
+        return Vec::new();
+    }
+    (config.tenants())
+        .filter(|t| config.serves_tenant(&t.name))
+        .collect()
+}
+
 /// Resolves a registration's credentials into a GitHub client.
 fn github_client(reg: &registration::Registration) -> anyhow::Result<github_client::GitHubClient> {
     let auth = match &reg.auth {
@@ -314,17 +339,15 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
     let bus = connect_bus(&opts.nats_url, &opts.holder_id).await?;
 
     let mut github = BTreeMap::new();
-    for reg in config.registrations() {
+    for reg in github_registrations(&config) {
         github.insert(reg.name.clone(), github_client(reg)?);
     }
     let ctx = Context::new(config.clone(), bus.clone(), github);
 
     let mut providers: ProviderSet = BTreeMap::new();
-    if config.runs(Actor::Provisioner) || config.runs(Actor::Reaper) {
-        for tenant in config.tenants().filter(|t| config.serves_tenant(&t.name)) {
-            for (kind, provider) in tenant_providers(&config, tenant, &opts)? {
-                providers.insert((tenant.name.clone(), kind), provider);
-            }
+    for tenant in cloud_tenants(&config) {
+        for (kind, provider) in tenant_providers(&config, tenant, &opts)? {
+            providers.insert((tenant.name.clone(), kind), provider);
         }
     }
 
@@ -453,6 +476,65 @@ mod tests {
             finished.store(true, Ordering::SeqCst);
             Ok(())
         }
+    }
+
+    fn two_tenants(controller: &str) -> Config {
+        let text = format!(
+            r#"
+[controller]
+{controller}
+[webhook]
+secret = "env:HOOK"
+[tenants.acme.providers.local]
+[tenants.globex.providers.local]
+[[registrations]]
+name = "acme-org"
+tenant = "acme"
+scope = "org"
+url = "https://github.com/acme"
+auth = {{ pat = "env:ACME_PAT" }}
+[[registrations]]
+name = "globex-org"
+tenant = "globex"
+scope = "org"
+url = "https://github.com/globex"
+auth = {{ pat = "env:GLOBEX_PAT" }}
+"#
+        );
+        Config::parse(&text, "test.toml", &::clouds::Registry).unwrap()
+    }
+
+    fn names<'a>(items: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+        items.into_iter().collect()
+    }
+
+    #[test]
+    fn a_tenant_agent_resolves_only_its_own_tenants_credentials() {
+        let agent = two_tenants(r#"actors = ["provisioner", "reaper"]
+tenants = ["acme"]"#);
+        let regs = github_registrations(&agent);
+        assert_eq!(names(regs.iter().map(|r| r.name.as_str())), ["acme-org"]);
+        let clouds = cloud_tenants(&agent);
+        assert_eq!(names(clouds.iter().map(|t| t.name.as_str())), ["acme"]);
+
+        // A provisioner alone talks to no GitHub at all.
+        let provisioner = two_tenants(r#"actors = ["provisioner"]
+tenants = ["acme"]"#);
+        assert!(github_registrations(&provisioner).is_empty());
+
+        // The central placement needs every registration's GitHub credentials and no cloud's.
+        let central = two_tenants(r#"actors = ["webhook", "poller", "scheduler"]"#);
+        let regs = github_registrations(&central);
+        assert_eq!(
+            names(regs.iter().map(|r| r.name.as_str())),
+            ["acme-org", "globex-org"]
+        );
+        assert!(cloud_tenants(&central).is_empty());
+
+        // The webhook alone resolves nothing.
+        let webhook = two_tenants(r#"actors = ["webhook"]"#);
+        assert!(github_registrations(&webhook).is_empty());
+        assert!(cloud_tenants(&webhook).is_empty());
     }
 
     #[tokio::test(start_paused = true)]
