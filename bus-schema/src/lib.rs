@@ -16,6 +16,7 @@
 mod message;
 mod pool;
 mod record;
+mod seal;
 mod secret;
 mod spec;
 pub mod subject;
@@ -28,6 +29,7 @@ pub use pool::{PoolSequence, Slots};
 pub use record::{
     IllegalTransition, JobRecord, JobState, RunnerName, RunnerNameError, RunnerRecord, RunnerState,
 };
+pub use seal::{JitPrivateKey, JitPublicKey, SealError, SealedSecret};
 pub use secret::Secret;
 pub use spec::{
     Capabilities, ErrorKind, JobRef, Network, ProviderKind, RunnerSpec, Scope, UnknownProvider,
