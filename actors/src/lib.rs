@@ -36,6 +36,6 @@ pub mod tls;
 pub mod trace;
 pub mod webhook;
 
-pub use context::{Context, Stats};
+pub use context::{Context, JitKeys, Stats};
 pub use error::Error;
 pub use provisioner::ProviderSet;

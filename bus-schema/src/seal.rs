@@ -180,7 +180,10 @@ mod tests {
         let public = JitPublicKey::parse(&key.public_key().to_string()).unwrap();
         assert_eq!(public, key.public_key());
         assert!(!format!("{key:?}").contains(&text));
-        assert!(matches!(JitPublicKey::parse("c2hvcnQ="), Err(SealError::BadKey)));
+        assert!(matches!(
+            JitPublicKey::parse("c2hvcnQ="),
+            Err(SealError::BadKey)
+        ));
         assert!(matches!(JitPublicKey::parse("%%%"), Err(SealError::BadKey)));
     }
 }

@@ -137,6 +137,10 @@ pub struct Tenant {
     pub defaults: Defaults,
     /// The cloud accounts the tenant's runners may use.
     pub providers: Providers,
+    /// `jit_public_key`: the scheduler seals this tenant's JIT configs to it.
+    pub jit_public_key: Option<bus_schema::JitPublicKey>,
+    /// `jit_private_key`: opens them; set only in the tenant agent's configuration.
+    pub jit_private_key: Option<SecretRef>,
 }
 
 /// Defaults for a runner spec (tenant or registration level); `None` falls through.
@@ -501,7 +505,18 @@ impl Config {
                     None => k.to_string(),
                 })
                 .collect();
-            let _ = writeln!(out, "tenant {}: providers {}", t.name, providers.join(", "));
+            let sealing = match (&t.jit_public_key, &t.jit_private_key) {
+                (Some(_), Some(key)) => format!("sealed (private key {key})"),
+                (Some(_), None) => "sealed".to_owned(),
+                (None, _) => "in clear unless generated (all-in-one)".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "tenant {}: providers {}; JIT configs {}",
+                t.name,
+                providers.join(", "),
+                sealing
+            );
             for r in self.registrations.iter().filter(|r| r.tenant == t.name) {
                 let poll = match (&r.scope, r.poll_interval_secs) {
                     (Scope::Enterprise { .. }, _) => {

@@ -6,6 +6,7 @@ pub mod chaos;
 pub mod clouds;
 pub mod demo;
 pub mod harness;
+pub mod keys_cmd;
 pub mod registration_cmd;
 pub mod sim;
 pub mod wiring;

@@ -34,6 +34,9 @@ enum Command {
     /// Check or import registrations.
     #[command(subcommand)]
     Registration(registration_cmd::RegistrationCommand),
+    /// Key pairs for sealed JIT configs.
+    #[command(subcommand)]
+    Keys(shr::keys_cmd::KeysCommand),
     /// Local simulators of GitHub and the clouds, and the fake runner.
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             Command::Run { config } => run(config).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Registration(cmd) => registration_cmd::run(cmd),
+            Command::Keys(cmd) => shr::keys_cmd::run(cmd),
             Command::Sim(cmd) => sim::run(cmd).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }

@@ -243,6 +243,65 @@ pub fn cloud_tenants(config: &Config) -> Vec<&Tenant> {
         .collect()
 }
 
+/// The JIT sealing keys of this process.
+///
+/// - The scheduler seals to every tenant's `jit_public_key`.
+/// - A provisioner opens with its tenants' `jit_private_key` (required when the tenant has a
+///   public key; it must match it).
+/// - A tenant with no key whose scheduler and provisioner both run here (all-in-one) gets a
+///   key pair generated for this run, so sealing is on without any setup.
+pub fn jit_keys(config: &Config) -> anyhow::Result<actors::JitKeys> {
+    let mut keys = actors::JitKeys::default();
+    let provisions_here =
+        |t: &Tenant| config.runs(Actor::Provisioner) && config.serves_tenant(&t.name);
+    for tenant in config.tenants() {
+        let private = match &tenant.jit_private_key {
+            Some(secret) if provisions_here(tenant) => {
+                use secrecy::ExposeSecret as _;
+                let text = secret
+                    .resolve()
+                    .with_context(|| format!("tenants.{}.jit_private_key", tenant.name))?;
+                let key = bus_schema::JitPrivateKey::parse(text.expose_secret())
+                    .with_context(|| format!("tenants.{}.jit_private_key", tenant.name))?;
+                Some(key)
+            }
+            _ => None,
+        };
+        match (&tenant.jit_public_key, private) {
+            (Some(public), Some(private)) => {
+                anyhow::ensure!(
+                    private.public_key() == *public,
+                    "tenants.{}.jit_private_key does not match its jit_public_key",
+                    tenant.name
+                );
+                keys.add_public(&tenant.name, public.clone());
+                keys.add_private(&tenant.name, private);
+            }
+            (Some(public), None) => {
+                anyhow::ensure!(
+                    !provisions_here(tenant),
+                    "tenants.{}.jit_private_key is required: this process provisions for the tenant and its JIT configs are sealed",
+                    tenant.name
+                );
+                keys.add_public(&tenant.name, public.clone());
+            }
+            (None, private) => {
+                if let Some(private) = private {
+                    keys.add_public(&tenant.name, private.public_key());
+                    keys.add_private(&tenant.name, private);
+                } else if config.runs(Actor::Scheduler) && provisions_here(tenant) {
+                    let private = bus_schema::JitPrivateKey::generate();
+                    keys.add_public(&tenant.name, private.public_key());
+                    keys.add_private(&tenant.name, private);
+                } else if config.runs(Actor::Scheduler) {
+                    tracing::warn!(tenant = %tenant.name, "tenant has no jit_public_key: its JIT configs travel in clear");
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
 /// Resolves a registration's credentials into a GitHub client.
 fn github_client(reg: &registration::Registration) -> anyhow::Result<github_client::GitHubClient> {
     let auth = match &reg.auth {
@@ -342,7 +401,7 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
     for reg in github_registrations(&config) {
         github.insert(reg.name.clone(), github_client(reg)?);
     }
-    let ctx = Context::new(config.clone(), bus.clone(), github);
+    let ctx = Context::new(config.clone(), bus.clone(), github).with_jit_keys(jit_keys(&config)?);
 
     let mut providers: ProviderSet = BTreeMap::new();
     for tenant in cloud_tenants(&config) {
@@ -510,16 +569,20 @@ auth = {{ pat = "env:GLOBEX_PAT" }}
 
     #[test]
     fn a_tenant_agent_resolves_only_its_own_tenants_credentials() {
-        let agent = two_tenants(r#"actors = ["provisioner", "reaper"]
-tenants = ["acme"]"#);
+        let agent = two_tenants(
+            r#"actors = ["provisioner", "reaper"]
+tenants = ["acme"]"#,
+        );
         let regs = github_registrations(&agent);
         assert_eq!(names(regs.iter().map(|r| r.name.as_str())), ["acme-org"]);
         let clouds = cloud_tenants(&agent);
         assert_eq!(names(clouds.iter().map(|t| t.name.as_str())), ["acme"]);
 
         // A provisioner alone talks to no GitHub at all.
-        let provisioner = two_tenants(r#"actors = ["provisioner"]
-tenants = ["acme"]"#);
+        let provisioner = two_tenants(
+            r#"actors = ["provisioner"]
+tenants = ["acme"]"#,
+        );
         assert!(github_registrations(&provisioner).is_empty());
 
         // The central placement needs every registration's GitHub credentials and no cloud's.

@@ -48,6 +48,12 @@ pub(super) struct RawWebhook {
 pub(super) struct RawTenant {
     #[serde(default)]
     pub charge_labels: Vec<String>,
+    /// Base64 X25519 public key the scheduler seals this tenant's JIT configs to.
+    #[serde(default)]
+    pub jit_public_key: Option<String>,
+    /// Secret reference to the matching private key (only in the tenant agent's config).
+    #[serde(default)]
+    pub jit_private_key: Option<String>,
     #[serde(default)]
     pub defaults: RawDefaults,
     /// Provider name → its section, kept opaque: the cloud's settings type parses it.

@@ -252,11 +252,22 @@ fn tenant(c: &mut Collector, name: &str, raw: RawTenant, ctx: &Context<'_>) -> T
             format!("`{p}` has no [{at}.providers.{p}] section"),
         );
     }
+    let jit_public_key = raw.jit_public_key.and_then(|key| {
+        c.check(
+            format!("{at}.jit_public_key"),
+            bus_schema::JitPublicKey::parse(&key).map_err(|e| e.to_string()),
+        )
+    });
+    let jit_private_key = raw
+        .jit_private_key
+        .and_then(|key| secret(c, format!("{at}.jit_private_key"), &key));
     Tenant {
         name: name.to_owned(),
         charge_labels: raw.charge_labels,
         defaults,
         providers,
+        jit_public_key,
+        jit_private_key,
     }
 }
 
