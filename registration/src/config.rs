@@ -316,6 +316,9 @@ pub struct Registration {
     pub poll_interval_secs: Option<u64>,
     /// JIT config requests per minute this registration may make.
     pub jit_per_minute: u32,
+    /// The registration's own webhook secret; `None` uses `[webhook] secret`. When set, only
+    /// deliveries signed with it reach this registration.
+    pub webhook_secret: Option<SecretRef>,
     pub defaults: Defaults,
     pub limits: Limits,
     scope: Scope,

@@ -421,7 +421,16 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
                 anyhow::bail!("webhook.secret is required when this process runs the webhook actor")
             }
         };
-        let state = actors::webhook::WebhookState::new(secret, bus.clone(), config.clone());
+        let mut own = BTreeMap::new();
+        for reg in config.registrations() {
+            if let Some(secret) = &reg.webhook_secret {
+                let value = (secret.resolve())
+                    .with_context(|| format!("registration {}: webhook_secret", reg.name))?;
+                own.insert(reg.name.clone(), value);
+            }
+        }
+        let state = actors::webhook::WebhookState::new(secret, bus.clone(), config.clone())
+            .with_registration_secrets(own);
         webhook_stats = Some(state.stats.clone());
         let router =
             actors::webhook::router(state, &config.webhook.path, config.webhook.max_body_bytes);

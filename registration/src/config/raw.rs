@@ -100,6 +100,8 @@ pub(super) struct RawRegistration {
     pub detection: Option<Detection>,
     pub poll_interval_secs: Option<u64>,
     pub jit_per_minute: Option<u32>,
+    /// This registration's own webhook secret (secret reference), like an org hook's.
+    pub webhook_secret: Option<String>,
     #[serde(default)]
     pub defaults: RawDefaults,
     #[serde(default)]

@@ -464,6 +464,8 @@ fn registration(
     if jit_per_minute == 0 {
         c.push(format!("{at}.jit_per_minute"), "must be greater than zero");
     }
+    let webhook_secret =
+        (raw.webhook_secret.as_deref()).and_then(|s| secret(c, format!("{at}.webhook_secret"), s));
     let defaults = defaults(c, &format!("{at}.defaults"), raw.defaults);
     let limits = limits(c, &format!("{at}.limits"), raw.limits);
     if let Some(tenant) = tenant {
@@ -480,6 +482,7 @@ fn registration(
         detection,
         poll_interval_secs,
         jit_per_minute,
+        webhook_secret,
         defaults,
         limits,
         scope: scope?,
