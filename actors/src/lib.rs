@@ -22,6 +22,7 @@ mod cas;
 pub mod consume;
 mod context;
 mod error;
+pub mod ingress;
 pub mod leased;
 pub mod observe;
 pub mod poller;

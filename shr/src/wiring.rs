@@ -449,24 +449,20 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
             .context("webhook.tls")?;
         tracing::info!(addr = ?webhook_addr, path = %config.webhook.path, tls = tls.is_some(), "webhook listening");
         let cancel = cancel.clone();
+        // Header/request timeouts and the request cap: see `actors::ingress`.
+        let limits = actors::ingress::Limits::default();
+        let router = actors::ingress::guard(router, &limits);
         tasks.spawn("webhook", async move {
             let shutdown = async move { cancel.cancelled().await };
             match tls {
-                Some(tls) => match actors::tls::TlsListener::new(listener, tls) {
-                    Ok(tls) => {
-                        axum::serve(tls, router)
-                            .with_graceful_shutdown(shutdown)
-                            .await
-                    }
-                    Err(error) => Err(error),
-                },
-                None => {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(shutdown)
-                        .await
+                Some(tls) => {
+                    let tls = actors::tls::TlsListener::new(listener, tls)
+                        .map_err(|e| actors::Error::bus("webhook server", e))?;
+                    actors::ingress::serve(tls, router, &limits, shutdown).await;
                 }
+                None => actors::ingress::serve(listener, router, &limits, shutdown).await,
             }
-            .map_err(|e| actors::Error::bus("webhook server", e))
+            Ok(())
         });
     }
     if config.runs(Actor::Poller) {
