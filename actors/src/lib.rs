@@ -38,6 +38,6 @@ pub mod tls;
 pub mod trace;
 pub mod webhook;
 
-pub use context::{Context, JitKeys, Stats};
+pub use context::{Context, JitKeys, RunnerRecords, Stats};
 pub use error::Error;
 pub use provisioner::ProviderSet;

@@ -276,7 +276,7 @@ pub async fn run(
         let spec = ConsumerSpec {
             stream: REAP_STREAM,
             durable: subject::reaper_consumer(&tenant)?,
-            filters: vec![subject::reap(&tenant)?],
+            filter: subject::reap(&tenant)?,
             lanes: 8,
             handler_timeout: Duration::from_secs(120),
         };
@@ -295,7 +295,12 @@ pub async fn run(
                 let providers = providers.clone();
                 async move {
                     let result = match bus_schema::decode::<ReapRunner>(&msg.payload) {
-                        Ok(cmd) => reap(&ctx, &providers, cmd).await,
+                        Ok(cmd) => match subject::parse_runner_tenant(&msg.subject).and_then(|t| {
+                            subject::confined_to(&t, &cmd.tenant, Some(&cmd.runner_name))
+                        }) {
+                            Ok(()) => reap(&ctx, &providers, cmd).await,
+                            Err(error) => consume::refuse(&msg.subject, &error),
+                        },
                         Err(error) => Err(error.into()),
                     };
                     (msg, result)
@@ -521,7 +526,7 @@ async fn delete_instance(
         ctx.publish(
             subject::runner_event(&rec.tenant)?,
             bus_schema::encode(&event)?,
-            Some(&format!("deleted-{name}")),
+            Some(&Context::unguessable_id(&rec.tenant, "deleted", name)),
         )
         .await?;
         tracing::info!(runner = %name, ?reason, "runner reaped");

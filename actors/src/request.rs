@@ -202,7 +202,7 @@ async fn publish_provision(ctx: &Context, new: NewRunner<'_>, jit: JitConfig) ->
         requested_at: now_millis(),
         sealed_jit_config,
     };
-    let msg_id = format!("{}-{}", new.name, jit.runner_id);
+    let msg_id = bus_schema::msg_id::provision(new.tenant, new.name, jit.runner_id);
     ctx.publish(
         subject::provision(new.tenant, spec.provider)?,
         bus_schema::encode(&command)?,
@@ -228,7 +228,8 @@ pub async fn delete_github_runner(ctx: &Context, registration: &str, id: u64) ->
         .map_err(Error::from)
 }
 
-/// Publishes a reap command for `runner` (deduplicated per runner and reason).
+/// Publishes a reap command for `runner`. Tenants publish into the reap stream too, so its
+/// message id is unguessable rather than deduplicating (the reaper is idempotent).
 pub async fn reap(
     ctx: &Context,
     tenant: &str,
@@ -241,7 +242,7 @@ pub async fn reap(
         reason,
         requested_at: now_millis(),
     };
-    let msg_id = format!("reap-{runner}-{reason:?}");
+    let msg_id = Context::unguessable_id(tenant, &format!("reap-{reason:?}"), runner);
     ctx.publish(
         subject::reap(tenant)?,
         bus_schema::encode(&command)?,

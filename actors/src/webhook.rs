@@ -452,12 +452,16 @@ pub async fn publish(bus: &shr_nats::Bus, event: &JobEvent) -> Result<bool, crat
         delivery = event.delivery_id().unwrap_or("-"),
         trace_id = tracing::field::Empty
     );
+    // Deduplicated on `X-GitHub-Delivery` within the event's tenant and registration.
+    let msg_id = event
+        .delivery_id()
+        .map(|id| bus_schema::msg_id::delivery(event.tenant(), event.registration(), id));
     crate::trace::in_new_trace(span, async {
         let ack = bus
             .publish_durable(
                 &event.subject()?,
                 event.encode()?,
-                event.delivery_id(),
+                msg_id.as_deref(),
                 Some(crate::trace::outgoing_headers()),
             )
             .await?;

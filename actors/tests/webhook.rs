@@ -171,7 +171,9 @@ async fn queued_delivery_is_published_once_with_the_delivery_id() {
         .headers
         .get("Nats-Msg-Id")
         .map(|v| v.as_str().to_owned());
-    assert_eq!(msg_id.as_deref(), Some("d-1"));
+    // Deduplicated within the tenant and registration: the id leads with both.
+    let expected = bus_schema::msg_id::delivery(TENANT, REGISTRATION, "d-1");
+    assert_eq!(msg_id.as_deref(), Some(expected.as_str()));
     let JobEvent::Queued(event) = JobEvent::decode(&subject, &msg.payload).unwrap() else {
         panic!("not a queued event");
     };

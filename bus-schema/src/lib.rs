@@ -14,6 +14,7 @@
 //! new subjects; both versions can run side by side during a migration.
 
 mod message;
+pub mod msg_id;
 mod observed;
 mod pool;
 mod record;

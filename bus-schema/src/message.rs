@@ -81,17 +81,29 @@ pub enum JobEventError {
     Subject(#[from] SubjectError),
     #[error(transparent)]
     Codec(#[from] crate::CodecError),
+    /// The payload names another tenant than the subject it arrived on.
+    #[error("job event on tenant `{subject}`'s subject names tenant `{payload}`")]
+    TenantMismatch { subject: String, payload: String },
 }
 
 impl JobEvent {
     /// Decodes a job event, taking its kind from the subject it arrived on.
     pub fn decode(subject_str: &str, payload: &[u8]) -> Result<Self, JobEventError> {
         let parsed = subject::parse_job_event(subject_str)?;
-        Ok(match parsed.kind {
+        let event = match parsed.kind {
             JobEventKind::Queued => JobEvent::Queued(crate::decode(payload)?),
             JobEventKind::Started => JobEvent::Started(crate::decode(payload)?),
             JobEventKind::Completed => JobEvent::Completed(crate::decode(payload)?),
-        })
+        };
+        // The subject is what NATS permissions vouch for; a payload naming another tenant
+        // is refused.
+        if event.tenant() != parsed.tenant {
+            return Err(JobEventError::TenantMismatch {
+                subject: parsed.tenant,
+                payload: event.tenant().to_owned(),
+            });
+        }
+        Ok(event)
     }
 
     /// The subject this event is published on.
@@ -264,5 +276,36 @@ impl RunnerEvent {
             RunnerEvent::Failed(e) => &e.runner_name,
             RunnerEvent::Deleted(e) => &e.runner_name,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(tenant: &str) -> JobQueued {
+        JobQueued {
+            tenant: tenant.into(),
+            registration: "reg".into(),
+            job: JobRef {
+                job_id: 1,
+                run_id: 2,
+                repo: "o/r".into(),
+                labels: vec![],
+                name: String::new(),
+            },
+            source: JobSource::Webhook,
+            delivery_id: None,
+            observed_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_job_event_naming_another_tenant_than_its_subject_is_refused() {
+        let payload = crate::encode(&queued("b")).unwrap();
+        let err = JobEvent::decode("shr.v1.job.queued.a", &payload).unwrap_err();
+        assert!(matches!(err, JobEventError::TenantMismatch { .. }), "{err}");
+        let ok = JobEvent::decode("shr.v1.job.queued.b", &payload).unwrap();
+        assert_eq!(ok.tenant(), "b");
     }
 }

@@ -26,15 +26,15 @@ mod actions;
 mod launch;
 mod server;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rand::SeedableRng as _;
-use rand::rngs::StdRng;
+use bus_schema::ProviderKind;
 use secrecy::SecretString;
+pub use simulators::cloud::Launch;
+use simulators::cloud::{CloudFault, CloudSim, FaultPlan, ServeHandle, SimInstanceTags};
 use tokio::sync::oneshot;
 
 /// How the simulator is set up.
@@ -64,13 +64,6 @@ impl SimConfig {
             launch: None,
         }
     }
-}
-
-/// The program the sim starts when a group starts.
-#[derive(Debug, Clone)]
-pub struct Launch {
-    pub program: PathBuf,
-    pub args: Vec<String>,
 }
 
 /// A failure the sim injects instead of serving a call.
@@ -151,18 +144,12 @@ struct Group {
     kill: Option<oneshot::Sender<()>>,
 }
 
-#[derive(Default)]
-struct Faults {
-    queue: VecDeque<Fault>,
-    rate: Option<(u8, Fault, StdRng)>,
-}
-
 struct State {
     groups: BTreeMap<String, Group>,
     /// ClientToken → (parameter fingerprint, group id).
     tokens: HashMap<String, (u64, String)>,
     nonces: HashSet<String>,
-    faults: Faults,
+    faults: FaultPlan<Fault>,
     calls: Vec<String>,
     /// Names of the groups a runner process was started for, one entry per start.
     launched: Vec<String>,
@@ -195,8 +182,7 @@ pub struct Sim;
 #[derive(Debug)]
 pub struct SimHandle {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
+    server: ServeHandle,
 }
 
 impl std::fmt::Debug for Shared {
@@ -213,45 +199,28 @@ impl Sim {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| SimError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| SimError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
             config,
             state: Mutex::new(State {
                 groups: BTreeMap::new(),
                 tokens: HashMap::new(),
                 nonces: HashSet::new(),
-                faults: Faults::default(),
+                faults: FaultPlan::default(),
                 calls: Vec::new(),
                 launched: Vec::new(),
                 next_id: 1,
             }),
         });
-        let (tx, rx) = oneshot::channel::<()>();
-        let app = server::router(shared.clone());
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(error = %error, "ECI simulator stopped");
-            }
-        });
-        Ok(SimHandle {
-            shared,
-            addr,
-            shutdown: Some(tx),
-        })
+        let server = simulators::cloud::serve("eci", listener, server::router(shared.clone()))
+            .map_err(|source| SimError::Bind { addr, source })?;
+        Ok(SimHandle { shared, server })
     }
 }
 
 impl SimHandle {
     /// `http://127.0.0.1:<port>/`, to use as the provider's endpoint.
     pub fn base_url(&self) -> String {
-        format!("http://{}/", self.addr)
+        format!("http://{}/", self.server.addr())
     }
 
     /// Every group, ordered by id.
@@ -307,37 +276,85 @@ impl SimHandle {
 
     /// The next `n` authenticated calls fail with `fault`.
     pub fn fail_next(&self, n: usize, fault: Fault) {
-        self.shared
-            .state()
-            .faults
-            .queue
-            .extend(std::iter::repeat_n(fault, n));
+        self.shared.state().faults.push(fault, n);
     }
 
     /// From now on `percent`% of authenticated calls fail with `fault`, drawn from an RNG
     /// seeded with `seed` (reproducible).
     pub fn set_failure_rate(&self, percent: u8, fault: Fault, seed: u64) {
-        self.shared.state().faults.rate =
-            Some((percent.min(100), fault, StdRng::seed_from_u64(seed)));
+        self.shared.state().faults.set_rate(percent, fault, seed);
     }
 
     /// Removes every pending and random fault.
     pub fn clear_faults(&self) {
-        let mut state = self.shared.state();
-        state.faults.queue.clear();
-        state.faults.rate = None;
+        self.shared.state().faults.clear();
     }
 }
 
 impl Drop for SimHandle {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        // The server stops when `self.server` drops.
         for group in self.shared.state().groups.values_mut() {
             if let Some(kill) = group.kill.take() {
                 let _ = kill.send(());
             }
         }
+    }
+}
+
+/// The vSwitch and security group the lab's provider section names.
+pub const LAB_VSWITCH: &str = "vsw-sim0001";
+pub const LAB_SECURITY_GROUP: &str = "sg-sim0001";
+
+impl CloudSim for SimHandle {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::AlibabaEci
+    }
+
+    fn base_url(&self) -> String {
+        SimHandle::base_url(self)
+    }
+
+    fn provider_config(&self, secret: &str) -> BTreeMap<String, String> {
+        let config = &self.shared.config;
+        BTreeMap::from([
+            ("endpoint".into(), SimHandle::base_url(self)),
+            ("region".into(), config.region.clone()),
+            ("access_key_id".into(), config.access_key_id.clone()),
+            ("access_key_secret".into(), secret.to_owned()),
+            ("vswitch_id".into(), LAB_VSWITCH.into()),
+            ("security_group_id".into(), LAB_SECURITY_GROUP.into()),
+        ])
+    }
+
+    fn instances(&self) -> Vec<SimInstanceTags> {
+        self.groups()
+            .into_iter()
+            .map(|g| SimInstanceTags {
+                name: g.name,
+                tags: g.tags,
+            })
+            .collect()
+    }
+
+    fn launched(&self) -> Vec<String> {
+        SimHandle::launched(self)
+    }
+
+    fn create_orphan(&self, runner_name: &str, tags: BTreeMap<String, String>) {
+        SimHandle::create_orphan(self, runner_name, tags);
+    }
+
+    fn inject(&self, fault: CloudFault, count: usize) {
+        let fault = match fault {
+            CloudFault::Throttle => Fault::Throttling,
+            CloudFault::ServerError => Fault::ServerError,
+            CloudFault::Slow(d) => Fault::Slow(d),
+        };
+        self.fail_next(count, fault);
+    }
+
+    fn set_failure_percent(&self, percent: u8, seed: u64) {
+        self.set_failure_rate(percent, Fault::Throttling, seed);
     }
 }

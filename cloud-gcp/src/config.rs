@@ -1,6 +1,6 @@
 //! Configuration shared by the Cloud Run and Batch providers.
 //!
-//! Every endpoint is overridable so the providers can be pointed at [`crate::sim`]. The
+//! Every endpoint is overridable so the providers can be pointed at the simulator (`sim` feature). The
 //! service-account key is held as a [`SecretString`] and never printed by `Debug`.
 
 use std::time::Duration;

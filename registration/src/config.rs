@@ -62,6 +62,10 @@ pub struct Controller {
     pub id: String,
     /// The NATS server; `None` means start or choose a local one.
     pub nats_url: Option<Url>,
+    /// The NATS nkey user seed (`SU…`) of this process's identity, by reference.
+    pub nats_nkey_seed: Option<SecretRef>,
+    /// A NATS `.creds` file (user JWT and seed) of this process's identity, by reference.
+    pub nats_creds: Option<SecretRef>,
     /// The actors this process runs (default: all).
     pub actors: BTreeSet<Actor>,
     /// The tenants whose provisioner and reaper run here; `None` means all.
@@ -478,7 +482,7 @@ impl Config {
         let actors: Vec<&str> = c.actors.iter().map(|a| a.name()).collect();
         let _ = writeln!(
             out,
-            "controller {}: actors {}; tenants {}; nats {}",
+            "controller {}: actors {}; tenants {}; nats {}{}",
             c.id,
             actors.join(", "),
             c.tenants.as_ref().map_or("all".into(), |t| t
@@ -487,6 +491,11 @@ impl Config {
                 .collect::<Vec<_>>()
                 .join(", ")),
             c.nats_url.as_ref().map_or("local".into(), Url::to_string),
+            match (&c.nats_nkey_seed, &c.nats_creds) {
+                (Some(seed), _) => format!(" (nkey {seed})"),
+                (None, Some(creds)) => format!(" (creds {creds})"),
+                (None, None) => String::new(),
+            },
         );
         if self.runs(Actor::Webhook) {
             let w = &self.webhook;

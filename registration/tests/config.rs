@@ -441,3 +441,37 @@ fn debug_output_shows_references_not_values() {
     let debug = format!("{config:?}");
     assert!(debug.contains("ACME_PAT"));
 }
+
+#[test]
+fn nats_credentials_come_by_reference_and_never_inside_the_url() {
+    let with_controller =
+        |controller: &str| format!("[controller]\n{controller}\n{}", with_registration(OK_REG));
+    let ok = with_controller(
+        "nats_url = \"nats://nats.internal:4222\"\nnats_nkey_seed = \"file:/etc/shr/agent-a.nk\"",
+    );
+    let config = Config::parse(&ok, "shr.toml", &clouds::Registry).unwrap();
+    assert_eq!(
+        config.controller.nats_nkey_seed,
+        Some(SecretRef::File("/etc/shr/agent-a.nk".into()))
+    );
+    assert!(config.summary().contains("(nkey file:/etc/shr/agent-a.nk)"));
+
+    let in_url = errors(&with_controller(
+        "nats_url = \"nats://agent:hunter2@nats.internal:4222\"",
+    ));
+    assert!(in_url.has_field("controller.nats_url"), "{in_url}");
+    assert!(
+        !in_url.to_string().contains("hunter2"),
+        "password echoed: {in_url}"
+    );
+
+    let inline = errors(&with_controller(
+        "nats_nkey_seed = \"SUAINLINESEED\"\nnats_creds = \"env:CREDS\"",
+    ));
+    assert!(inline.has_field("controller.nats_nkey_seed"), "{inline}");
+    assert!(!inline.to_string().contains("SUAINLINESEED"), "{inline}");
+    let both = errors(&with_controller(
+        "nats_nkey_seed = \"env:SEED\"\nnats_creds = \"env:CREDS\"",
+    ));
+    assert!(both.has_field("controller.nats_creds"), "{both}");
+}

@@ -39,8 +39,9 @@ pub struct StartOptions {
     pub holder_id: String,
     /// Where local state lives (local provider instances, runner logs).
     pub work_dir: PathBuf,
-    /// The program local runners run (`shr sim runner` unless a tenant names a `run.sh`).
-    pub runner_program: PathBuf,
+    /// The program a local provider without `runner_command` runs. The product has none
+    /// (`None`: such a tenant is refused); the lab passes its fake runner.
+    pub local_runner: Option<LocalRunner>,
     /// A listener already bound for the webhook (the demo binds port 0 first).
     pub webhook_listener: Option<std::net::TcpListener>,
     /// How often the reaper sweeps for orphans and timeouts.
@@ -49,6 +50,13 @@ pub struct StartOptions {
 
 /// How long a stop waits by default for the actors to finish the messages in hand.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// A runner program and its arguments, for local providers without `runner_command`.
+#[derive(Debug, Clone)]
+pub struct LocalRunner {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
 
 /// The running actors of this process.
 #[derive(Debug)]
@@ -346,11 +354,13 @@ fn tenant_providers(
                     .settings_as::<providers::local::LocalSettings>(kind)
                     .cloned()
                     .unwrap_or_default();
-                let (program, args) = match local.runner_command {
-                    Some(run_sh) => (run_sh, Vec::new()),
-                    None => (
-                        opts.runner_program.clone(),
-                        vec!["sim".into(), "runner".into()],
+                let (program, args) = match (local.runner_command, &opts.local_runner) {
+                    (Some(run_sh), _) => (run_sh, Vec::new()),
+                    (None, Some(runner)) => (runner.program.clone(), runner.args.clone()),
+                    (None, None) => anyhow::bail!(
+                        "tenant {}: providers.local: runner_command is required (the path of \
+                         an actions/runner run.sh)",
+                        tenant.name
                     ),
                 };
                 Arc::new(providers::local::LocalProvider::new(
@@ -372,22 +382,80 @@ fn tenant_providers(
 /// How long `start` keeps trying to reach NATS (a server restarting, a cluster electing).
 const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Connects and makes sure the streams and buckets exist, retrying for [`CONNECT_PATIENCE`].
-async fn connect_bus(url: &str, holder: &str) -> anyhow::Result<shr_nats::Bus> {
+/// The NATS identity of this process: `[controller] nats_nkey_seed` or `nats_creds`,
+/// resolved now, and the role its placement implies (see `shr_nats::security`): a process
+/// with no scheduler, poller or webhook that serves exactly one tenant is that tenant's agent;
+/// one that runs only the webhook is the webhook; anything else is central. `None` without
+/// credentials (development: no authentication, the default inbox).
+fn nats_identity(
+    config: &Config,
+) -> anyhow::Result<Option<(shr_nats::security::Role, shr_nats::Identity)>> {
+    use shr_nats::security::Role;
+    let c = &config.controller;
+    let resolve = |secret: &Option<registration::SecretRef>, field: &str| {
+        secret
+            .as_ref()
+            .map(|s| s.resolve())
+            .transpose()
+            .with_context(|| format!("controller.{field}"))
+    };
+    let nkey_seed = resolve(&c.nats_nkey_seed, "nats_nkey_seed")?;
+    let creds = resolve(&c.nats_creds, "nats_creds")?;
+    if nkey_seed.is_none() && creds.is_none() {
+        return Ok(None);
+    }
+    let central = [Actor::Scheduler, Actor::Poller]
+        .into_iter()
+        .any(|a| config.runs(a));
+    let agent_tenant = match &c.tenants {
+        Some(tenants) if tenants.len() == 1 => tenants.iter().next(),
+        _ => None,
+    };
+    let role = match (central, config.runs(Actor::Webhook), agent_tenant) {
+        (false, false, Some(tenant)) => Role::Agent(tenant.clone()),
+        (false, true, _) if c.actors.len() == 1 => Role::Webhook,
+        _ => Role::Central,
+    };
+    let identity = shr_nats::Identity {
+        nkey_seed,
+        creds,
+        inbox_prefix: Some(role.inbox_prefix()),
+    };
+    Ok(Some((role, identity)))
+}
+
+/// Connects and sets the bus up, retrying for [`CONNECT_PATIENCE`]. The central placement (or
+/// a process without credentials) creates or updates streams and buckets; a tenant agent or
+/// the webhook under its own identity only looks them up, as its grant allows.
+async fn connect_bus(url: &str, holder: &str, config: &Config) -> anyhow::Result<shr_nats::Bus> {
+    let identity = nats_identity(config)?;
+    let creates = identity
+        .as_ref()
+        .is_none_or(|(role, _)| *role == shr_nats::security::Role::Central);
+    let (role, identity) = match identity {
+        Some((role, identity)) => (role.name(), identity),
+        None => ("unauthenticated".to_owned(), shr_nats::Identity::default()),
+    };
+    let shown = shr_nats::redact_url(url);
+    tracing::info!(url = %shown, identity = %role, creates, "connecting to NATS");
     let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
     loop {
         let attempt = async {
-            let client = shr_nats::connect_named(url, &format!("shr-{holder}")).await?;
-            shr_nats::ensure_bus(&client).await
+            let client = shr_nats::connect_as(url, &format!("shr-{holder}"), &identity).await?;
+            if creates {
+                shr_nats::ensure_bus(&client).await
+            } else {
+                shr_nats::lookup_bus(&client).await
+            }
         };
         match attempt.await {
             Ok(bus) => return Ok(bus),
             Err(error) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(%url, %error, "NATS not ready; retrying");
+                tracing::warn!(url = %shown, %error, "NATS not ready; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
             Err(error) => {
-                return Err(error).with_context(|| format!("connecting to NATS at {url}"));
+                return Err(error).with_context(|| format!("connecting to NATS at {shown}"));
             }
         }
     }
@@ -395,7 +463,7 @@ async fn connect_bus(url: &str, holder: &str) -> anyhow::Result<shr_nats::Bus> {
 
 /// Connects to NATS, makes sure the streams and buckets exist, and starts the actors.
 pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Result<Running> {
-    let bus = connect_bus(&opts.nats_url, &opts.holder_id).await?;
+    let bus = connect_bus(&opts.nats_url, &opts.holder_id, &config).await?;
 
     let mut github = BTreeMap::new();
     for reg in github_registrations(&config) {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bus_schema::ProviderKind;
-use shr::harness::{Harness, HarnessOptions};
+use shr_lab::harness::{Harness, HarnessOptions};
 
 /// Label sets valid on the provider: the default size, a labelled size, and a network
 /// picked by label (vSwitch and security group on Alibaba, a subnet elsewhere).

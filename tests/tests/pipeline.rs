@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bus_schema::{JobState, RunnerState};
 use registration::Actor;
-use shr::demo::LABEL_SETS;
-use shr::harness::{Harness, HarnessOptions, Summary};
+use shr_lab::demo::LABEL_SETS;
+use shr_lab::harness::{Harness, HarnessOptions, Summary};
 use simulators::github::JobStatus;
 
 const SETTLE: Duration = Duration::from_secs(300);

@@ -6,10 +6,12 @@
 //! `ACTIONS_RUNNER_INPUT_JITCONFIG_FILE` pointed at the written file. The content is never
 //! an argument.
 
+use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use simulators::cloud::spawn_runner;
 use tokio::sync::oneshot;
 
 use super::{GroupStatus, Shared, SimGroup};
@@ -20,8 +22,15 @@ pub(super) async fn run(shared: Arc<Shared>, group: SimGroup, killed: oneshot::R
         shared.set_status(&group.id, GroupStatus::Running);
         return;
     };
-    let status = match start(&launch, &group) {
-        Ok((dir, mut child)) => {
+    let (exited, exit) = oneshot::channel();
+    let started = prepare(&group).and_then(|(dir, extra_args, env)| {
+        let child = spawn_runner(&launch, &extra_args, env, move |code| {
+            let _ = exited.send(code);
+        })?;
+        Ok((dir, child))
+    });
+    let status = match started {
+        Ok((dir, child)) => {
             shared.state().launched.push(group.name.clone());
             shared.set_status(&group.id, GroupStatus::Running);
             let deadline = group
@@ -31,19 +40,14 @@ pub(super) async fn run(shared: Arc<Shared>, group: SimGroup, killed: oneshot::R
                 .filter(|s| *s > 0)
                 .map_or(Duration::MAX, Duration::from_secs);
             let status = tokio::select! {
-                exit = child.wait() => match exit {
-                    Ok(exit) if exit.success() => GroupStatus::Succeeded,
+                code = exit => match code {
+                    Ok(Some(0)) => GroupStatus::Succeeded,
                     _ => GroupStatus::Failed,
                 },
-                _ = killed => {
-                    let _ = child.kill().await;
-                    return;
-                }
-                () = tokio::time::sleep(deadline) => {
-                    let _ = child.kill().await;
-                    GroupStatus::Failed
-                }
+                _ = killed => return, // dropping `child` kills the process
+                () = tokio::time::sleep(deadline) => GroupStatus::Failed,
             };
+            drop(child);
             drop(dir);
             status
         }
@@ -55,10 +59,11 @@ pub(super) async fn run(shared: Arc<Shared>, group: SimGroup, killed: oneshot::R
     shared.set_status(&group.id, status);
 }
 
-fn start(
-    launch: &super::Launch,
-    group: &SimGroup,
-) -> std::io::Result<(tempfile::TempDir, tokio::process::Child)> {
+/// The container's inputs: the `ConfigFileVolume` files written into a private temp dir,
+/// the extra args (`--jitconfig-file <path>`) and the env vars.
+type Inputs = (tempfile::TempDir, Vec<OsString>, Vec<(String, String)>);
+
+fn prepare(group: &SimGroup) -> std::io::Result<Inputs> {
     let fields = &group.fields;
     let dir = tempfile::Builder::new().prefix("eci-sim-").tempdir()?;
     let mut first_file = None;
@@ -88,8 +93,7 @@ fn start(
         }
     }
 
-    let mut command = tokio::process::Command::new(&launch.program);
-    command.args(&launch.args).kill_on_drop(true);
+    let mut env = Vec::new();
     for m in 1.. {
         let Some(key) = fields.get(&format!("Container.1.EnvironmentVar.{m}.Key")) else {
             break;
@@ -97,14 +101,18 @@ fn start(
         let value = fields
             .get(&format!("Container.1.EnvironmentVar.{m}.Value"))
             .unwrap_or_default();
-        command.env(key, value);
+        env.push((key.to_owned(), value.to_owned()));
     }
-    if let Some(file) = &first_file {
-        command.arg("--jitconfig-file").arg(file);
-        command.env(JITCONFIG_FILE_ENV, file);
+    let mut extra_args = Vec::new();
+    if let Some(file) = first_file {
+        extra_args.push(OsString::from("--jitconfig-file"));
+        extra_args.push(file.clone().into_os_string());
+        env.push((
+            JITCONFIG_FILE_ENV.to_owned(),
+            file.to_string_lossy().into_owned(),
+        ));
     }
-    let child = command.spawn()?;
-    Ok((dir, child))
+    Ok((dir, extra_args, env))
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -8,7 +8,6 @@ use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rand::Rng as _;
 use secrecy::ExposeSecret;
 
 use super::{Fault, Shared, actions};
@@ -173,12 +172,7 @@ fn authenticate(
 
 /// The fault for this call, if one is due.
 fn due_fault(shared: &Shared) -> Option<Fault> {
-    let mut state = shared.state();
-    if let Some(fault) = state.faults.queue.pop_front() {
-        return Some(fault);
-    }
-    let (percent, fault, rng) = state.faults.rate.as_mut()?;
-    (rng.random_range(0..100u8) < *percent).then_some(*fault)
+    shared.state().faults.next_fault()
 }
 
 async fn serve(

@@ -13,7 +13,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rand::Rng;
 use serde_json::{Value, json};
 
 use super::{Fault, Group, GroupState, Shared, SimInstance, auth, launch};
@@ -55,15 +54,7 @@ async fn preamble(
     rg: Option<&str>,
 ) -> Result<String, Response> {
     auth::check_bearer(shared, headers)?;
-    let fault = {
-        let mut inner = shared.lock();
-        match inner.faults.pop_front() {
-            Some(f) => Some(f),
-            None => inner.failure_rate.as_mut().and_then(|(pct, rng)| {
-                (rng.random_range(0..100u8) < *pct).then_some(Fault::ServerError)
-            }),
-        }
-    };
+    let fault = { shared.lock().faults.next_fault() };
     match fault {
         Some(Fault::Throttle { retry_after_secs }) => {
             return Err((
@@ -228,9 +219,7 @@ async fn delete_group(
     let removed = shared.lock().groups.remove(&(rg, name));
     match removed {
         Some(mut g) => {
-            if let Some(kill) = g.kill.take() {
-                let _ = kill.send(());
-            }
+            g.kill = None; // kills the runner
             axum::Json(render(&shared, &g.inst)).into_response()
         }
         None => StatusCode::NO_CONTENT.into_response(),

@@ -4,9 +4,9 @@
 //! only the configured args on its command line. Its exit sets the group's state; deleting the
 //! group kills it.
 
-use std::process::Stdio;
 use std::sync::Arc;
 
+use simulators::cloud::spawn_runner;
 use tokio::sync::oneshot;
 
 use super::{GroupState, Shared};
@@ -36,13 +36,11 @@ pub(super) fn start(
             });
             return;
         };
-        let spawned = tokio::process::Command::new(&launch.program)
-            .args(&launch.args)
-            .envs(env)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match spawned {
+        let (exited, exit) = oneshot::channel();
+        let spawned = spawn_runner(&launch, &[], env, move |code| {
+            let _ = exited.send(code);
+        });
+        let child = match spawned {
             Ok(child) => child,
             Err(e) => {
                 tracing::warn!(program = %launch.program.display(), error = %e, "sim launch failed");
@@ -53,33 +51,31 @@ pub(super) fn start(
                 return;
             }
         };
-        let (tx, rx) = oneshot::channel();
-        let pid = child.id();
-        let tx = std::sync::Mutex::new(Some(tx));
+        let pid = child.pid();
+        let child = std::sync::Mutex::new(Some(child));
         let alive = update(&|g| {
             g.inst.provisioning_state = "Succeeded".into();
             g.inst.state = GroupState::Running;
             g.inst.pid = pid;
-            g.kill = tx.lock().ok().and_then(|mut t| t.take());
+            g.kill = child.lock().ok().and_then(|mut c| c.take());
         });
         if !alive {
-            let _ = child.kill().await;
-            return;
+            return; // the group is gone: dropping `child` kills the process
         }
         shared.lock().launched.push(key.1.clone());
-        tokio::select! {
-            status = child.wait() => {
-                let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
-                update(&|g| {
-                    g.inst.pid = None;
-                    g.inst.exit_code = Some(code);
-                    g.inst.state = if code == 0 { GroupState::Succeeded } else { GroupState::Failed };
-                    g.kill = None;
-                });
-            }
-            _ = rx => {
-                let _ = child.kill().await;
-            }
+        // Dropping the group (delete) drops the child, which kills it and drops `exited`.
+        if let Ok(code) = exit.await {
+            let code = code.unwrap_or(-1);
+            update(&|g| {
+                g.inst.pid = None;
+                g.inst.exit_code = Some(code);
+                g.inst.state = if code == 0 {
+                    GroupState::Succeeded
+                } else {
+                    GroupState::Failed
+                };
+                g.kill = None;
+            });
         }
     });
 }

@@ -12,12 +12,12 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::launch;
 use super::state::{ApiError, Execution, Job, OpKind, State as SimState, execution_json, now};
 use super::{Fault, RecordedRequest};
 use crate::auth::{GRANT_TYPE, SCOPE};
 use crate::labels::{job_name_problem, valid_key, valid_value};
 use crate::shapes;
+use simulators::cloud::{RunnerChild, spawn_runner};
 
 type Shared = Arc<Mutex<SimState>>;
 type Reply = Result<Value, ApiError>;
@@ -491,12 +491,13 @@ fn start_child(
     weak: &Weak<Mutex<SimState>>,
     env: &[(String, String)],
     on_exit: impl FnOnce(&mut SimState, bool) + Send + 'static,
-) -> Option<launch::Child> {
+) -> Option<RunnerChild> {
     let launch = st.config.launch.as_ref()?;
     let weak = weak.clone();
-    let spawned = launch::spawn(launch, env, move |success| {
+    let env = env.iter().map(|(k, v)| (k, v));
+    let spawned = spawn_runner(launch, &[], env, move |code| {
         if let Some(shared) = weak.upgrade() {
-            on_exit(&mut lock(&shared), success);
+            on_exit(&mut lock(&shared), code == Some(0));
         }
     });
     match spawned {

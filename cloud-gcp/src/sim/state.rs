@@ -5,12 +5,10 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use super::launch::Child;
-use super::{Fault, Faults, RecordedRequest, SimConfig};
+use super::{Fault, RecordedRequest, SimConfig};
+use simulators::cloud::{FaultPlan, RunnerChild};
 
 /// A job as the sim holds it, for tests to inspect.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,7 +112,7 @@ pub(crate) struct Execution {
     pub create_time: String,
     /// `EXECUTION_RUNNING`, `EXECUTION_SUCCEEDED`, `EXECUTION_FAILED`, `EXECUTION_CANCELLED`.
     pub status: &'static str,
-    pub child: Option<Child>,
+    pub child: Option<RunnerChild>,
 }
 
 /// A Cloud Run or Batch job.
@@ -174,8 +172,7 @@ pub(crate) struct State {
     pub batch_jobs: BTreeMap<String, Job>,
     pub secrets: BTreeMap<String, SimSecret>,
     pub operations: HashMap<String, Operation>,
-    pub faults: Faults,
-    failure: Option<(u8, StdRng)>,
+    pub faults: FaultPlan<Fault>,
     pub requests: Vec<RecordedRequest>,
     /// Short names of the jobs a runner process was started for, one entry per start.
     pub launched: Vec<String>,
@@ -211,24 +208,19 @@ impl State {
             batch_jobs: BTreeMap::new(),
             secrets: BTreeMap::new(),
             operations: HashMap::new(),
-            faults: Faults::new(),
-            failure: None,
+            faults: FaultPlan::default(),
             requests: Vec::new(),
             launched: Vec::new(),
         }
     }
 
     pub fn set_failure_rate(&mut self, percent: u8, seed: u64) {
-        self.failure = Some((percent.min(100), StdRng::seed_from_u64(seed)));
+        self.faults.set_rate(percent, Fault::Unavailable, seed);
     }
 
     /// The fault this call suffers, if any.
     pub fn next_fault(&mut self) -> Option<Fault> {
-        if let Some(fault) = self.faults.pop_front() {
-            return Some(fault);
-        }
-        let (percent, rng) = self.failure.as_mut()?;
-        (rng.random_range(0..100u8) < *percent).then_some(Fault::Unavailable)
+        self.faults.next_fault()
     }
 
     pub fn run_jobs(&self) -> Vec<SimJob> {

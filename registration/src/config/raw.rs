@@ -27,6 +27,8 @@ pub(super) struct RawConfig {
 pub(super) struct RawController {
     pub id: Option<String>,
     pub nats_url: Option<String>,
+    pub nats_nkey_seed: Option<String>,
+    pub nats_creds: Option<String>,
     pub actors: Option<Vec<Actor>>,
     pub tenants: Option<Vec<String>>,
     pub work_dir: Option<PathBuf>,

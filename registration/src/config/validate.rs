@@ -123,6 +123,24 @@ fn url(c: &mut Collector, field: String, value: &str, schemes: &[&str]) -> Optio
     c.check(field, parsed)
 }
 
+/// `controller.nats_url`: a NATS URL without user information. Credentials come from
+/// `nats_nkey_seed` or `nats_creds`, so they never show up in summaries, logs or errors; a
+/// URL carrying them is refused without echoing it.
+fn nats_url(c: &mut Collector, value: &str) -> Option<Url> {
+    let field = "controller.nats_url";
+    let host_part = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let host_part = host_part.split(['/', '?', '#']).next().unwrap_or_default();
+    if host_part.contains('@') {
+        c.push(
+            field,
+            "must not carry a user, password or token (`user:pass@`); give the credentials \
+             by reference in controller.nats_nkey_seed or controller.nats_creds",
+        );
+        return None;
+    }
+    url(c, field.into(), value, &["nats", "tls", "ws", "wss"])
+}
+
 fn http_url(c: &mut Collector, field: String, value: Option<&str>) -> Option<Url> {
     url(c, field, value?, &["https", "http"])
 }
@@ -134,14 +152,19 @@ fn controller(
 ) -> Controller {
     let id = raw.id.unwrap_or_else(|| "shr".into());
     c.check("controller.id", syntax::name(&id));
-    let nats_url = raw.nats_url.and_then(|u| {
-        url(
-            c,
-            "controller.nats_url".into(),
-            &u,
-            &["nats", "tls", "ws", "wss"],
-        )
-    });
+    let nats_url = raw.nats_url.and_then(|u| nats_url(c, &u));
+    let nats_nkey_seed = raw
+        .nats_nkey_seed
+        .and_then(|s| secret(c, "controller.nats_nkey_seed".into(), &s));
+    let nats_creds = raw
+        .nats_creds
+        .and_then(|s| secret(c, "controller.nats_creds".into(), &s));
+    if nats_nkey_seed.is_some() && nats_creds.is_some() {
+        c.push(
+            "controller.nats_creds",
+            "give either nats_nkey_seed or nats_creds, not both",
+        );
+    }
     let actors: BTreeSet<Actor> = match raw.actors {
         Some(a) if a.is_empty() => {
             c.push(
@@ -177,6 +200,8 @@ fn controller(
     Controller {
         id,
         nats_url,
+        nats_nkey_seed,
+        nats_creds,
         actors,
         tenants: served,
         work_dir: raw.work_dir,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bus_schema::{Network, ProviderKind, RunnerSpec, Secret};
 use providers::{CreateRequest, Provider};
-use shr::clouds::{self, DemoCloud};
+use shr_lab::clouds::{DemoCloud, start_demo_cloud};
 
 const CONTROLLER: &str = "shr-test";
 const CLOUDS: [ProviderKind; 4] = [
@@ -82,7 +82,7 @@ async fn until<F: Fn() -> bool>(what: &str, check: F) {
 
 /// A simulator, and the provider built from a config pointing at it.
 async fn setup(kind: ProviderKind, dir: &Path) -> (DemoCloud, Arc<dyn Provider>) {
-    let cloud = clouds::start_demo_cloud(
+    let cloud = start_demo_cloud(
         kind,
         dir,
         PathBuf::from("/bin/sh"),
@@ -204,7 +204,7 @@ async fn build_errors_name_tenant_provider_and_field() {
     .unwrap_err();
     assert!(format!("{error:#}").contains("no [tenants.demo.providers.gcp-batch]"));
     assert!(
-        clouds::start_demo_cloud(
+        start_demo_cloud(
             ProviderKind::Local,
             dir.path(),
             "/bin/sh".into(),

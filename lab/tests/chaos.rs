@@ -5,12 +5,16 @@
 
 use std::time::Duration;
 
-use shr::chaos::{ChaosOptions, run_chaos};
+use shr_lab::bins::product_binary;
+use shr_lab::chaos::{ChaosOptions, run_chaos};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_run_loses_nothing_and_leaks_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = ChaosOptions::new(300, dir.path().join("chaos"), env!("CARGO_BIN_EXE_shr"));
+    // The role processes are the product binary, built as operators build it.
+    let shr = product_binary().unwrap();
+    let mut options = ChaosOptions::new(300, dir.path().join("chaos"), shr);
+    options.lab_binary = Some(env!("CARGO_BIN_EXE_shr-lab").into());
     options.seed = 42;
     options.timeout = Duration::from_secs(480);
     let report = run_chaos(options).await.unwrap();

@@ -1,4 +1,4 @@
-//! `shr demo --chaos`: the system as separate processes, killed and restarted while jobs run.
+//! `shr-lab demo --chaos`: the system as separate processes, killed and restarted while jobs run.
 //!
 //! A [`Harness`] runs NATS, the GitHub simulator and a cloud simulator (which fails a share
 //! of its API calls) in this process, with no actors of its own. The actors run as
@@ -52,6 +52,8 @@ pub struct ChaosOptions {
     pub cloud_failure_percent: u32,
     /// The `shr` binary the role processes run.
     pub shr_bin: PathBuf,
+    /// The lab binary runners run; `None` finds it ([`crate::bins::lab_binary`]).
+    pub lab_binary: Option<PathBuf>,
     /// Print progress once a second.
     pub print: bool,
 }
@@ -69,6 +71,7 @@ impl ChaosOptions {
             timeout: Duration::from_secs(600),
             cloud_failure_percent: DEFAULT_CLOUD_FAILURE_PERCENT,
             shr_bin: shr_bin.into(),
+            lab_binary: None,
             print: true,
         }
     }
@@ -120,9 +123,9 @@ impl std::fmt::Display for ChaosReport {
     }
 }
 
-/// `shr demo --chaos`.
+/// `shr-lab demo --chaos`.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let shr_bin = crate::harness::runner_program()?;
+    let shr_bin = crate::bins::product_binary()?;
     let mut options = ChaosOptions::new(args.jobs, &args.work_dir, shr_bin);
     options.provider = match args.provider {
         ProviderKind::Local => ProviderKind::AzureAci,
@@ -369,6 +372,7 @@ pub async fn run_chaos(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     hopts.job_duration = options.job_duration;
     hopts.actors = Vec::new();
     hopts.cloud_failure_percent = options.cloud_failure_percent;
+    hopts.lab_binary = options.lab_binary.clone();
     let mut harness = Harness::start(hopts).await?;
     let mut roles = Roles::write(&harness, options.shr_bin.clone())?;
     if options.print {

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message as _;
 use registration::Actor;
-use shr::harness::{Harness, HarnessOptions};
+use shr_lab::harness::{Harness, HarnessOptions};
 use tokio::process::{Child, Command};
 
 /// One received span: its trace id, name and the pid of the process that sent it.
@@ -193,7 +193,7 @@ fn by_id<'a>(dom: &'a str, id: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_processes_share_a_trace_serve_metrics_and_a_status_page() {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_shr"));
+    let bin = shr_lab::bins::product_binary().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (otlp, inbox) = start_receiver().await;
 

@@ -1,4 +1,4 @@
-//! `shr demo`: the whole system on one machine, against local NATS and the simulators.
+//! `shr-lab demo`: the whole system on one machine, against local NATS and the simulators.
 //!
 //! It starts a nats-server (unless `--nats-url`), the GitHub simulator and every actor in
 //! this process ([`crate::harness`]), queues `--jobs` jobs with mixed labels, prints

@@ -1,4 +1,4 @@
-//! `shr sim …`: the local simulators (GitHub and the clouds) and the fake runner, as
+//! `shr-lab sim …`: the local simulators (GitHub and the clouds) and the fake runner, as
 //! processes.
 
 use std::net::SocketAddr;
@@ -46,7 +46,7 @@ pub enum SimCommand {
         #[arg(long, default_value = "acme/app")]
         repos: String,
     },
-    /// Serve one cloud simulator until interrupted; started instances run `shr sim runner`.
+    /// Serve one cloud simulator until interrupted; started instances run `shr-lab sim runner`.
     /// Writes the tenant's provider section (TOML, secrets as `file:` references) into the
     /// state dir and prints its path.
     Cloud {
@@ -150,8 +150,10 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<ExitCode> {
                 platform,
                 listen,
                 &state_dir,
-                std::env::current_exe()?,
-                vec!["sim".into(), "runner".into()],
+                simulators::cloud::Launch {
+                    program: crate::bins::lab_binary()?,
+                    args: vec!["sim".into(), "runner".into()],
+                },
                 failure_percent,
                 seed,
             )

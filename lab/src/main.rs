@@ -1,0 +1,69 @@
+//! `shr-lab`: the lab around the product. `shr-lab demo` runs the whole system locally,
+//! `shr-lab sim github|cloud|runner` serves one simulator (or plays one runner), and
+//! `shr-lab bench` measures. The product itself is the `shr` binary.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shr_lab::{bench, demo, sim};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shr-lab",
+    version,
+    about = "The serverless-hosted-runner lab: demo, simulators, benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything locally against NATS and the simulators, queue jobs, report.
+    Demo(demo::DemoArgs),
+    /// Local simulators of GitHub and the clouds, and the fake runner.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+            Command::Sim(cmd) => sim::run(cmd).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
