@@ -27,7 +27,7 @@ pub mod signer;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use config::{EciConfig, OssConfig};
+pub use config::{EciConfig, OssConfig, RegistryCredential};
 pub use error::EciError;
 pub use provider::EciProvider;
 pub use settings::EciSettings;

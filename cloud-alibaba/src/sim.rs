@@ -12,15 +12,20 @@
 //!   parameters → the same `ContainerGroupId`; different parameters →
 //!   `IdempotentParameterMismatch`).
 //!
+//! - Every request against the ECI 2018-08-08 metadata ([`simulators::conformance::eci`]):
+//!   an unknown parameter or a bad value → `InvalidParameter`, a missing one → `MissingParameter`.
+//!
 //! Errors are ECI's JSON body `{RequestId, HostId, Code, Message, Recommend}`.
 //!
 //! # Lifecycle
-//! A group starts `Pending`. With [`SimConfig::launch`] set, the sim writes the
-//! `ConfigFileVolume` files into a temp dir and starts the program with
-//! `--jitconfig-file <path>` (the content never on its command line); the group turns
-//! `Running`, then `Succeeded`/`Failed` with the child's exit status, or `Failed` when
-//! `ActiveDeadlineSeconds` passes. Deleting the group kills the child. Without `launch` the
-//! group just turns `Running`.
+//! A group starts `Pending`. With [`SimConfig::launch`] set, the sim runs the first container
+//! through the image model ([`simulators::image`]): image, `Command.N`, `Arg.N` and env, with
+//! the `ConfigFileVolume` files written at their mount paths, by a real `sh` whose fake
+//! `/home/runner/run.sh` starts the launch program (the JIT config never on its command
+//! line). The group turns `Running`, then `Succeeded`/`Failed` with the process's exit status,
+//! or `Failed` when `ActiveDeadlineSeconds` passes. Deleting the group kills the process. A
+//! container that ends without starting a runner is counted
+//! ([`SimHandle::exited_without_runner`]). Without `launch` the group just turns `Running`.
 
 mod actions;
 mod launch;
@@ -151,8 +156,12 @@ struct State {
     nonces: HashSet<String>,
     faults: FaultPlan<Fault>,
     calls: Vec<String>,
-    /// Names of the groups a runner process was started for, one entry per start.
+    /// Names of the groups a container process was started for, one entry per start.
     launched: Vec<String>,
+    /// Groups whose container ended (or failed to start) without starting a runner.
+    exited_without_runner: usize,
+    /// Requests refused for departing from the ECI metadata.
+    conformance_rejections: usize,
     next_id: u64,
 }
 
@@ -208,6 +217,8 @@ impl Sim {
                 faults: FaultPlan::default(),
                 calls: Vec::new(),
                 launched: Vec::new(),
+                exited_without_runner: 0,
+                conformance_rejections: 0,
                 next_id: 1,
             }),
         });
@@ -247,6 +258,18 @@ impl SimHandle {
     /// name twice means a runner was launched twice).
     pub fn launched(&self) -> Vec<String> {
         self.shared.state().launched.clone()
+    }
+
+    /// How many groups' containers ended, or failed to start, without starting a runner
+    /// (a command the image model could not take to `/home/runner/run.sh`).
+    pub fn exited_without_runner(&self) -> usize {
+        self.shared.state().exited_without_runner
+    }
+
+    /// How many requests were refused for departing from the ECI 2018-08-08 metadata
+    /// (unknown parameters, missing required ones, wrong types or values).
+    pub fn conformance_rejections(&self) -> usize {
+        self.shared.state().conformance_rejections
     }
 
     /// Creates a running group behind the provider's back (an orphan); returns its id.
@@ -356,5 +379,9 @@ impl CloudSim for SimHandle {
 
     fn set_failure_percent(&self, percent: u8, seed: u64) {
         self.set_failure_rate(percent, Fault::Throttling, seed);
+    }
+
+    fn exited_without_runner(&self) -> usize {
+        SimHandle::exited_without_runner(self)
     }
 }

@@ -23,7 +23,7 @@ pub mod settings;
 pub mod sim;
 pub mod token;
 
-pub use config::{AciConfig, AzureFilesConfig};
+pub use config::{AciConfig, AzureFilesConfig, RegistryCredential};
 pub use error::AciError;
 pub use provider::AciProvider;
 pub use settings::AciSettings;

@@ -6,9 +6,11 @@
 //! unknown → `InvalidAuthenticationToken`, expired → `ExpiredAuthenticationToken`),
 //! api-version, subscription and resource group, name formats, required fields, cpu/memory
 //! steps and maxima, tag and env sizes, and it answers with ARM's error JSON. GET never returns
-//! `secureValue`s or storage keys. When a group starts, the configured [`Launch`] program runs
-//! with the container's env (the JIT config as `ACTIONS_RUNNER_INPUT_JITCONFIG`, never in
-//! argv); the group's state follows the child, and deleting the group kills it.
+//! `secureValue`s or storage keys. When a group starts, its first container runs through the
+//! image model ([`simulators::image`]): its image, `command` and env (the JIT config as
+//! `ACTIONS_RUNNER_INPUT_JITCONFIG`, never in argv), with the fake `/home/runner/run.sh`
+//! starting the configured [`Launch`] program. The group's state follows the process, and
+//! deleting the group kills it; a container that ends without a runner is counted.
 
 mod arm;
 mod auth;
@@ -23,9 +25,7 @@ use bus_schema::ProviderKind;
 use secrecy::SecretString;
 use serde_json::Value;
 pub use simulators::cloud::Launch;
-use simulators::cloud::{
-    CloudFault, CloudSim, FaultPlan, RunnerChild, ServeHandle, SimInstanceTags,
-};
+use simulators::cloud::{CloudFault, CloudSim, FaultPlan, ServeHandle, SimInstanceTags};
 
 /// Token requests kept for [`SimHandle::token_requests`] (the oldest are dropped).
 const MAX_RECORDED_TOKEN_REQUESTS: usize = 100;
@@ -169,7 +169,7 @@ struct Group {
     generation: u64,
     operation_id: String,
     /// The launched runner; dropping it kills the process.
-    kill: Option<RunnerChild>,
+    kill: Option<simulators::image::Running>,
 }
 
 #[derive(Default)]
@@ -181,6 +181,10 @@ struct Inner {
     generation: u64,
     /// Names of the groups a runner process was started for, one entry per start.
     launched: Vec<String>,
+    /// Groups whose container ended (or failed to start) without starting a runner.
+    exited_without_runner: usize,
+    /// PUT bodies refused for departing from the ContainerInstance swagger.
+    conformance_rejections: usize,
 }
 
 struct Shared {
@@ -338,6 +342,18 @@ impl SimHandle {
         self.shared.lock().launched.clone()
     }
 
+    /// How many groups' containers ended, or failed to start, without starting a runner
+    /// (a command the image model could not take to `/home/runner/run.sh`).
+    pub fn exited_without_runner(&self) -> usize {
+        self.shared.lock().exited_without_runner
+    }
+
+    /// How many PUT bodies were refused for departing from the ContainerInstance 2025-09-01
+    /// swagger (unknown or mistyped properties, missing required ones, values outside enums).
+    pub fn conformance_rejections(&self) -> usize {
+        self.shared.lock().conformance_rejections
+    }
+
     /// Token requests received so far (the last 100).
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         self.shared.lock().token_requests.clone()
@@ -411,5 +427,9 @@ impl CloudSim for SimHandle {
 
     fn set_failure_percent(&self, percent: u8, seed: u64) {
         self.set_failure_rate(percent, seed);
+    }
+
+    fn exited_without_runner(&self) -> usize {
+        SimHandle::exited_without_runner(self)
     }
 }

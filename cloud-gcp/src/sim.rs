@@ -18,11 +18,16 @@
 //!
 //! # Runners
 //! When a Cloud Run execution or a Batch job starts and [`SimConfig::launch`] is set, the sim
-//! starts that program with the container's env (including `ACTIONS_RUNNER_INPUT_JITCONFIG`,
-//! read from Secret Manager); the execution/job state follows the child, and deleting the
-//! job kills it.
+//! runs its container through the image model ([`simulators::image`]): the image, the
+//! request's command and args (Cloud Run `command`/`args`, Batch `entrypoint`/`commands`) and
+//! env (including `ACTIONS_RUNNER_INPUT_JITCONFIG`, read from Secret Manager), with a fake
+//! `/home/runner/run.sh` that starts that program. The execution/job state follows the
+//! process, deleting the job kills it, and a container that ends without a runner is counted
+//! ([`SimHandle::exited_without_runner`]).
 
 mod api;
+mod conform;
+mod launch;
 mod state;
 
 use std::collections::BTreeMap;
@@ -171,6 +176,18 @@ impl SimHandle {
         self.lock().secrets()
     }
 
+    /// Whether a job running as `account` (`None`: the default compute account) could read
+    /// secret `projects/{p}/secrets/{id}`, as the simulator decides when it starts a runner.
+    pub fn secret_readable_by(&self, secret: &str, account: Option<&str>) -> bool {
+        self.lock().secret_readable_by(secret, account)
+    }
+
+    /// How many requests were refused for departing from the vendor's discovery documents
+    /// (unknown query parameters or fields, values outside enums, wrong types).
+    pub fn conformance_rejections(&self) -> usize {
+        self.lock().conformance_rejections
+    }
+
     /// Every API call received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()
@@ -180,6 +197,12 @@ impl SimHandle {
     /// one entry per start (a name twice means a runner was launched twice).
     pub fn launched(&self) -> Vec<String> {
         self.lock().launched.clone()
+    }
+
+    /// How many jobs' containers ended, or failed to start, without starting a runner (a
+    /// command the image model could not take to `/home/runner/run.sh`).
+    pub fn exited_without_runner(&self) -> usize {
+        self.lock().exited_without_runner
     }
 
     /// Creates a running Cloud Run job behind the system's back (`region`, short `name`).
@@ -292,5 +315,9 @@ impl CloudSim for LabSim {
 
     fn set_failure_percent(&self, percent: u8, seed: u64) {
         self.sim.fail_percent(percent, seed);
+    }
+
+    fn exited_without_runner(&self) -> usize {
+        self.sim.exited_without_runner()
     }
 }

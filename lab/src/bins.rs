@@ -65,6 +65,29 @@ fn cargo_build(cargo: &Path, name: &str, exe: &Path) -> anyhow::Result<PathBuf> 
         .parent()
         .context("the lab crate sits in the workspace")?;
     let mut command = std::process::Command::new(cargo);
+    // What cargo sets for the process it runs (a test, `cargo run`) is not the user's
+    // environment; left in, it makes the nested build differ from a shell's build and
+    // rebuild the product each time the two alternate.
+    for (key, _) in std::env::vars_os() {
+        let key_str = key.to_string_lossy();
+        let set_by_cargo = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_BIN_EXE_",
+            "CARGO_CRATE_",
+        ]
+        .iter()
+        .any(|prefix| key_str.starts_with(prefix))
+            || [
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_PRIMARY_PACKAGE",
+                "LD_LIBRARY_PATH",
+            ]
+            .contains(&key_str.as_ref());
+        if set_by_cargo {
+            command.env_remove(&key);
+        }
+    }
     command
         .current_dir(workspace)
         .args(["build", "--quiet", "--message-format=json"])

@@ -79,6 +79,20 @@ pub async fn start_cloud_sim(
     let random = || uuid::Uuid::new_v4().simple().to_string();
     let sim: Box<dyn CloudSim> = match kind {
         ProviderKind::Local => anyhow::bail!("the local provider has no cloud simulator"),
+        ProviderKind::AwsFargate => {
+            let secret = random();
+            write_secret(&secret_path, &secret)?;
+            let config = cloud_aws::sim::SimConfig {
+                secret_access_key: SecretString::from(secret),
+                launch: Some(launch),
+                ..cloud_aws::sim::SimConfig::default()
+            };
+            Box::new(
+                cloud_aws::sim::Sim::start(config, listen)
+                    .await
+                    .context("starting the ECS/Secrets Manager simulator")?,
+            )
+        }
         ProviderKind::AlibabaEci => {
             let secret = random();
             write_secret(&secret_path, &secret)?;
@@ -212,6 +226,10 @@ impl DemoCloud {
         for (field, value) in self.sim.provider_config(&secret) {
             out.push_str(&format!("{field} = {}\n", toml_str(&value)));
         }
+        for (field, values) in self.sim.provider_config_lists() {
+            let values: Vec<String> = values.iter().map(|v| toml_str(v)).collect();
+            out.push_str(&format!("{field} = [{}]\n", values.join(", ")));
+        }
         out
     }
 
@@ -245,6 +263,12 @@ impl DemoCloud {
         let launched = self.sim.launched();
         let distinct = launched.iter().collect::<BTreeSet<_>>().len();
         (launched.len(), distinct)
+    }
+
+    /// Instances whose container ended, or failed to start, without starting a runner (the
+    /// image model ran their command and it never reached `/home/runner/run.sh`).
+    pub fn exited_without_runner(&self) -> usize {
+        self.sim.exited_without_runner()
     }
 
     /// Creates a running instance directly in the simulator, behind the system's back,

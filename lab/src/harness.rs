@@ -83,6 +83,8 @@ pub struct Summary {
     pub duplicates: usize,
     /// Instances still present plus GitHub runners still registered.
     pub leaked: usize,
+    /// Cloud instances whose container ended without starting a runner (image model).
+    pub no_runner: usize,
 }
 
 impl Summary {
@@ -91,6 +93,7 @@ impl Summary {
         self.lost == 0
             && self.duplicates == 0
             && self.leaked == 0
+            && self.no_runner == 0
             && self.completed == self.jobs
             && self.reaped == self.provisioned
     }
@@ -100,14 +103,15 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "summary: jobs={} provisioned={} completed={} reaped={} lost={} duplicates={} leaked={}",
+            "summary: jobs={} provisioned={} completed={} reaped={} lost={} duplicates={} leaked={} no_runner={}",
             self.jobs,
             self.provisioned,
             self.completed,
             self.reaped,
             self.lost,
             self.duplicates,
-            self.leaked
+            self.leaked,
+            self.no_runner
         )
     }
 }
@@ -458,6 +462,10 @@ impl Harness {
             lost: self.jobs.len() - completed,
             duplicates: spawns - distinct,
             leaked: live_instances + registered,
+            no_runner: self
+                .cloud
+                .as_ref()
+                .map_or(0, crate::clouds::DemoCloud::exited_without_runner),
         };
         let budget = running
             .ctx

@@ -25,9 +25,11 @@ enum Command {
     /// Local simulators of GitHub and the clouds, and the fake runner.
     #[command(subcommand)]
     Sim(sim::SimCommand),
-    /// Benchmarks.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    /// Measure against floors measured in the same run (see the README's performance section).
+    Bench(bench::BenchArgs),
+    /// The bench's load generator, run by `shr-lab bench` in its own process.
+    #[command(hide = true)]
+    BenchLoad(bench::LoadArgs),
 }
 
 fn init_tracing() {
@@ -56,7 +58,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Sim(cmd) => sim::run(cmd).await,
-            Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::BenchLoad(args) => bench::run_load(args).await,
         }
     });
     match result {

@@ -12,11 +12,12 @@ use providers::{CreateRequest, Provider};
 use shr_lab::clouds::{DemoCloud, start_demo_cloud};
 
 const CONTROLLER: &str = "shr-test";
-const CLOUDS: [ProviderKind; 4] = [
+const CLOUDS: [ProviderKind; 5] = [
     ProviderKind::AlibabaEci,
     ProviderKind::AzureAci,
     ProviderKind::GcpCloudrun,
     ProviderKind::GcpBatch,
+    ProviderKind::AwsFargate,
 ];
 
 fn config_text(kind: ProviderKind, cloud: &DemoCloud, pat: &Path) -> String {
@@ -118,8 +119,14 @@ async fn each_cloud_creates_lists_and_deletes_through_the_config() {
             cloud.launches() == (1, 1)
         })
         .await;
-        assert_eq!(cloud.live_instances(), 1, "{kind}");
-        assert_eq!(cloud.live_instances_of(CONTROLLER), 1, "{kind}");
+        // AWS holds the runner's JIT secret beside its task; both are deleted with it.
+        let held = if kind == ProviderKind::AwsFargate {
+            2
+        } else {
+            1
+        };
+        assert_eq!(cloud.live_instances(), held, "{kind}");
+        assert_eq!(cloud.live_instances_of(CONTROLLER), held, "{kind}");
 
         let listed = provider.list().await.unwrap();
         assert_eq!(listed.len(), 1, "{kind}: {listed:?}");
@@ -151,11 +158,26 @@ async fn orphans_are_listed_and_foreign_ones_are_not() {
         let listed = provider.list().await.unwrap();
         let names: Vec<_> = listed.iter().map(|i| i.runner_name.as_str()).collect();
         assert_eq!(names, ["shr-demo-7-1"], "{kind}");
+        // Another controller's instance is neither returned by get nor deleted.
+        assert!(
+            provider.get("shr-demo-7-1").await.unwrap().is_some(),
+            "{kind}"
+        );
+        assert!(
+            provider.get("shr-demo-8-1").await.unwrap().is_none(),
+            "{kind}"
+        );
+        provider.delete("shr-demo-8-1").await.unwrap();
         provider.delete("shr-demo-7-1").await.unwrap();
         until(&format!("{kind} to delete the orphan"), || {
             cloud.live_instances_of(CONTROLLER) == 0
         })
         .await;
+        assert_eq!(
+            cloud.live_instances_of("someone-else"),
+            1,
+            "{kind}: the foreign instance survives"
+        );
         assert_eq!(cloud.launches(), (0, 0), "{kind}: orphans launch nothing");
     }
 }

@@ -58,7 +58,8 @@ pub struct Config {
 /// `[controller]`: identity and placement of this process.
 #[derive(Debug, Clone)]
 pub struct Controller {
-    /// Tag value put on every cloud instance this controller creates (default `shr`).
+    /// Tag value put on every cloud instance this deployment creates. Required, and unique per
+    /// deployment: the sweep deletes only cloud instances that carry it.
     pub id: String,
     /// The NATS server; `None` means start or choose a local one.
     pub nats_url: Option<Url>,

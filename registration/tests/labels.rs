@@ -69,6 +69,9 @@ fn labels_parse_by_strict_prefix() {
 }
 
 const CONFIG: &str = r#"
+[controller]
+id = "acme-prod"
+
 [webhook]
 secret = "env:WH"
 

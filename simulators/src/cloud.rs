@@ -62,6 +62,12 @@ pub trait CloudSim: Send + Sync + std::fmt::Debug {
     /// simulator was started with.
     fn provider_config(&self, secret: &str) -> BTreeMap<String, String>;
 
+    /// Fields of that section whose value is a list of strings (e.g. AWS `subnets`), beside
+    /// [`CloudSim::provider_config`]'s string fields.
+    fn provider_config_lists(&self) -> BTreeMap<String, Vec<String>> {
+        BTreeMap::new()
+    }
+
     /// Every instance the simulator holds (running or stopped, not deleted).
     fn instances(&self) -> Vec<SimInstanceTags>;
 
@@ -85,6 +91,10 @@ pub trait CloudSim: Send + Sync + std::fmt::Debug {
     /// Makes `percent`% of API calls fail with the platform's transient error, drawn from an
     /// RNG seeded with `seed`; 0 clears the rate.
     fn set_failure_percent(&self, percent: u8, seed: u64);
+
+    /// Instances whose container ended, or failed to start, without starting a runner (the
+    /// image model ran their command and it never reached the runner's `run.sh`).
+    fn exited_without_runner(&self) -> usize;
 }
 
 /// The program a simulator starts for each instance that starts.

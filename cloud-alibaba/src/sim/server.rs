@@ -216,6 +216,12 @@ async fn serve(
         Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }
+    if let Some((code, message)) = simulators::conformance::eci::vendor_error(
+        &simulators::conformance::eci::check(&action, &params),
+    ) {
+        shared.state().conformance_rejections += 1;
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, code, message));
+    }
     let params = actions::strip_common(params);
     match action.as_str() {
         "CreateContainerGroup" => actions::create(shared, params),

@@ -1,12 +1,13 @@
-//! Starting a group's container as a local child process, and following it to its end.
+//! Starting a group's container through the image model ([`simulators::image`]), and
+//! following it to its end.
 //!
-//! The child gets the container's environment variables (plain and secure) in its env and
-//! only the configured args on its command line. Its exit sets the group's state; deleting the
-//! group kills it.
+//! The container runs by its image with the request's `command` and env (plain and secure):
+//! a real `sh` against a fake `/home/runner/run.sh` that starts the launch program. Its exit
+//! sets the group's state; deleting the group kills it. A container that ends without having
+//! started a runner is counted ([`super::SimHandle::exited_without_runner`]).
 
 use std::sync::Arc;
 
-use simulators::cloud::spawn_runner;
 use tokio::sync::oneshot;
 
 use super::{GroupState, Shared};
@@ -16,7 +17,7 @@ pub(super) fn start(
     shared: Arc<Shared>,
     key: (String, String),
     generation: u64,
-    env: Vec<(String, String)>,
+    run: simulators::image::ContainerRun,
 ) {
     tokio::spawn(async move {
         let update = |f: &dyn Fn(&mut super::Group)| {
@@ -36,14 +37,16 @@ pub(super) fn start(
             });
             return;
         };
+        let model = simulators::image::ImageModel::new(launch.program, launch.args);
         let (exited, exit) = oneshot::channel();
-        let spawned = spawn_runner(&launch, &[], env, move |code| {
-            let _ = exited.send(code);
+        let spawned = model.spawn(&run, move |end| {
+            let _ = exited.send(end);
         });
         let child = match spawned {
             Ok(child) => child,
             Err(e) => {
-                tracing::warn!(program = %launch.program.display(), error = %e, "sim launch failed");
+                tracing::warn!(error = %e, "sim launch failed");
+                shared.lock().exited_without_runner += 1;
                 update(&|g| {
                     g.inst.provisioning_state = "Failed".into();
                     g.inst.state = GroupState::Failed;
@@ -64,8 +67,12 @@ pub(super) fn start(
         }
         shared.lock().launched.push(key.1.clone());
         // Dropping the group (delete) drops the child, which kills it and drops `exited`.
-        if let Ok(code) = exit.await {
-            let code = code.unwrap_or(-1);
+        if let Ok(end) = exit.await {
+            if !end.runner_started {
+                shared.lock().exited_without_runner += 1;
+                tracing::warn!(group = %key.1, "ACI simulator: the container exited without starting a runner");
+            }
+            let code = end.code.unwrap_or(-1);
             update(&|g| {
                 g.inst.pid = None;
                 g.inst.exit_code = Some(code);

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{Fault, RecordedRequest, SimConfig};
-use simulators::cloud::{FaultPlan, RunnerChild};
+use simulators::cloud::FaultPlan;
 
 /// A job as the sim holds it, for tests to inspect.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +35,10 @@ pub struct SimSecret {
     pub labels: BTreeMap<String, String>,
     /// The payload of each version, oldest first.
     pub versions: Vec<String>,
+    /// Members granted `roles/secretmanager.secretAccessor` by the secret's own IAM policy
+    /// (`serviceAccount:…`); `None` when no policy was set, so project-level access (the
+    /// default compute account) reads it.
+    pub accessors: Option<Vec<String>>,
 }
 
 /// A Google API error: `{"error": {"code", "message", "status"}}`.
@@ -112,7 +116,7 @@ pub(crate) struct Execution {
     pub create_time: String,
     /// `EXECUTION_RUNNING`, `EXECUTION_SUCCEEDED`, `EXECUTION_FAILED`, `EXECUTION_CANCELLED`.
     pub status: &'static str,
-    pub child: Option<RunnerChild>,
+    pub child: Option<super::launch::Child>,
 }
 
 /// A Cloud Run or Batch job.
@@ -174,8 +178,12 @@ pub(crate) struct State {
     pub operations: HashMap<String, Operation>,
     pub faults: FaultPlan<Fault>,
     pub requests: Vec<RecordedRequest>,
+    /// Requests refused because they departed from the discovery documents.
+    pub conformance_rejections: usize,
     /// Short names of the jobs a runner process was started for, one entry per start.
     pub launched: Vec<String>,
+    /// Jobs whose container ended (or failed to start) without starting a runner.
+    pub exited_without_runner: usize,
 }
 
 impl std::fmt::Debug for State {
@@ -210,7 +218,9 @@ impl State {
             operations: HashMap::new(),
             faults: FaultPlan::default(),
             requests: Vec::new(),
+            conformance_rejections: 0,
             launched: Vec::new(),
+            exited_without_runner: 0,
         }
     }
 
@@ -299,6 +309,17 @@ impl State {
             for execution in &mut job.executions {
                 execution.child = None;
             }
+        }
+    }
+
+    /// Whether a job running as `account` (`None`: the default compute account) may read
+    /// `secret`: any account when the secret has no policy of its own, else only its members.
+    pub fn secret_readable_by(&self, secret: &str, account: Option<&str>) -> bool {
+        match self.secrets.get(secret).map(|s| &s.accessors) {
+            Some(Some(members)) => {
+                account.is_some_and(|a| members.contains(&format!("serviceAccount:{a}")))
+            }
+            _ => true,
         }
     }
 

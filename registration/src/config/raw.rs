@@ -41,9 +41,19 @@ pub(super) struct RawWebhook {
     pub listen: Option<String>,
     pub path: Option<String>,
     pub secret: Option<String>,
+    /// `tls = { cert = …, key = … }`, the documented form.
+    pub tls: Option<RawTls>,
+    /// The older spelling of `tls.cert` / `tls.key`, still accepted.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -150,8 +150,22 @@ fn controller(
     raw: RawController,
     tenants: &BTreeMap<String, Tenant>,
 ) -> Controller {
-    let id = raw.id.unwrap_or_else(|| "shr".into());
-    c.check("controller.id", syntax::name(&id));
+    // No default: two deployments sharing a cloud account under one id would sweep each
+    // other's runners.
+    let id = match raw.id {
+        Some(id) => {
+            c.check("controller.id", syntax::name(&id));
+            id
+        }
+        None => {
+            c.push(
+                "controller.id",
+                "is required: a name unique to this deployment (every cloud instance is tagged \
+                 with it, and the sweep deletes only instances that carry it)",
+            );
+            String::new()
+        }
+    };
     let nats_url = raw.nats_url.and_then(|u| nats_url(c, &u));
     let nats_nkey_seed = raw
         .nats_nkey_seed
@@ -209,6 +223,43 @@ fn controller(
     }
 }
 
+/// `[webhook] tls = { cert, key }` (documented) or the older `tls_cert` / `tls_key`; one
+/// spelling, both halves.
+fn webhook_tls(
+    c: &mut Collector,
+    table: Option<RawTls>,
+    tls_cert: Option<std::path::PathBuf>,
+    tls_key: Option<std::path::PathBuf>,
+) -> Option<Tls> {
+    let (cert, key, cert_field, key_field) = match table {
+        Some(_) if tls_cert.is_some() || tls_key.is_some() => {
+            c.push(
+                "webhook.tls",
+                "set either `tls = { cert = …, key = … }` or the older `tls_cert`/`tls_key`, not both",
+            );
+            return None;
+        }
+        Some(t) => (t.cert, t.key, "webhook.tls.cert", "webhook.tls.key"),
+        None => (tls_cert, tls_key, "webhook.tls_cert", "webhook.tls_key"),
+    };
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some(Tls { cert, key }),
+        (None, None) if cert_field == "webhook.tls.cert" => {
+            c.push("webhook.tls", "needs `cert` and `key` (PEM file paths)");
+            None
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            c.push(key_field, "required with the certificate");
+            None
+        }
+        (None, Some(_)) => {
+            c.push(cert_field, "required with the key");
+            None
+        }
+    }
+}
+
 fn webhook(c: &mut Collector, raw: RawWebhook, needs_secret: bool) -> WebhookConfig {
     let listen_text = raw.listen.unwrap_or_else(|| "0.0.0.0:8080".into());
     let listen = c
@@ -236,18 +287,7 @@ fn webhook(c: &mut Collector, raw: RawWebhook, needs_secret: bool) -> WebhookCon
             "required: a registration uses webhook detection (set env:NAME or file:PATH)",
         );
     }
-    let tls = match (raw.tls_cert, raw.tls_key) {
-        (Some(cert), Some(key)) => Some(Tls { cert, key }),
-        (None, None) => None,
-        (Some(_), None) => {
-            c.push("webhook.tls_key", "required when tls_cert is set");
-            None
-        }
-        (None, Some(_)) => {
-            c.push("webhook.tls_cert", "required when tls_key is set");
-            None
-        }
-    };
+    let tls = webhook_tls(c, raw.tls, raw.tls_cert, raw.tls_key);
     let max_body_bytes = raw.max_body_bytes.unwrap_or(1 << 20);
     let max_body_bytes = match usize::try_from(max_body_bytes) {
         Ok(n) if (1024..=(64 << 20)).contains(&n) => n,
