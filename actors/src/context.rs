@@ -21,6 +21,39 @@ pub struct Context {
     pub github: Arc<BTreeMap<String, GitHubClient>>,
     /// Counters of this process's actors.
     pub stats: Arc<Stats>,
+    /// The JIT sealing keys this process holds (see [`JitKeys`]).
+    pub jit_keys: Arc<JitKeys>,
+}
+
+/// Keys for sealed JIT configs: the public keys the scheduler seals to, and the private keys
+/// of the tenants whose provisioner runs here. A tenant with no public key gets its JIT
+/// configs in clear.
+#[derive(Debug, Default)]
+pub struct JitKeys {
+    public: BTreeMap<String, bus_schema::JitPublicKey>,
+    private: BTreeMap<String, bus_schema::JitPrivateKey>,
+}
+
+impl JitKeys {
+    /// Seals `tenant`'s JIT configs to `key`.
+    pub fn add_public(&mut self, tenant: &str, key: bus_schema::JitPublicKey) {
+        self.public.insert(tenant.to_owned(), key);
+    }
+
+    /// Opens `tenant`'s sealed JIT configs with `key`.
+    pub fn add_private(&mut self, tenant: &str, key: bus_schema::JitPrivateKey) {
+        self.private.insert(tenant.to_owned(), key);
+    }
+
+    /// The key `tenant`'s JIT configs are sealed to, if any.
+    pub fn public(&self, tenant: &str) -> Option<&bus_schema::JitPublicKey> {
+        self.public.get(tenant)
+    }
+
+    /// The key that opens `tenant`'s JIT configs, if this process holds it.
+    pub fn private(&self, tenant: &str) -> Option<&bus_schema::JitPrivateKey> {
+        self.private.get(tenant)
+    }
 }
 
 /// Runner records, addressed by runner name and stored under
@@ -114,7 +147,14 @@ impl Context {
             bus,
             github: Arc::new(github),
             stats: Arc::default(),
+            jit_keys: Arc::default(),
         }
+    }
+
+    /// The same context, sealing and opening JIT configs with `keys`.
+    pub fn with_jit_keys(mut self, keys: JitKeys) -> Self {
+        self.jit_keys = Arc::new(keys);
+        self
     }
 
     pub fn registration(&self, name: &str) -> Result<&Registration, Error> {

@@ -14,6 +14,9 @@
 //! - A create that finishes after the runner was marked for deletion is undone at once.
 //! - Transient provider errors are retried with backoff (the command is nak'ed); permanent
 //!   ones mark the runner failed and tell the scheduler, which may provision again.
+//! - A sealed JIT config is opened with the tenant's private key (from [`Context::jit_keys`])
+//!   only here, right before the create; one that does not open fails the runner for good.
+//! - The provision stream has work-queue retention: an acked command leaves the stream.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -136,13 +139,30 @@ pub async fn provision(
         tracing::debug!(runner = %name, "provision command is stale or already done");
         return Ok(());
     }
+    let jit_config = match (&cmd.sealed_jit_config, ctx.jit_keys.private(&cmd.tenant)) {
+        (None, _) => cmd.jit_config.clone(),
+        (Some(sealed), Some(key)) => match key.open(sealed) {
+            Ok(jit) => jit,
+            Err(error) => {
+                let reason = error.to_string();
+                return fail(ctx, &cmd, provider.kind(), ErrorKind::Permanent, reason).await;
+            }
+        },
+        (Some(_), None) => {
+            let reason = format!(
+                "the JIT config is sealed but this process has no jit_private_key for tenant {}",
+                cmd.tenant
+            );
+            return fail(ctx, &cmd, provider.kind(), ErrorKind::Permanent, reason).await;
+        }
+    };
     let request = CreateRequest {
         controller_id: controller_id.to_owned(),
         tenant: cmd.tenant.clone(),
         registration: cmd.registration.clone(),
         runner_name: name.clone(),
         spec: cmd.spec.clone(),
-        jit_config: cmd.jit_config.clone(),
+        jit_config,
     };
     let started = std::time::Instant::now();
     let created = provider.create(&request).await;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::subject::{self, JobEventKind, SubjectError};
-use crate::{ErrorKind, JobRef, ProviderKind, RunnerSpec, Secret, UnixMillis};
+use crate::{ErrorKind, JobRef, ProviderKind, RunnerSpec, SealedSecret, Secret, UnixMillis};
 
 /// Which actor observed a job event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,9 +176,14 @@ pub struct ProvisionRunner {
     pub spec: RunnerSpec,
     /// The GitHub runner id the JIT config registered.
     pub github_runner_id: u64,
-    /// The encoded JIT config. Redacted in `Debug`.
+    /// The encoded JIT config in clear; empty when [`Self::sealed_jit_config`] is set.
+    /// Redacted in `Debug`.
     pub jit_config: Secret,
     pub requested_at: UnixMillis,
+    /// The JIT config sealed to the tenant's public key (see [`crate::JitPublicKey`]); only
+    /// the tenant's agent opens it. Absent from commands of tenants without a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_jit_config: Option<SealedSecret>,
 }
 
 /// Why a runner is to be reaped.

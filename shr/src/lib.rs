@@ -4,6 +4,7 @@
 //! This is the product. Must not depend on: `simulators`, the lab (`shr-lab`), or any cloud
 //! crate's `sim` feature; a test in `lab/tests/product_deps.rs` checks the dependency graph.
 
+pub mod keys_cmd;
 pub mod metrics_server;
 pub mod registration_cmd;
 pub mod status;

@@ -32,6 +32,9 @@ enum Command {
     /// Check or import registrations.
     #[command(subcommand)]
     Registration(registration_cmd::RegistrationCommand),
+    /// Key pairs for sealed JIT configs.
+    #[command(subcommand)]
+    Keys(shr::keys_cmd::KeysCommand),
     /// What is queued, running and stuck, read from the records.
     Status(status_cmd::Source),
     /// Runner records.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config } => run(config).await,
             Command::Registration(cmd) => registration_cmd::run(cmd),
+            Command::Keys(cmd) => shr::keys_cmd::run(cmd),
             Command::Status(source) => status_cmd::status(source).await,
             Command::Runners(cmd) => status_cmd::runners(cmd).await,
             Command::Reap(args) => status_cmd::reap(args).await,

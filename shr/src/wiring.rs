@@ -226,6 +226,90 @@ impl Actors {
     }
 }
 
+/// The registrations whose GitHub credentials this process resolves.
+///
+/// Credentials stay with their owner: the poller and scheduler (central) need every
+/// registration's; a tenant agent (provisioner/reaper for some tenants) needs only its own
+/// tenants', because its reaper and sweeper deregister and list their runners on GitHub;
+/// the webhook and the provisioner need none.
+pub fn github_registrations(config: &Config) -> Vec<&registration::Registration> {
+    let central = config.runs(Actor::Poller) || config.runs(Actor::Scheduler);
+    let agent = config.runs(Actor::Reaper);
+    (config.registrations().iter())
+        .filter(|reg| central || (agent && config.serves_tenant(&reg.tenant)))
+        .collect()
+}
+
+/// The tenants whose cloud credentials this process resolves: those whose provisioner or
+/// reaper runs here, and no others.
+pub fn cloud_tenants(config: &Config) -> Vec<&Tenant> {
+    if !(config.runs(Actor::Provisioner) || config.runs(Actor::Reaper)) {
+        return Vec::new();
+    }
+    (config.tenants())
+        .filter(|t| config.serves_tenant(&t.name))
+        .collect()
+}
+
+/// The JIT sealing keys of this process.
+///
+/// - The scheduler seals to every tenant's `jit_public_key`.
+/// - A provisioner opens with its tenants' `jit_private_key` (required when the tenant has a
+///   public key; it must match it).
+/// - A tenant with no key whose scheduler and provisioner both run here (all-in-one) gets a
+///   key pair generated for this run, so sealing is on without any setup.
+pub fn jit_keys(config: &Config) -> anyhow::Result<actors::JitKeys> {
+    let mut keys = actors::JitKeys::default();
+    let provisions_here =
+        |t: &Tenant| config.runs(Actor::Provisioner) && config.serves_tenant(&t.name);
+    for tenant in config.tenants() {
+        let private = match &tenant.jit_private_key {
+            Some(secret) if provisions_here(tenant) => {
+                use secrecy::ExposeSecret as _;
+                let text = secret
+                    .resolve()
+                    .with_context(|| format!("tenants.{}.jit_private_key", tenant.name))?;
+                let key = bus_schema::JitPrivateKey::parse(text.expose_secret())
+                    .with_context(|| format!("tenants.{}.jit_private_key", tenant.name))?;
+                Some(key)
+            }
+            _ => None,
+        };
+        match (&tenant.jit_public_key, private) {
+            (Some(public), Some(private)) => {
+                anyhow::ensure!(
+                    private.public_key() == *public,
+                    "tenants.{}.jit_private_key does not match its jit_public_key",
+                    tenant.name
+                );
+                keys.add_public(&tenant.name, public.clone());
+                keys.add_private(&tenant.name, private);
+            }
+            (Some(public), None) => {
+                anyhow::ensure!(
+                    !provisions_here(tenant),
+                    "tenants.{}.jit_private_key is required: this process provisions for the tenant and its JIT configs are sealed",
+                    tenant.name
+                );
+                keys.add_public(&tenant.name, public.clone());
+            }
+            (None, private) => {
+                if let Some(private) = private {
+                    keys.add_public(&tenant.name, private.public_key());
+                    keys.add_private(&tenant.name, private);
+                } else if config.runs(Actor::Scheduler) && provisions_here(tenant) {
+                    let private = bus_schema::JitPrivateKey::generate();
+                    keys.add_public(&tenant.name, private.public_key());
+                    keys.add_private(&tenant.name, private);
+                } else if config.runs(Actor::Scheduler) {
+                    tracing::warn!(tenant = %tenant.name, "tenant has no jit_public_key: its JIT configs travel in clear");
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
 /// Resolves a registration's credentials into a GitHub client.
 fn github_client(reg: &registration::Registration) -> anyhow::Result<github_client::GitHubClient> {
     let auth = match &reg.auth {
@@ -382,17 +466,15 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
     let bus = connect_bus(&opts.nats_url, &opts.holder_id, &config).await?;
 
     let mut github = BTreeMap::new();
-    for reg in config.registrations() {
+    for reg in github_registrations(&config) {
         github.insert(reg.name.clone(), github_client(reg)?);
     }
-    let ctx = Context::new(config.clone(), bus.clone(), github);
+    let ctx = Context::new(config.clone(), bus.clone(), github).with_jit_keys(jit_keys(&config)?);
 
     let mut providers: ProviderSet = BTreeMap::new();
-    if config.runs(Actor::Provisioner) || config.runs(Actor::Reaper) {
-        for tenant in config.tenants().filter(|t| config.serves_tenant(&t.name)) {
-            for (kind, provider) in tenant_providers(&config, tenant, &opts)? {
-                providers.insert((tenant.name.clone(), kind), provider);
-            }
+    for tenant in cloud_tenants(&config) {
+        for (kind, provider) in tenant_providers(&config, tenant, &opts)? {
+            providers.insert((tenant.name.clone(), kind), provider);
         }
     }
 
@@ -407,7 +489,16 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
                 anyhow::bail!("webhook.secret is required when this process runs the webhook actor")
             }
         };
-        let state = actors::webhook::WebhookState::new(secret, bus.clone(), config.clone());
+        let mut own = BTreeMap::new();
+        for reg in config.registrations() {
+            if let Some(secret) = &reg.webhook_secret {
+                let value = (secret.resolve())
+                    .with_context(|| format!("registration {}: webhook_secret", reg.name))?;
+                own.insert(reg.name.clone(), value);
+            }
+        }
+        let state = actors::webhook::WebhookState::new(secret, bus.clone(), config.clone())
+            .with_registration_secrets(own);
         webhook_stats = Some(state.stats.clone());
         let router =
             actors::webhook::router(state, &config.webhook.path, config.webhook.max_body_bytes);
@@ -426,24 +517,20 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
             .context("webhook.tls")?;
         tracing::info!(addr = ?webhook_addr, path = %config.webhook.path, tls = tls.is_some(), "webhook listening");
         let cancel = cancel.clone();
+        // Header/request timeouts and the request cap: see `actors::ingress`.
+        let limits = actors::ingress::Limits::default();
+        let router = actors::ingress::guard(router, &limits);
         tasks.spawn("webhook", async move {
             let shutdown = async move { cancel.cancelled().await };
             match tls {
-                Some(tls) => match actors::tls::TlsListener::new(listener, tls) {
-                    Ok(tls) => {
-                        axum::serve(tls, router)
-                            .with_graceful_shutdown(shutdown)
-                            .await
-                    }
-                    Err(error) => Err(error),
-                },
-                None => {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(shutdown)
-                        .await
+                Some(tls) => {
+                    let tls = actors::tls::TlsListener::new(listener, tls)
+                        .map_err(|e| actors::Error::bus("webhook server", e))?;
+                    actors::ingress::serve(tls, router, &limits, shutdown).await;
                 }
+                None => actors::ingress::serve(listener, router, &limits, shutdown).await,
             }
-            .map_err(|e| actors::Error::bus("webhook server", e))
+            Ok(())
         });
     }
     if config.runs(Actor::Poller) {
@@ -521,6 +608,69 @@ mod tests {
             finished.store(true, Ordering::SeqCst);
             Ok(())
         }
+    }
+
+    fn two_tenants(controller: &str) -> Config {
+        let text = format!(
+            r#"
+[controller]
+{controller}
+[webhook]
+secret = "env:HOOK"
+[tenants.acme.providers.local]
+[tenants.globex.providers.local]
+[[registrations]]
+name = "acme-org"
+tenant = "acme"
+scope = "org"
+url = "https://github.com/acme"
+auth = {{ pat = "env:ACME_PAT" }}
+[[registrations]]
+name = "globex-org"
+tenant = "globex"
+scope = "org"
+url = "https://github.com/globex"
+auth = {{ pat = "env:GLOBEX_PAT" }}
+"#
+        );
+        Config::parse(&text, "test.toml", &::clouds::Registry).unwrap()
+    }
+
+    fn names<'a>(items: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+        items.into_iter().collect()
+    }
+
+    #[test]
+    fn a_tenant_agent_resolves_only_its_own_tenants_credentials() {
+        let agent = two_tenants(
+            r#"actors = ["provisioner", "reaper"]
+tenants = ["acme"]"#,
+        );
+        let regs = github_registrations(&agent);
+        assert_eq!(names(regs.iter().map(|r| r.name.as_str())), ["acme-org"]);
+        let clouds = cloud_tenants(&agent);
+        assert_eq!(names(clouds.iter().map(|t| t.name.as_str())), ["acme"]);
+
+        // A provisioner alone talks to no GitHub at all.
+        let provisioner = two_tenants(
+            r#"actors = ["provisioner"]
+tenants = ["acme"]"#,
+        );
+        assert!(github_registrations(&provisioner).is_empty());
+
+        // The central placement needs every registration's GitHub credentials and no cloud's.
+        let central = two_tenants(r#"actors = ["webhook", "poller", "scheduler"]"#);
+        let regs = github_registrations(&central);
+        assert_eq!(
+            names(regs.iter().map(|r| r.name.as_str())),
+            ["acme-org", "globex-org"]
+        );
+        assert!(cloud_tenants(&central).is_empty());
+
+        // The webhook alone resolves nothing.
+        let webhook = two_tenants(r#"actors = ["webhook"]"#);
+        assert!(github_registrations(&webhook).is_empty());
+        assert!(cloud_tenants(&webhook).is_empty());
     }
 
     #[tokio::test(start_paused = true)]

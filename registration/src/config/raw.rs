@@ -61,6 +61,12 @@ pub(super) struct RawTls {
 pub(super) struct RawTenant {
     #[serde(default)]
     pub charge_labels: Vec<String>,
+    /// Base64 X25519 public key the scheduler seals this tenant's JIT configs to.
+    #[serde(default)]
+    pub jit_public_key: Option<String>,
+    /// Secret reference to the matching private key (only in the tenant agent's config).
+    #[serde(default)]
+    pub jit_private_key: Option<String>,
     #[serde(default)]
     pub defaults: RawDefaults,
     /// Provider name → its section, kept opaque: the cloud's settings type parses it.
@@ -107,6 +113,8 @@ pub(super) struct RawRegistration {
     pub detection: Option<Detection>,
     pub poll_interval_secs: Option<u64>,
     pub jit_per_minute: Option<u32>,
+    /// This registration's own webhook secret (secret reference), like an org hook's.
+    pub webhook_secret: Option<String>,
     #[serde(default)]
     pub defaults: RawDefaults,
     #[serde(default)]

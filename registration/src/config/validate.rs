@@ -328,11 +328,22 @@ fn tenant(c: &mut Collector, name: &str, raw: RawTenant, ctx: &Context<'_>) -> T
             format!("`{p}` has no [{at}.providers.{p}] section"),
         );
     }
+    let jit_public_key = raw.jit_public_key.and_then(|key| {
+        c.check(
+            format!("{at}.jit_public_key"),
+            bus_schema::JitPublicKey::parse(&key).map_err(|e| e.to_string()),
+        )
+    });
+    let jit_private_key = raw
+        .jit_private_key
+        .and_then(|key| secret(c, format!("{at}.jit_private_key"), &key));
     Tenant {
         name: name.to_owned(),
         charge_labels: raw.charge_labels,
         defaults,
         providers,
+        jit_public_key,
+        jit_private_key,
     }
 }
 
@@ -529,6 +540,8 @@ fn registration(
     if jit_per_minute == 0 {
         c.push(format!("{at}.jit_per_minute"), "must be greater than zero");
     }
+    let webhook_secret =
+        (raw.webhook_secret.as_deref()).and_then(|s| secret(c, format!("{at}.webhook_secret"), s));
     let defaults = defaults(c, &format!("{at}.defaults"), raw.defaults);
     let limits = limits(c, &format!("{at}.limits"), raw.limits);
     if let Some(tenant) = tenant {
@@ -545,6 +558,7 @@ fn registration(
         detection,
         poll_interval_secs,
         jit_per_minute,
+        webhook_secret,
         defaults,
         limits,
         scope: scope?,
@@ -571,17 +585,20 @@ fn check_effective(c: &mut Collector, at: &str, d: &Defaults, l: &Limits, tenant
         .cpu_millis
         .or(tenant.defaults.cpu_millis)
         .unwrap_or(super::DEFAULT_CPU_MILLIS);
-    if l.max_cpu_millis.is_some_and(|max| cpu > max) {
-        c.push(format!("{at}.limits.max_cpu"), "is below the default cpu");
+    if cpu > l.max_cpu_millis {
+        c.push(
+            format!("{at}.limits.max_cpu"),
+            "is below the default cpu (unset, it is 4 vCPU; raise it to allow more)",
+        );
     }
     let memory = d
         .memory_mib
         .or(tenant.defaults.memory_mib)
         .unwrap_or(super::DEFAULT_MEMORY_MIB);
-    if l.max_memory_mib.is_some_and(|max| memory > max) {
+    if memory > l.max_memory_mib {
         c.push(
             format!("{at}.limits.max_memory"),
-            "is below the default memory",
+            "is below the default memory (unset, it is 16 GiB; raise it to allow more)",
         );
     }
 }
@@ -644,18 +661,24 @@ fn limits(c: &mut Collector, at: &str, raw: RawLimits) -> Limits {
     if min_idle > max_runners {
         c.push(format!("{at}.min_idle"), "must not exceed max_runners");
     }
-    let max_cpu_millis = raw.max_cpu.and_then(|n| {
-        c.check(
-            format!("{at}.max_cpu"),
-            syntax::number_thousandths(n).and_then(syntax::cpu_millis),
-        )
-    });
-    let max_memory_mib = raw.max_memory.and_then(|n| {
-        c.check(
-            format!("{at}.max_memory"),
-            syntax::number_thousandths(n).and_then(syntax::memory_mib),
-        )
-    });
+    let max_cpu_millis = raw
+        .max_cpu
+        .and_then(|n| {
+            c.check(
+                format!("{at}.max_cpu"),
+                syntax::number_thousandths(n).and_then(syntax::cpu_millis),
+            )
+        })
+        .unwrap_or(super::DEFAULT_MAX_CPU_MILLIS);
+    let max_memory_mib = raw
+        .max_memory
+        .and_then(|n| {
+            c.check(
+                format!("{at}.max_memory"),
+                syntax::number_thousandths(n).and_then(syntax::memory_mib),
+            )
+        })
+        .unwrap_or(super::DEFAULT_MAX_MEMORY_MIB);
     let lists: [(&str, &Vec<String>, Check); 5] = [
         ("allowed_images", &raw.allowed_images, image_pattern),
         ("allowed_vswitches", &raw.allowed_vswitches, |s| {
