@@ -13,6 +13,7 @@
 //! The version is part of every subject (`shr.v1.…`). A breaking change gets a new version and
 //! new subjects; both versions can run side by side during a migration.
 
+mod live;
 mod message;
 pub mod msg_id;
 mod observed;
@@ -23,6 +24,7 @@ mod secret;
 mod spec;
 pub mod subject;
 
+pub use live::{LiveRegistration, LiveState};
 pub use message::{
     JobCompleted, JobEvent, JobEventError, JobQueued, JobSource, JobStarted, ProvisionRunner,
     ReapReason, ReapRunner, RunnerCreated, RunnerDeleted, RunnerEvent, RunnerFailed,

@@ -35,6 +35,10 @@ pub const RUNNERS_BUCKET: &str = "shr-runners";
 /// KV bucket of leases (poller per registration, reaper sweep), entries expire by TTL.
 pub const LEASES_BUCKET: &str = "shr-leases";
 
+/// KV bucket of [`LiveRegistration`](crate::LiveRegistration)s (registrations applied at run
+/// time), keyed by [`registration_key`] (`<tenant>.<name>`).
+pub const REGISTRATIONS_BUCKET: &str = "shr-registrations";
+
 /// Header carrying W3C trace context across the bus.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
@@ -313,6 +317,21 @@ pub fn tenant_of_runner(runner_name: &str) -> Option<String> {
         .parse::<crate::RunnerName>()
         .ok()
         .map(|n| n.tenant)
+}
+
+/// The KV key of a live registration in [`REGISTRATIONS_BUCKET`]: `<tenant>.<name>`. The
+/// tenant leads, so a grant on `$KV.shr-registrations.<tenant>.>` lets a tenant apply and
+/// remove its own registrations and no other tenant's.
+pub fn registration_key(tenant: &str, name: &str) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    validate_token("registration", name)?;
+    Ok(format!("{tenant}.{name}"))
+}
+
+/// The KV key filter of one tenant's live registrations: `<tenant>.*`.
+pub fn registration_keys_of(tenant: &str) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    Ok(format!("{tenant}.*"))
 }
 
 /// The KV key of a poller lease for one registration.

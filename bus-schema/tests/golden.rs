@@ -375,3 +375,17 @@ fn provision_command_debug_hides_the_jit_config() {
     };
     assert!(!format!("{cmd:?}").contains("TOPSECRETJIT"));
 }
+
+#[test]
+fn live_registration_is_pinned() {
+    check(
+        "live_registration",
+        &bus_schema::LiveRegistration {
+            name: "acme-org".into(),
+            tenant: "acme".into(),
+            toml: "name = \"acme-org\"\ntenant = \"acme\"\n".into(),
+            state: bus_schema::LiveState::Draining,
+            updated_at: 1_764_000_000_000,
+        },
+    );
+}

@@ -1,4 +1,4 @@
-//! Connecting to NATS and setting up the bus: the four streams and three KV buckets named in
+//! Connecting to NATS and setting up the bus: the four streams and four KV buckets named in
 //! [`bus_schema::subject`].
 //!
 //! [`ensure_bus`] is create-or-update and safe to run from many processes at once: a create
@@ -34,6 +34,9 @@ pub const RECORD_HISTORY: i64 = 5;
 /// found by the reaper's orphan sweep. Without an expiry, declined and deleted records of a
 /// busy org would pile up forever.
 pub const RECORD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The most copies JetStream keeps of a stream.
+pub const MAX_REPLICAS: usize = 5;
 
 /// How often a create-or-update is attempted before giving up on a race.
 const ENSURE_ATTEMPTS: u32 = 5;
@@ -83,7 +86,8 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Connects as `identity`. The first connect must succeed; after that the client reconnects
+/// Connects as `identity` to `url`, or to any server of a comma-separated list of URLs (the
+/// nodes of a cluster). The first connect must succeed; after that the client reconnects
 /// forever with backoff, buffering publishes, and logs connection events. Errors and logs
 /// show the URL without user information.
 pub async fn connect_as(
@@ -91,7 +95,13 @@ pub async fn connect_as(
     name: &str,
     identity: &Identity,
 ) -> Result<async_nats::Client, Error> {
-    let shown = redact_url(url);
+    let shown = (url.split(','))
+        .map(|u| redact_url(u.trim()))
+        .collect::<Vec<_>>()
+        .join(",");
+    // A comma-separated list names several servers of a cluster: the client connects to
+    // any of them and reconnects to the others (and those the cluster announces).
+    let servers: Vec<&str> = url.split(',').map(str::trim).collect();
     let mut options = async_nats::ConnectOptions::new();
     if let Some(seed) = &identity.nkey_seed {
         options = options.nkey(seed.expose_secret().to_owned());
@@ -115,7 +125,7 @@ pub async fn connect_as(
                 _ => tracing::warn!("nats: {event}"),
             }
         })
-        .connect(url)
+        .connect(servers)
         .await
         .map_err(|source| Error::Connect { url: shown, source })
 }
@@ -133,7 +143,7 @@ impl Default for BusOptions {
     }
 }
 
-/// A connection with the bus set up: the JetStream context and the three KV buckets.
+/// A connection with the bus set up: the JetStream context and the KV buckets.
 #[derive(Debug, Clone)]
 pub struct Bus {
     pub client: async_nats::Client,
@@ -144,6 +154,8 @@ pub struct Bus {
     pub runners: kv::Store,
     /// [`subject::LEASES_BUCKET`]: leases, entries expire after [`LEASE_TTL`].
     pub leases: kv::Store,
+    /// [`subject::REGISTRATIONS_BUCKET`]: registrations applied at run time.
+    pub registrations: kv::Store,
 }
 
 /// [`ensure_bus_with`] with default options (one replica).
@@ -151,8 +163,15 @@ pub async fn ensure_bus(client: &async_nats::Client) -> Result<Bus, Error> {
     ensure_bus_with(client, &BusOptions::default()).await
 }
 
-/// Creates or updates every stream and bucket, then returns the [`Bus`].
+/// Creates or updates every stream and bucket with `opts.replicas` copies each, then returns
+/// the [`Bus`]. Raising the replicas of an existing stream (1 → 3 after moving to a cluster)
+/// is an update the server carries out in place.
 pub async fn ensure_bus_with(client: &async_nats::Client, opts: &BusOptions) -> Result<Bus, Error> {
+    if !(1..=MAX_REPLICAS).contains(&opts.replicas) {
+        return Err(Error::Replicas {
+            replicas: opts.replicas,
+        });
+    }
     let js = jetstream::new(client.clone());
     for config in stream_configs(opts.replicas) {
         ensure_stream(&js, config).await?;
@@ -179,12 +198,24 @@ pub async fn ensure_bus_with(client: &async_nats::Client, opts: &BusOptions) -> 
         },
     )
     .await?;
+    let registrations = ensure_bucket(
+        &js,
+        kv::Config {
+            bucket: subject::REGISTRATIONS_BUCKET.to_owned(),
+            history: RECORD_HISTORY,
+            storage: StorageType::File,
+            num_replicas: opts.replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
     Ok(Bus {
         client: client.clone(),
         js,
         jobs,
         runners,
         leases,
+        registrations,
     })
 }
 
@@ -209,12 +240,14 @@ pub async fn lookup_bus(client: &async_nats::Client) -> Result<Bus, Error> {
     let jobs = bucket(subject::JOBS_BUCKET).await?;
     let runners = bucket(subject::RUNNERS_BUCKET).await?;
     let leases = bucket(subject::LEASES_BUCKET).await?;
+    let registrations = bucket(subject::REGISTRATIONS_BUCKET).await?;
     Ok(Bus {
         client: client.clone(),
         js,
         jobs,
         runners,
         leases,
+        registrations,
     })
 }
 

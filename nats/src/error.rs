@@ -121,6 +121,9 @@ pub enum Error {
         key: String,
         attempts: u32,
     },
+    /// A replica count JetStream does not accept.
+    #[error("{replicas} replicas: streams and buckets take 1 to {max} (3 on a 3-node cluster)", max = crate::bus::MAX_REPLICAS)]
+    Replicas { replicas: usize },
     /// A lease was taken over or expired before it was renewed.
     #[error("lease `{key}` held by {holder} was lost")]
     LeaseLost { key: String, holder: String },
@@ -139,6 +142,7 @@ impl Error {
             | Error::AlreadyExists { .. }
             | Error::WrongRevision { .. }
             | Error::LeaseLost { .. }
+            | Error::Replicas { .. }
             | Error::Credentials { .. } => ErrorKind::Permanent,
             // Not there yet: the central placement creates it; retry.
             Error::LookupBucket { .. } => ErrorKind::Transient,

@@ -6,6 +6,7 @@
 //!   [`bus_schema::subject`], created or updated idempotently by the central placement;
 //!   [`lookup_bus`] only looks them up (tenant agents, the webhook).
 //! - [`security`]: the identities and their grants, and the server configuration for them.
+//! - [`cluster`]: per-node configurations of a JetStream cluster, and a local cluster for tests.
 //! - [`Records`]: typed records in a KV bucket where every write is a compare-and-set on the
 //!   revision, and [`Records::modify`] retries a read-modify-write until it lands.
 //! - [`Leases`]: exclusive, expiring ownership of a key (poller per registration, reaper sweep).
@@ -15,6 +16,7 @@
 //! Nothing here spells a subject, stream or bucket name: they all come from `bus_schema`.
 
 mod bus;
+pub mod cluster;
 mod error;
 mod lease;
 mod records;
@@ -22,9 +24,10 @@ pub mod security;
 pub mod server;
 
 pub use bus::{
-    Bus, BusOptions, DUPLICATE_WINDOW, EVENT_MAX_AGE, Identity, RECORD_HISTORY, connect,
+    Bus, BusOptions, DUPLICATE_WINDOW, EVENT_MAX_AGE, Identity, MAX_REPLICAS, RECORD_HISTORY, connect,
     connect_as, connect_named, ensure_bus, ensure_bus_with, lookup_bus, redact_url,
 };
+pub use cluster::NatsCluster;
 pub use error::Error;
 pub use lease::{LEASE_RENEW_EVERY, LEASE_TTL, Lease, Leases};
 pub use records::{MODIFY_ATTEMPTS, Modified, Records};

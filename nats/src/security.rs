@@ -131,6 +131,7 @@ fn bucket_info() -> Vec<String> {
         subject::JOBS_BUCKET,
         subject::RUNNERS_BUCKET,
         subject::LEASES_BUCKET,
+        subject::REGISTRATIONS_BUCKET,
     ]
     .iter()
     .map(|b| format!("$JS.API.STREAM.INFO.KV_{b}"))
@@ -150,6 +151,12 @@ fn consumer(stream: &str, name: &str, filter: &str) -> [String; 4] {
 fn agent_grants(tenant: &str, inbox: &str) -> Result<Grants, subject::SubjectError> {
     let runners = format!("KV_{}", subject::RUNNERS_BUCKET);
     let leases = format!("KV_{}", subject::LEASES_BUCKET);
+    let registrations = format!("KV_{}", subject::REGISTRATIONS_BUCKET);
+    let registration_keys = format!(
+        "$KV.{}.{}",
+        subject::REGISTRATIONS_BUCKET,
+        subject::registration_keys_of(tenant)?
+    );
     let runner_keys = format!(
         "$KV.{}.{}",
         subject::RUNNERS_BUCKET,
@@ -189,6 +196,13 @@ fn agent_grants(tenant: &str, inbox: &str) -> Result<Grants, subject::SubjectErr
         // Its sweep lease.
         format!("$JS.API.DIRECT.GET.{leases}.{sweep_key}"),
         sweep_key,
+        // Its live registrations: apply and remove (`shr registration apply|remove` with the
+        // tenant's credentials), read and list them. Another tenant's keys are refused by
+        // the server.
+        format!("$JS.API.DIRECT.GET.{registrations}.{registration_keys}"),
+        registration_keys.clone(),
+        format!("$JS.API.CONSUMER.CREATE.{registrations}.*.{registration_keys}"),
+        format!("$JS.API.CONSUMER.MSG.NEXT.{registrations}.*"),
     ]);
     Ok(Grants {
         publish,
@@ -318,7 +332,8 @@ mod tests {
                 || subject.contains("-a.")
                 || subject.ends_with("-a");
             let shared = subject.starts_with("$JS.API.STREAM.INFO.KV_")
-                || subject.starts_with("$JS.API.CONSUMER.MSG.NEXT.KV_shr-runners.*");
+                || subject.starts_with("$JS.API.CONSUMER.MSG.NEXT.KV_shr-runners.*")
+                || subject.starts_with("$JS.API.CONSUMER.MSG.NEXT.KV_shr-registrations.*");
             assert!(about_a || shared, "{subject}");
         }
         assert!(

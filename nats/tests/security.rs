@@ -205,6 +205,18 @@ async fn an_agent_works_with_its_own_subjects_keys_and_consumers() {
         .await
         .unwrap();
     assert!(lease.is_some());
+
+    // Its live registrations: apply, read, list, remove.
+    let regs: Records<u32> = Records::new(bus.registrations.clone());
+    let reg_key = subject::registration_key("a", "a-org").unwrap();
+    regs.create(&reg_key, &1).await.unwrap();
+    assert_eq!(regs.get(&reg_key).await.unwrap().map(|(v, _)| v), Some(1));
+    let listed = regs
+        .keys_matching(&subject::registration_keys_of("a").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![reg_key.clone()]);
+    regs.delete(&reg_key).await.unwrap();
 }
 
 #[tokio::test]
@@ -256,6 +268,15 @@ async fn with_b_s_credentials_a_s_subjects_keys_and_consumers_are_refused() {
         .state
         .messages;
     assert_eq!(events, 0, "nothing forged reached the stream");
+
+    // Applying a registration under A's prefix, through the KV API as `shr registration
+    // apply` does: refused by the server, nothing stored.
+    let a_reg = subject::registration_key("a", "sneaky").unwrap();
+    let b_regs: Records<u32> = Records::new(b_bus.registrations.clone());
+    assert!(b_regs.create(&a_reg, &1).await.is_err());
+    violations.wait_for(&a_reg).await;
+    assert!(central.registrations.get(a_reg.as_str()).await.unwrap().is_none());
+    assert!(b_regs.get(&a_reg).await.is_err());
 
     // Reading A's KV keys (direct get) and listing them.
     let b_runners: Records<u32> = Records::new(b_bus.runners.clone());

@@ -44,6 +44,9 @@ pub const DEFAULT_MAX_CPU_MILLIS: u32 = 4000;
 /// The largest memory (MiB) a job may ask for unless `limits.max_memory` raises it.
 pub const DEFAULT_MAX_MEMORY_MIB: u32 = 16 * 1024;
 
+/// The most copies JetStream keeps of a stream (its own limit).
+pub const MAX_NATS_REPLICAS: usize = 5;
+
 /// A whole configuration file.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -63,6 +66,10 @@ pub struct Controller {
     pub id: String,
     /// The NATS server; `None` means start or choose a local one.
     pub nats_url: Option<Url>,
+    /// Copies JetStream keeps of every stream and bucket this deployment creates
+    /// (`nats_replicas`, 1 to [`MAX_NATS_REPLICAS`], default 1). 3 on a 3-node cluster: the
+    /// state then survives the loss of any one node.
+    pub nats_replicas: usize,
     /// The NATS nkey user seed (`SU…`) of this process's identity, by reference.
     pub nats_nkey_seed: Option<SecretRef>,
     /// A NATS `.creds` file (user JWT and seed) of this process's identity, by reference.
@@ -483,7 +490,7 @@ impl Config {
         let actors: Vec<&str> = c.actors.iter().map(|a| a.name()).collect();
         let _ = writeln!(
             out,
-            "controller {}: actors {}; tenants {}; nats {}{}",
+            "controller {}: actors {}; tenants {}; nats {}{}{}",
             c.id,
             actors.join(", "),
             c.tenants.as_ref().map_or("all".into(), |t| t
@@ -496,6 +503,11 @@ impl Config {
                 (Some(seed), _) => format!(" (nkey {seed})"),
                 (None, Some(creds)) => format!(" (creds {creds})"),
                 (None, None) => String::new(),
+            },
+            if c.nats_replicas > 1 {
+                format!(" (state replicated x{})", c.nats_replicas)
+            } else {
+                String::new()
             },
         );
         if self.runs(Actor::Webhook) {

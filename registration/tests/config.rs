@@ -262,6 +262,23 @@ fn the_controller_id_is_required() {
 }
 
 #[test]
+fn nats_replicas_default_to_one_and_stay_within_jetstreams_limit() {
+    let config = Config::parse(&with_registration(OK_REG), "shr.toml", &clouds::Registry).unwrap();
+    assert_eq!(config.controller.nats_replicas, 1);
+    let three = with_registration(OK_REG).replace(CONTROLLER, &format!("{CONTROLLER}nats_replicas = 3\n"));
+    let config = Config::parse(&three, "shr.toml", &clouds::Registry).unwrap();
+    assert_eq!(config.controller.nats_replicas, 3);
+    assert!(config.summary().contains("replicated x3"), "{}", config.summary());
+    for bad in ["0", "6", "-1"] {
+        let text = with_registration(OK_REG)
+            .replace(CONTROLLER, &format!("{CONTROLLER}nats_replicas = {bad}\n"));
+        let e = errors(&text);
+        assert!(e.has_field("controller.nats_replicas"), "{e}");
+        assert!(e.to_string().contains("between 1 and 5"), "{e}");
+    }
+}
+
+#[test]
 fn tenants_controller_and_webhook_are_validated() {
     let text = r#"
 [controller]

@@ -443,7 +443,10 @@ async fn connect_bus(url: &str, holder: &str, config: &Config) -> anyhow::Result
         let attempt = async {
             let client = shr_nats::connect_as(url, &format!("shr-{holder}"), &identity).await?;
             if creates {
-                shr_nats::ensure_bus(&client).await
+                let options = shr_nats::BusOptions {
+                    replicas: config.controller.nats_replicas,
+                };
+                shr_nats::ensure_bus_with(&client, &options).await
             } else {
                 shr_nats::lookup_bus(&client).await
             }

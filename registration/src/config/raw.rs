@@ -33,6 +33,7 @@ pub(super) struct RawController {
     pub tenants: Option<Vec<String>>,
     pub work_dir: Option<PathBuf>,
     pub metrics_listen: Option<String>,
+    pub nats_replicas: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

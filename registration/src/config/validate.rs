@@ -211,9 +211,27 @@ fn controller(
             None
         }
     });
+    let nats_replicas = match raw.nats_replicas {
+        None => 1,
+        Some(n) => match usize::try_from(n) {
+            Ok(n) if (1..=super::MAX_NATS_REPLICAS).contains(&n) => n,
+            _ => {
+                c.push(
+                    "controller.nats_replicas",
+                    format!(
+                        "must be between 1 and {} (JetStream keeps at most 5 copies; use 3 \
+                         on a 3-node cluster), got {n}",
+                        super::MAX_NATS_REPLICAS
+                    ),
+                );
+                1
+            }
+        },
+    };
     Controller {
         id,
         nats_url,
+        nats_replicas,
         nats_nkey_seed,
         nats_creds,
         actors,
