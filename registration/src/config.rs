@@ -7,8 +7,11 @@
 //! resolved later by whoever needs them, so validation needs no environment.
 //! See `examples/*.toml` for a commented configuration.
 
+mod live;
 mod raw;
 mod validate;
+
+pub use live::LiveTable;
 
 pub(crate) use validate::scope_from_url;
 
@@ -56,6 +59,8 @@ pub struct Config {
     pub webhook: WebhookConfig,
     tenants: BTreeMap<String, Tenant>,
     registrations: Vec<Registration>,
+    /// The text this was parsed from: live registrations are validated by merging them into it.
+    text: Arc<str>,
 }
 
 /// `[controller]`: identity and placement of this process.
@@ -66,6 +71,9 @@ pub struct Controller {
     pub id: String,
     /// The NATS server; `None` means start or choose a local one.
     pub nats_url: Option<Url>,
+    /// More servers of the same cluster (`nats_servers`): the client connects to any of
+    /// `nats_url` and these, so a process starts while one node is down.
+    pub nats_servers: Vec<Url>,
     /// Copies JetStream keeps of every stream and bucket this deployment creates
     /// (`nats_replicas`, 1 to [`MAX_NATS_REPLICAS`], default 1). 3 on a 3-node cluster: the
     /// state then survives the loss of any one node.
@@ -83,6 +91,19 @@ pub struct Controller {
     /// Where `/metrics`, `/healthz`, `/readyz` and the status page are served; `None` means
     /// a free port on 127.0.0.1, printed at start-up.
     pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl Controller {
+    /// What a client connects to: `nats_url`, then every `nats_servers` entry,
+    /// comma-separated; `None` without `nats_url`.
+    pub fn nats_connect_url(&self) -> Option<String> {
+        let first = self.nats_url.as_ref()?;
+        let all: Vec<String> = std::iter::once(first)
+            .chain(&self.nats_servers)
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .collect();
+        Some(all.join(","))
+    }
 }
 
 /// One kind of actor.
@@ -412,7 +433,14 @@ impl Config {
         registry: &dyn SettingsRegistry,
     ) -> Result<Config, ConfigErrors> {
         let raw = validate::deserialize(text, file)?;
-        validate::validate(raw, file, &validate::Context { text, registry })
+        let mut config = validate::validate(raw, file, &validate::Context { text, registry })?;
+        config.text = Arc::from(text);
+        Ok(config)
+    }
+
+    /// The text this configuration was parsed from.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
     }
 
     /// Every registration, in file order.

@@ -269,6 +269,24 @@ fn nats_replicas_default_to_one_and_stay_within_jetstreams_limit() {
     let config = Config::parse(&three, "shr.toml", &clouds::Registry).unwrap();
     assert_eq!(config.controller.nats_replicas, 3);
     assert!(config.summary().contains("replicated x3"), "{}", config.summary());
+    let servers = with_registration(OK_REG).replace(
+        CONTROLLER,
+        &format!(
+            "{CONTROLLER}nats_url = \"nats://n1:4222\"\nnats_servers = [\"nats://n2:4222\", \"nats://n3:4222\"]\n"
+        ),
+    );
+    let config = Config::parse(&servers, "shr.toml", &clouds::Registry).unwrap();
+    assert_eq!(
+        config.controller.nats_connect_url().unwrap(),
+        "nats://n1:4222,nats://n2:4222,nats://n3:4222"
+    );
+    let leaky = with_registration(OK_REG).replace(
+        CONTROLLER,
+        &format!("{CONTROLLER}nats_url = \"nats://n1:4222\"\nnats_servers = [\"nats://u:p@n2:4222\"]\n"),
+    );
+    let e = errors(&leaky);
+    assert!(e.has_field("controller.nats_servers[0]"), "{e}");
+    assert!(!e.to_string().contains("u:p"), "{e}");
     for bad in ["0", "6", "-1"] {
         let text = with_registration(OK_REG)
             .replace(CONTROLLER, &format!("{CONTROLLER}nats_replicas = {bad}\n"));

@@ -126,8 +126,8 @@ async fn serve(
         .unwrap_or_else(|| PathBuf::from("work"));
     std::fs::create_dir_all(&work_dir)?;
     // Without a NATS URL, start a local server with its store under the work dir.
-    let nats_url = match &config.controller.nats_url {
-        Some(url) => url.to_string(),
+    let nats_url = match config.controller.nats_connect_url() {
+        Some(url) => url,
         None => {
             let options = shr_nats::ServerOptions {
                 store_dir: Some(work_dir.join("nats")),

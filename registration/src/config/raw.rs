@@ -34,6 +34,7 @@ pub(super) struct RawController {
     pub work_dir: Option<PathBuf>,
     pub metrics_listen: Option<String>,
     pub nats_replicas: Option<i64>,
+    pub nats_servers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

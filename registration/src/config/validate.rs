@@ -101,6 +101,7 @@ pub(super) fn validate(
         webhook,
         tenants,
         registrations,
+        text: std::sync::Arc::from(""),
     })
 }
 
@@ -127,7 +128,10 @@ fn url(c: &mut Collector, field: String, value: &str, schemes: &[&str]) -> Optio
 /// `nats_nkey_seed` or `nats_creds`, so they never show up in summaries, logs or errors; a
 /// URL carrying them is refused without echoing it.
 fn nats_url(c: &mut Collector, value: &str) -> Option<Url> {
-    let field = "controller.nats_url";
+    nats_url_at(c, "controller.nats_url", value)
+}
+
+fn nats_url_at(c: &mut Collector, field: &str, value: &str) -> Option<Url> {
     let host_part = value.split_once("://").map_or(value, |(_, rest)| rest);
     let host_part = host_part.split(['/', '?', '#']).next().unwrap_or_default();
     if host_part.contains('@') {
@@ -167,6 +171,16 @@ fn controller(
         }
     };
     let nats_url = raw.nats_url.and_then(|u| nats_url(c, &u));
+    let nats_servers: Vec<Url> = (raw.nats_servers.unwrap_or_default().iter())
+        .enumerate()
+        .filter_map(|(i, u)| nats_url_at(c, &format!("controller.nats_servers[{i}]"), u))
+        .collect();
+    if !nats_servers.is_empty() && nats_url.is_none() {
+        c.push(
+            "controller.nats_servers",
+            "needs controller.nats_url (the first server of the cluster)",
+        );
+    }
     let nats_nkey_seed = raw
         .nats_nkey_seed
         .and_then(|s| secret(c, "controller.nats_nkey_seed".into(), &s));
@@ -231,6 +245,7 @@ fn controller(
     Controller {
         id,
         nats_url,
+        nats_servers,
         nats_replicas,
         nats_nkey_seed,
         nats_creds,
