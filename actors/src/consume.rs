@@ -290,7 +290,7 @@ pub fn registration_of(
     tenant: &str,
     registration: &str,
 ) -> Result<(), Error> {
-    match ctx.config.registration(registration) {
+    match ctx.config().registration(registration) {
         Some(reg) if reg.tenant == tenant => Ok(()),
         Some(reg) => Err(Error::Config(format!(
             "registration `{registration}` belongs to tenant `{}`, not `{tenant}`",

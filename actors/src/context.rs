@@ -6,19 +6,21 @@ use std::sync::Arc;
 use bus_schema::{JobRecord, RunnerRecord};
 use github_client::GitHubClient;
 use registration::{Config, Registration};
+
+use crate::live::{Live, Snapshot};
 use shr_nats::{Bus, Records};
 
 use crate::Error;
 
-/// Shared, read-only handles. Cheap to clone.
+/// Shared handles. Cheap to clone. The configuration and the GitHub clients are a
+/// [`Live`] snapshot: live registrations ([`crate::live`]) replace it while the actors run,
+/// and every call below reads the current one.
 #[derive(Clone)]
 pub struct Context {
-    pub config: Arc<Config>,
+    pub live: Arc<Live>,
     pub bus: Bus,
     pub jobs: Records<JobRecord>,
     pub runners: RunnerRecords,
-    /// One client per registration (each holds its own credential, rate budget and JIT pacer).
-    pub github: Arc<BTreeMap<String, GitHubClient>>,
     /// Counters of this process's actors.
     pub stats: Arc<Stats>,
     /// The JIT sealing keys this process holds (see [`JitKeys`]).
@@ -133,7 +135,10 @@ impl Stats {
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("registrations", &self.github.keys().collect::<Vec<_>>())
+            .field(
+                "registrations",
+                &self.live.snapshot().github.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -143,9 +148,8 @@ impl Context {
         Self {
             jobs: Records::new(bus.jobs.clone()),
             runners: RunnerRecords(Records::new(bus.runners.clone())),
-            config,
+            live: Arc::new(Live::new(config, github)),
             bus,
-            github: Arc::new(github),
             stats: Arc::default(),
             jit_keys: Arc::default(),
         }
@@ -157,18 +161,40 @@ impl Context {
         self
     }
 
-    pub fn registration(&self, name: &str) -> Result<&Registration, Error> {
-        self.config
-            .registration(name)
-            .ok_or_else(|| Error::Config(format!("unknown registration `{name}`")))
+    /// The current configuration (the file's, plus the live registrations).
+    pub fn config(&self) -> Arc<Config> {
+        self.live.snapshot().config.clone()
     }
 
-    pub fn github(&self, registration: &str) -> Result<&GitHubClient, Error> {
-        self.github.get(registration).ok_or_else(|| {
-            Error::Config(format!(
-                "no GitHub client for registration `{registration}`"
-            ))
-        })
+    /// Registration `name` in the current configuration. A removed registration that is
+    /// still draining is found (its runners are finished and reaped); see
+    /// [`Context::is_draining`].
+    pub fn registration(&self, name: &str) -> Result<Reg, Error> {
+        let snapshot = self.live.snapshot();
+        let index = (snapshot.config.registrations().iter())
+            .position(|r| r.name == name)
+            .ok_or_else(|| Error::Config(format!("unknown registration `{name}`")))?;
+        Ok(Reg { snapshot, index })
+    }
+
+    /// Whether registration `name` was removed and is draining: not polled, nothing new
+    /// provisioned for it.
+    pub fn is_draining(&self, name: &str) -> bool {
+        self.live.snapshot().draining.contains(name)
+    }
+
+    /// The GitHub client of `registration` (clones share the credential, budget and pacer).
+    pub fn github(&self, registration: &str) -> Result<GitHubClient, Error> {
+        self.live
+            .snapshot()
+            .github
+            .get(registration)
+            .cloned()
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "no GitHub client for registration `{registration}`"
+                ))
+            })
     }
 
     /// A JetStream message id for a stream tenants publish into: tenant-led and unguessable
@@ -195,5 +221,20 @@ impl Context {
             .await?;
         tracing::trace!(%subject, stream = %ack.stream, sequence = ack.sequence, duplicate = ack.duplicate, "published");
         Ok(())
+    }
+}
+
+/// A registration of the current snapshot, held alive while in use.
+#[derive(Debug, Clone)]
+pub struct Reg {
+    snapshot: Arc<Snapshot>,
+    index: usize,
+}
+
+impl std::ops::Deref for Reg {
+    type Target = Registration;
+
+    fn deref(&self) -> &Registration {
+        &self.snapshot.config.registrations()[self.index]
     }
 }

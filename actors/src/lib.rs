@@ -24,6 +24,7 @@ mod context;
 mod error;
 pub mod ingress;
 pub mod leased;
+pub mod live;
 pub mod observe;
 pub mod poller;
 pub mod pool;
@@ -38,6 +39,6 @@ pub mod tls;
 pub mod trace;
 pub mod webhook;
 
-pub use context::{Context, JitKeys, RunnerRecords, Stats};
+pub use context::{Context, JitKeys, Reg, RunnerRecords, Stats};
 pub use error::Error;
 pub use provisioner::ProviderSet;

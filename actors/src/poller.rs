@@ -34,22 +34,18 @@ use tokio_util::sync::CancellationToken;
 use crate::leased::LeasedLoop;
 use crate::{Context, Error};
 
-/// Runs one polling loop per polling registration until `cancel` fires.
+/// Runs one polling loop per polling registration until `cancel` fires. Follows live
+/// registrations ([`crate::live`]): an applied one starts polling, a removed (draining) one
+/// stops.
 pub async fn run(ctx: Context, holder: String, cancel: CancellationToken) -> Result<(), Error> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for reg in ctx.config.registrations() {
-        if !reg.detection.uses_poll() {
-            continue;
-        }
-        let ctx = ctx.clone();
-        let holder = holder.clone();
-        let cancel = cancel.clone();
-        let name = reg.name.clone();
-        tasks.spawn(async move { poll_loop(ctx, name, holder, cancel).await });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.map_err(|e| Error::bus("poller task", e))?;
-    }
+    let wanted = |snapshot: &crate::live::Snapshot, reg: &Registration| {
+        reg.detection.uses_poll() && !snapshot.draining.contains(&reg.name)
+    };
+    let start = |name: String, token: CancellationToken| {
+        let (ctx, holder) = (ctx.clone(), holder.clone());
+        async move { poll_loop(ctx, name, holder, token).await }
+    };
+    crate::live::per_registration(&ctx, &cancel, wanted, start).await;
     Ok(())
 }
 
@@ -117,7 +113,7 @@ pub async fn poll_once(
     let reg = ctx.registration(registration)?;
     let github = ctx.github(registration)?;
     let mut published = 0;
-    for (owner, repo) in repositories(reg, github).await? {
+    for (owner, repo) in repositories(&reg, &github).await? {
         let full = format!("{owner}/{repo}");
         let mut active = BTreeSet::new();
         for (status, token) in [
@@ -167,7 +163,7 @@ pub async fn poll_once(
                 let again = cache.reported.get(&job.id) == Some(&job.status);
                 if job.status == RunStatus::Queued || !again {
                     tracing::trace!(job = job.id, status = ?job.status, "poll publishes");
-                    publish(ctx, reg, job).await?;
+                    publish(ctx, &reg, job).await?;
                     cache.reported.insert(job.id, job.status);
                     published += 1;
                 }
@@ -182,7 +178,7 @@ pub async fn poll_once(
         }
         cache.active.insert(full, active);
     }
-    published += recheck_tracked(ctx, reg, github).await?;
+    published += recheck_tracked(ctx, &reg, &github).await?;
     Ok(published)
 }
 

@@ -94,8 +94,8 @@ pub fn is_idle_pool_runner(rec: &RunnerRecord) -> bool {
 
 /// The spec of a registration's pool runners: all its labels, at its default size.
 pub fn pool_spec(ctx: &Context, reg: &Registration) -> Result<RunnerSpec, Error> {
-    let tenant = ctx
-        .config
+    let config = ctx.config();
+    let tenant = config
         .tenant(&reg.tenant)
         .ok_or_else(|| Error::Config(format!("unknown tenant `{}`", reg.tenant)))?;
     registration::labels::resolve(&reg.labels, reg, tenant)
@@ -108,7 +108,8 @@ pub async fn on_runner_deleted(ctx: &Context, deleted: &RunnerDeleted) -> Result
     let Some((rec, _)) = ctx.runners.get(&deleted.runner_name).await? else {
         return Ok(());
     };
-    let Some(reg) = ctx.config.registration(&rec.registration) else {
+    let config = ctx.config();
+    let Some(reg) = config.registration(&rec.registration) else {
         return Ok(());
     };
     let slots = release(ctx, &reg.name, std::slice::from_ref(&rec.name)).await?;
@@ -221,7 +222,7 @@ async fn next_sequence(ctx: &Context, tenant: &str) -> Result<u32, Error> {
 /// first), and pokes waiting jobs if slots are free.
 pub async fn refill_once(ctx: &Context, registration: &str) -> Result<PoolReport, Error> {
     let reg = ctx.registration(registration)?;
-    let (slots, live, reclaimed) = reclaim(ctx, reg).await?;
+    let (slots, live, reclaimed) = reclaim(ctx, &reg).await?;
     let idle: Vec<&RunnerRecord> = live.iter().filter(|r| is_idle_pool_runner(r)).collect();
     let mut report = PoolReport {
         idle: idle.len(),
@@ -230,7 +231,7 @@ pub async fn refill_once(ctx: &Context, registration: &str) -> Result<PoolReport
     };
     let min_idle = usize::try_from(reg.limits.min_idle).unwrap_or(usize::MAX);
     if min_idle > 0 {
-        let spec = pool_spec(ctx, reg)?;
+        let spec = pool_spec(ctx, &reg)?;
         let (claim_ms, now) = (request::claim_ms(), now_millis());
         for rec in idle
             .iter()
@@ -273,7 +274,7 @@ pub async fn refill_once(ctx: &Context, registration: &str) -> Result<PoolReport
         }
     }
     if !slots.waiting.is_empty() {
-        report.poked = poke(ctx, reg, &slots, None).await?;
+        report.poked = poke(ctx, &reg, &slots, None).await?;
     }
     Ok(report)
 }
@@ -292,8 +293,8 @@ pub async fn adopt(
     if min_idle == 0 {
         return Ok(adopted);
     }
-    let spec = pool_spec(ctx, reg)?;
-    let (_, live, _) = reclaim(ctx, reg).await?;
+    let spec = pool_spec(ctx, &reg)?;
+    let (_, live, _) = reclaim(ctx, &reg).await?;
     let mut short = min_idle.saturating_sub(live.iter().filter(|r| is_idle_pool_runner(r)).count());
     for f in free.iter().filter(|f| f.registration == reg.name) {
         if short == 0 {
@@ -338,24 +339,21 @@ pub async fn run_pool(
     holder: String,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for reg in ctx.config.registrations() {
-        let key = subject::pool_lease_key(&reg.name)?;
-        let span = tracing::info_span!("pool", registration = %reg.name);
-        tasks.spawn(tracing::Instrument::instrument(
-            pool_loop(
-                ctx.clone(),
-                reg.name.clone(),
-                key,
-                holder.clone(),
-                cancel.clone(),
-            ),
+    // Every registration, live ones included (a draining one still frees and reclaims its
+    // slots; `take_slot` admits no new runner for it).
+    let start = |name: String, token: CancellationToken| {
+        let (ctx, holder) = (ctx.clone(), holder.clone());
+        let span = tracing::info_span!("pool", registration = %name);
+        tracing::Instrument::instrument(
+            async move {
+                if let Ok(key) = subject::pool_lease_key(&name) {
+                    pool_loop(ctx, name, key, holder, token).await;
+                }
+            },
             span,
-        ));
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.map_err(|e| Error::bus("pool task", e))?;
-    }
+        )
+    };
+    crate::live::per_registration(&ctx, &cancel, |_, _| true, start).await;
     Ok(())
 }
 

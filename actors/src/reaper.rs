@@ -147,8 +147,8 @@ pub enum Outcome {
 }
 
 /// The GitHub runner of a record, and the client and scope to reach it.
-struct GitHubSide<'a> {
-    client: &'a GitHubClient,
+struct GitHubSide {
+    client: GitHubClient,
     scope: Scope,
     id: u64,
 }
@@ -379,10 +379,8 @@ pub async fn reconcile(
         None => None,
     };
     let seen = observe(provider, github.as_ref(), name).await;
-    let limits = ctx
-        .config
-        .registration(&rec.registration)
-        .map(|r| &r.limits);
+    let config = ctx.config();
+    let limits = config.registration(&rec.registration).map(|r| &r.limits);
     let timeouts = Timeouts::for_record(limits, &rec, clock.grace);
     let action = decide(&rec, seen, asked, clock.now, timeouts);
     tracing::debug!(runner = %name, state = ?rec.state, ?asked, ?seen, ?action, "reap decision");
@@ -427,7 +425,7 @@ pub async fn reconcile(
     }
 }
 
-async fn observe(provider: &dyn Provider, github: Option<&GitHubSide<'_>>, name: &str) -> Observed {
+async fn observe(provider: &dyn Provider, github: Option<&GitHubSide>, name: &str) -> Observed {
     let instance = match provider.get(name).await {
         Ok(Some(instance)) => Seen::Present(instance.status),
         Ok(None) => Seen::Absent,

@@ -191,12 +191,12 @@ fn resolve(
     labels: &[String],
 ) -> Result<Result<RunnerSpec, Decline>, Error> {
     let reg = ctx.registration(registration)?;
-    let tenant = ctx
-        .config
+    let config = ctx.config();
+    let tenant = config
         .tenant(tenant)
         .ok_or_else(|| Error::Config(format!("unknown tenant `{tenant}`")))?;
     Ok(
-        registration::labels::resolve(labels, reg, tenant).map_err(|d| Decline {
+        registration::labels::resolve(labels, &reg, tenant).map_err(|d| Decline {
             code: d.code(),
             reason: d.to_string(),
         }),
@@ -211,7 +211,8 @@ fn admit(
     labels: &[String],
 ) -> Result<Admission, Error> {
     let spec = resolve(ctx, registration, tenant, labels)?;
-    let caps = match (&spec, ctx.config.tenant(tenant)) {
+    let config = ctx.config();
+    let caps = match (&spec, config.tenant(tenant)) {
         (Ok(spec), Some(t)) => t.providers.capabilities(spec.provider),
         _ => None,
     };

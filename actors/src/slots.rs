@@ -31,6 +31,15 @@ pub async fn take_slot(
     job_id: u64,
     now: UnixMillis,
 ) -> Result<bool, Error> {
+    if ctx.is_draining(registration) {
+        tracing::info!(
+            registration,
+            runner = name,
+            job = job_id,
+            "registration removed and draining: no new runner"
+        );
+        return Ok(false);
+    }
     let max =
         usize::try_from(ctx.registration(registration)?.limits.max_runners).unwrap_or(usize::MAX);
     let key = subject::slots_key(registration)?;

@@ -216,10 +216,8 @@ async fn sweep_name(
             tracing::warn!(runner = %name, record_tenant = %rec.tenant, "runner record names another tenant; skipped");
         }
         Some((rec, _)) => {
-            let limits = ctx
-                .config
-                .registration(&rec.registration)
-                .map(|r| &r.limits);
+            let config = ctx.config();
+            let limits = config.registration(&rec.registration).map(|r| &r.limits);
             let timeouts = Timeouts::for_record(limits, &rec, clock.grace);
             let seen = snapshot(&rec, found, listings);
             if let Action::Keep(_) = reaper::decide(&rec, seen, None, clock.now, timeouts) {
@@ -267,12 +265,8 @@ async fn list(
             }
         }
     }
-    for reg in ctx
-        .config
-        .registrations()
-        .iter()
-        .filter(|r| r.tenant == tenant)
-    {
+    let config = ctx.config();
+    for reg in config.registrations().iter().filter(|r| r.tenant == tenant) {
         let listed = match ctx.github(&reg.name) {
             Ok(client) => client.list_runners(&reg.scope()).await.map_err(Error::from),
             Err(error) => Err(error),
@@ -330,8 +324,8 @@ async fn mark(
 ) -> Result<bool, Error> {
     let instance = found.instances.first();
     let github = found.github.first();
-    let tenant_registrations: Vec<&str> = ctx
-        .config
+    let config = ctx.config();
+    let tenant_registrations: Vec<&str> = config
         .registrations()
         .iter()
         .filter(|r| r.tenant == tenant)

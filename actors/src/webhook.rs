@@ -115,6 +115,8 @@ pub struct WebhookState {
     secret: Arc<SecretString>,
     /// Registrations with their own webhook secret.
     registration_secrets: Arc<BTreeMap<String, SecretString>>,
+    /// Live registrations: their own secrets are read from the current snapshot.
+    live: Option<Arc<crate::live::Live>>,
     bus: shr_nats::Bus,
     routing: Arc<dyn Routing>,
     pub stats: Arc<WebhookStats>,
@@ -134,6 +136,7 @@ impl WebhookState {
         Self {
             secret: Arc::new(secret),
             registration_secrets: Arc::default(),
+            live: None,
             bus,
             routing,
             stats: Arc::default(),
@@ -146,12 +149,28 @@ impl WebhookState {
         self
     }
 
-    /// The secret that signs `registration`'s deliveries: its own, else the global one.
-    fn secret_of(&self, registration: &str) -> &SecretString {
-        self.registration_secrets
-            .get(registration)
-            .unwrap_or(&self.secret)
+    /// The same state, taking registration secrets from `live`'s current snapshot (the
+    /// file's and the live registrations'); route it with `live` too.
+    pub fn with_live(mut self, live: Arc<crate::live::Live>) -> Self {
+        self.live = Some(live);
+        self
     }
+
+    /// The registrations' own secrets now.
+    fn registration_secrets(&self) -> Arc<BTreeMap<String, SecretString>> {
+        match &self.live {
+            Some(live) => {
+                let snapshot = live.snapshot();
+                let mut all = (*self.registration_secrets).clone();
+                all.extend(
+                    (snapshot.webhook_secrets.iter()).map(|(k, v)| (k.clone(), v.clone())),
+                );
+                Arc::new(all)
+            }
+            None => self.registration_secrets.clone(),
+        }
+    }
+
 }
 
 /// The axum router serving the webhook at `path` (body limit `max_body` bytes), plus
@@ -285,7 +304,9 @@ async fn deliver(
     let signed_by = |secret: &SecretString| {
         signature_valid(secret.expose_secret().as_bytes(), &body, signature)
     };
-    let known = signed_by(&state.secret) || state.registration_secrets.values().any(signed_by);
+    let own_secrets = state.registration_secrets();
+    let secret_of = |registration: &str| own_secrets.get(registration).unwrap_or(&state.secret);
+    let known = signed_by(&state.secret) || own_secrets.values().any(signed_by);
     if !known {
         stats.bad_signature.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
@@ -351,7 +372,7 @@ async fn deliver(
         return (StatusCode::ACCEPTED, "no registration for repository\n");
     }
     let signed: Vec<_> = (routes.into_iter())
-        .filter(|r| signed_by(state.secret_of(&r.registration)))
+        .filter(|r| signed_by(secret_of(&r.registration)))
         .collect();
     if signed.is_empty() {
         stats.bad_signature.fetch_add(1, Ordering::Relaxed);

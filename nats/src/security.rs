@@ -117,7 +117,12 @@ impl Role {
                 subscribe: vec![format!("{}.>", self.inbox_prefix())],
             },
             Role::Webhook => Grants {
-                publish: [vec![subject::ALL_JOB_EVENTS.to_owned()], bucket_info()].concat(),
+                publish: [
+                    vec![subject::ALL_JOB_EVENTS.to_owned()],
+                    bucket_info(),
+                    read_registrations(),
+                ]
+                .concat(),
                 subscribe: vec![format!("{}.>", self.inbox_prefix())],
             },
             Role::Agent(tenant) => agent_grants(tenant, &self.inbox_prefix())?,
@@ -136,6 +141,19 @@ fn bucket_info() -> Vec<String> {
     .iter()
     .map(|b| format!("$JS.API.STREAM.INFO.KV_{b}"))
     .collect()
+}
+
+/// Reading every live registration (the webhook routes deliveries by them): a KV watch (an
+/// unnamed ordered consumer on the registrations bucket, with its flow control) and direct
+/// gets. Registrations hold secret references, never secrets.
+fn read_registrations() -> Vec<String> {
+    let stream = format!("KV_{}", subject::REGISTRATIONS_BUCKET);
+    vec![
+        format!("$JS.API.CONSUMER.CREATE.{stream}"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+        format!("$JS.API.DIRECT.GET.{stream}.>"),
+        format!("$JS.FC.{stream}.>"),
+    ]
 }
 
 /// A durable pull consumer bound by name with one filter: look up, create, fetch, ack.
@@ -353,6 +371,7 @@ mod tests {
             .publish
             .iter()
             .filter(|s| !s.starts_with("$JS.API.STREAM.INFO.KV_"))
+            .filter(|s| !s.contains("KV_shr-registrations"))
             .collect();
         assert_eq!(bus, vec!["shr.v1.job.*.*"]);
     }

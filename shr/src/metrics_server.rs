@@ -92,7 +92,7 @@ pub async fn start(
     running: &crate::wiring::Running,
     cancel: CancellationToken,
 ) -> anyhow::Result<MetricsServer> {
-    let config = running.ctx.config.clone();
+    let config = running.ctx.config();
     let addr = config
         .controller
         .metrics_listen
@@ -106,7 +106,7 @@ pub async fn start(
         bus: running.ctx.bus.clone(),
         mirror: Arc::default(),
         mirror_live: Arc::default(),
-        github: running.ctx.github.clone(),
+        github: Arc::new(running.ctx.live.snapshot().github.clone()),
         webhook: running.webhook_stats.clone(),
         started_at: bus_schema::now_millis(),
     };

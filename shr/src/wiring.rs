@@ -233,10 +233,8 @@ impl Actors {
 /// tenants', because its reaper and sweeper deregister and list their runners on GitHub;
 /// the webhook and the provisioner need none.
 pub fn github_registrations(config: &Config) -> Vec<&registration::Registration> {
-    let central = config.runs(Actor::Poller) || config.runs(Actor::Scheduler);
-    let agent = config.runs(Actor::Reaper);
     (config.registrations().iter())
-        .filter(|reg| central || (agent && config.serves_tenant(&reg.tenant)))
+        .filter(|reg| actors::live::needs_github(config, reg))
         .collect()
 }
 
@@ -312,30 +310,7 @@ pub fn jit_keys(config: &Config) -> anyhow::Result<actors::JitKeys> {
 
 /// Resolves a registration's credentials into a GitHub client.
 fn github_client(reg: &registration::Registration) -> anyhow::Result<github_client::GitHubClient> {
-    let auth = match &reg.auth {
-        registration::Auth::Pat { token } => github_client::Auth::Pat(
-            token
-                .resolve()
-                .with_context(|| format!("registration {}: auth.pat", reg.name))?,
-        ),
-        registration::Auth::App {
-            app_id,
-            installation_id,
-            private_key,
-        } => github_client::Auth::App {
-            app_id: *app_id,
-            installation_id: *installation_id,
-            private_key_pem: private_key
-                .resolve()
-                .with_context(|| format!("registration {}: auth.private_key", reg.name))?,
-        },
-    };
-    let options = github_client::ClientOptions {
-        jit_per_minute: reg.jit_per_minute,
-        ..Default::default()
-    };
-    github_client::GitHubClient::new(reg.api_url(), auth, options)
-        .with_context(|| format!("registration {}: GitHub client", reg.name))
+    Ok(actors::live::github_client(reg)?)
 }
 
 /// Builds the providers of one tenant.
@@ -387,7 +362,7 @@ const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60)
 /// with no scheduler, poller or webhook that serves exactly one tenant is that tenant's agent;
 /// one that runs only the webhook is the webhook; anything else is central. `None` without
 /// credentials (development: no authentication, the default inbox).
-fn nats_identity(
+pub fn nats_identity(
     config: &Config,
 ) -> anyhow::Result<Option<(shr_nats::security::Role, shr_nats::Identity)>> {
     use shr_nats::security::Role;
@@ -427,7 +402,11 @@ fn nats_identity(
 /// Connects and sets the bus up, retrying for [`CONNECT_PATIENCE`]. The central placement (or
 /// a process without credentials) creates or updates streams and buckets; a tenant agent or
 /// the webhook under its own identity only looks them up, as its grant allows.
-async fn connect_bus(url: &str, holder: &str, config: &Config) -> anyhow::Result<shr_nats::Bus> {
+pub async fn connect_bus(
+    url: &str,
+    holder: &str,
+    config: &Config,
+) -> anyhow::Result<shr_nats::Bus> {
     let identity = nats_identity(config)?;
     let creates = identity
         .as_ref()
@@ -483,6 +462,20 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
 
     let cancel = CancellationToken::new();
     let mut tasks = Actors::new(cancel.clone());
+    // Live registrations (`shr registration apply`): a tenant agent reads its own, every
+    // other process the whole bucket.
+    let source = match nats_identity(&config)? {
+        Some((shr_nats::security::Role::Agent(tenant), _)) => actors::live::Source::Tenant(tenant),
+        _ => actors::live::Source::Watch,
+    };
+    {
+        let (ctx, base, cancel) = (ctx.clone(), config.clone(), cancel.clone());
+        let webhook = config.runs(Actor::Webhook);
+        tasks.spawn(
+            "registrations",
+            actors::live::run(ctx, base, Arc::new(::clouds::Registry), source, webhook, cancel),
+        );
+    }
     let mut webhook_addr = None;
     let mut webhook_stats = None;
     if config.runs(Actor::Webhook) {
@@ -500,8 +493,10 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
                 own.insert(reg.name.clone(), value);
             }
         }
-        let state = actors::webhook::WebhookState::new(secret, bus.clone(), config.clone())
-            .with_registration_secrets(own);
+        let routing: Arc<dyn actors::routing::Routing> = ctx.live.clone();
+        let state = actors::webhook::WebhookState::new(secret, bus.clone(), routing)
+            .with_registration_secrets(own)
+            .with_live(ctx.live.clone());
         webhook_stats = Some(state.stats.clone());
         let router =
             actors::webhook::router(state, &config.webhook.path, config.webhook.max_body_bytes);
