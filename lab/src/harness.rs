@@ -467,10 +467,7 @@ impl Harness {
                 .as_ref()
                 .map_or(0, crate::clouds::DemoCloud::exited_without_runner),
         };
-        let budget = running
-            .ctx
-            .github
-            .values()
+        let budget = (running.ctx.live.snapshot().github.values())
             .filter_map(|g| g.rate_budget())
             .map(|b| b.remaining)
             .min();

@@ -66,7 +66,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Run { config } => run(config).await,
-            Command::Registration(cmd) => registration_cmd::run(cmd),
+            Command::Registration(cmd) => registration_cmd::run(cmd).await,
             Command::Keys(cmd) => shr::keys_cmd::run(cmd),
             Command::Status(source) => status_cmd::status(source).await,
             Command::Runners(cmd) => status_cmd::runners(cmd).await,

@@ -55,6 +55,14 @@ impl Config {
                 "a registration file holds only [[registrations]] tables".into(),
             ));
         }
+        // Types first, on the file itself, so a line number points into it.
+        super::validate::deserialize(text, file)?;
+        if let Some(other) = doc.keys().find(|k| *k != "registrations") {
+            return Err(fail(
+                other,
+                "a registration file holds only [[registrations]] tables".into(),
+            ));
+        }
         let tables: Vec<toml::Table> = match doc.get("registrations") {
             Some(toml::Value::Array(items)) if !items.is_empty() => (items.iter())
                 .enumerate()
