@@ -138,9 +138,9 @@ pub fn needs_github(config: &Config, reg: &Registration) -> bool {
 /// Resolves `reg`'s credentials into a GitHub client.
 pub fn github_client(reg: &Registration) -> Result<GitHubClient, Error> {
     let resolve = |secret: &registration::SecretRef, field: &str| {
-        secret.resolve().map_err(|e| {
-            Error::Config(format!("registration {}: {field}: {e}", reg.name))
-        })
+        secret
+            .resolve()
+            .map_err(|e| Error::Config(format!("registration {}: {field}: {e}", reg.name)))
     };
     let auth = match &reg.auth {
         registration::Auth::Pat { token } => github_client::Auth::Pat(resolve(token, "auth.pat")?),

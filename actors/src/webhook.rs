@@ -162,15 +162,12 @@ impl WebhookState {
             Some(live) => {
                 let snapshot = live.snapshot();
                 let mut all = (*self.registration_secrets).clone();
-                all.extend(
-                    (snapshot.webhook_secrets.iter()).map(|(k, v)| (k.clone(), v.clone())),
-                );
+                all.extend((snapshot.webhook_secrets.iter()).map(|(k, v)| (k.clone(), v.clone())));
                 Arc::new(all)
             }
             None => self.registration_secrets.clone(),
         }
     }
-
 }
 
 /// The axum router serving the webhook at `path` (body limit `max_body` bytes), plus

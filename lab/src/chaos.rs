@@ -56,6 +56,10 @@ pub struct ChaosOptions {
     pub lab_binary: Option<PathBuf>,
     /// Print progress once a second.
     pub print: bool,
+    /// NATS nodes: 1 is one server, killed and restarted once; 3 is a JetStream cluster
+    /// with state on 3 replicas, one node of which is killed for good a third of the way in,
+    /// and the poller then also runs as a second, killable replica.
+    pub nats_nodes: usize,
 }
 
 impl ChaosOptions {
@@ -73,6 +77,7 @@ impl ChaosOptions {
             shr_bin: shr_bin.into(),
             lab_binary: None,
             print: true,
+            nats_nodes: 1,
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct ChaosReport {
     /// Role processes that ended without being killed.
     pub unexpected_exits: usize,
     pub nats_restarts: usize,
+    /// NATS cluster nodes killed and left down (`nats_nodes` > 1).
+    pub nats_nodes_lost: usize,
     /// The random failure rate of cloud API calls, in percent.
     pub cloud_fault_rate: u32,
     /// Faults queued on top of the rate: (throttling, server errors, slow, timeouts).
@@ -111,14 +118,15 @@ impl std::fmt::Display for ChaosReport {
             f,
             "chaos: kills={} restarts={} unexpected_exits={} nats_restarts={} cloud_fault_rate={}% \
              injected_faults=throttle:{throttle},5xx:{server},slow:{slow},timeout:{timeout} \
-             chaos_phase={:.1}s wall={:.1}s",
+             chaos_phase={:.1}s wall={:.1}s nats_nodes_lost={}",
             self.kills,
             self.restarts,
             self.unexpected_exits,
             self.nats_restarts,
             self.cloud_fault_rate,
             self.chaos.as_secs_f64(),
-            self.wall.as_secs_f64()
+            self.wall.as_secs_f64(),
+            self.nats_nodes_lost,
         )
     }
 }
@@ -134,6 +142,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     options.seed = args.seed;
     options.job_duration = Duration::from_millis(args.job_duration_ms);
     options.timeout = Duration::from_secs(args.timeout_secs);
+    options.nats_nodes = usize::try_from(args.nats_nodes).unwrap_or(1);
     let report = run_chaos(options).await?;
     println!("{}", report.summary);
     println!("{report}");
@@ -236,13 +245,15 @@ struct Roles {
 }
 
 impl Roles {
-    fn write(harness: &Harness, bin: PathBuf) -> anyhow::Result<Roles> {
+    fn write(harness: &Harness, bin: PathBuf, second_poller: bool) -> anyhow::Result<Roles> {
         let dir = harness.options.work_dir.join("roles");
         let logs = harness.options.work_dir.join("logs");
         std::fs::create_dir_all(&dir)?;
         std::fs::create_dir_all(&logs)?;
-        let layout: [(&str, &[Actor], usize, bool); 4] = [
+        let layout: [(&str, &[Actor], usize, bool); 5] = [
             ("edge", &[Actor::Webhook, Actor::Poller], 1, false),
+            // With a cluster, a second poller replica shares the registrations' poll leases.
+            ("poller", &[Actor::Poller], usize::from(second_poller), true),
             ("scheduler", &[Actor::Scheduler], 2, true),
             ("provisioner", &[Actor::Provisioner], 2, true),
             ("reaper", &[Actor::Reaper], 2, true),
@@ -373,8 +384,9 @@ pub async fn run_chaos(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     hopts.actors = Vec::new();
     hopts.cloud_failure_percent = options.cloud_failure_percent;
     hopts.lab_binary = options.lab_binary.clone();
+    hopts.nats_nodes = options.nats_nodes;
     let mut harness = Harness::start(hopts).await?;
-    let mut roles = Roles::write(&harness, options.shr_bin.clone())?;
+    let mut roles = Roles::write(&harness, options.shr_bin.clone(), options.nats_nodes > 1)?;
     if options.print {
         println!(
             "chaos: {} jobs, provider {}, seed {}, cloud failure rate {}%, nats {}, logs {}",
@@ -422,7 +434,8 @@ async fn drive(
     let mut next_fault = Instant::now() + rng.millis(2000, 5000);
     let mut next_print = Instant::now();
     let mut lines = 0u64;
-    let (mut kills, mut nats_restarts) = (0, 0);
+    let (mut kills, mut nats_restarts, mut nats_nodes_lost) = (0, 0, 0);
+    let cluster = harness.nats_nodes() > 1;
     let mut injected = [0usize; 4];
     let chaos_budget = options.timeout / 2;
     let chaos_started = Instant::now();
@@ -448,7 +461,16 @@ async fn drive(
             }
             next_kill = now + rng.millis(1000, 3000);
         }
-        if nats_restarts == 0 && done * 3 >= options.jobs {
+        if cluster && nats_nodes_lost == 0 && done * 3 >= options.jobs {
+            let node = usize::try_from(rng.below(0, harness.nats_nodes() as u64)).unwrap_or(0);
+            println!(
+                "chaos: SIGKILL nats node {} for good ({done} jobs completed)",
+                node + 1
+            );
+            harness.kill_nats_node(node).await?;
+            nats_nodes_lost += 1;
+        }
+        if !cluster && nats_restarts == 0 && done * 3 >= options.jobs {
             println!("chaos: killing and restarting nats-server ({done} jobs completed)");
             harness.restart_nats().await?;
             nats_restarts += 1;
@@ -480,7 +502,8 @@ async fn drive(
             .await;
         }
         let mostly_done = queued == options.jobs && done * 10 >= options.jobs * 9;
-        if (mostly_done && nats_restarts > 0) || chaos_started.elapsed() >= chaos_budget {
+        let nats_hit = nats_restarts > 0 || nats_nodes_lost > 0;
+        if (mostly_done && nats_hit) || chaos_started.elapsed() >= chaos_budget {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -489,9 +512,13 @@ async fn drive(
     if queued < options.jobs {
         harness.queue_jobs(options.jobs - queued, &LABEL_SETS);
     }
-    if nats_restarts == 0 {
+    if !cluster && nats_restarts == 0 {
         harness.restart_nats().await?;
         nats_restarts += 1;
+    }
+    if cluster && nats_nodes_lost == 0 {
+        harness.kill_nats_node(0).await?;
+        nats_nodes_lost += 1;
     }
     println!(
         "chaos: phase over after {:.1}s ({kills} kills); every role running again, settling",
@@ -527,6 +554,7 @@ async fn drive(
         restarts: roles.restarts,
         unexpected_exits: roles.unexpected_exits,
         nats_restarts,
+        nats_nodes_lost,
         cloud_fault_rate: options.cloud_failure_percent,
         injected_faults: injected,
         chaos,

@@ -46,6 +46,10 @@ pub struct DemoArgs {
     /// The chaos schedule's random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// NATS nodes the lab starts: 1, or a JetStream cluster (3) with every stream and
+    /// bucket on 3 replicas. With `--chaos`, one node is killed for good mid-run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub nats_nodes: u64,
 }
 
 /// The label sets the demo cycles through: default size, a sized runner, a pinned runner
@@ -70,6 +74,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut options = HarnessOptions::new(&args.work_dir);
     options.provider = args.provider;
     options.nats_url = args.nats_url.clone();
+    options.nats_nodes = usize::try_from(args.nats_nodes).unwrap_or(1);
     options.job_duration = Duration::from_millis(args.job_duration_ms);
     options.webhooks = !args.no_webhooks;
     options.deliver_twice = args.deliver_twice;

@@ -207,12 +207,11 @@ impl NatsCluster {
                 source,
             })?;
         }
-        let paths = write_nodes(dir.path(), &nodes, accounts.is_some()).map_err(|e| {
-            Error::ServerDir {
+        let paths =
+            write_nodes(dir.path(), &nodes, accounts.is_some()).map_err(|e| Error::ServerDir {
                 path: dir.path().to_owned(),
                 source: std::io::Error::other(e.to_string()),
-            }
-        })?;
+            })?;
         let mut servers = Vec::new();
         for (store_dir, path) in stores.into_iter().zip(paths) {
             servers.push(
@@ -316,10 +315,14 @@ mod tests {
 
     #[test]
     fn every_node_routes_to_every_node_under_its_own_name() {
-        let nodes: Vec<ClusterNode> = ["a.example:4222:6222", "b.example:4222:6222", "10.0.0.3:4300:6300"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let nodes: Vec<ClusterNode> = [
+            "a.example:4222:6222",
+            "b.example:4222:6222",
+            "10.0.0.3:4300:6300",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
         let nodes = numbered(nodes, Path::new("/var/lib/shr"));
         let two = render_node(&nodes, 1, true);
         assert!(two.contains("server_name: shr-node-2"), "{two}");

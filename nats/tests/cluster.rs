@@ -88,15 +88,27 @@ async fn replicated_state_survives_the_loss_of_one_node() {
     // Some state before the loss.
     bus.jobs.put("acme.org.1", "before".into()).await.unwrap();
     let ack = bus
-        .publish_durable(&subject::ALL_JOB_EVENTS.replace("*.*", "queued.acme"), b"one".to_vec(), Some("m1"), None)
+        .publish_durable(
+            &subject::ALL_JOB_EVENTS.replace("*.*", "queued.acme"),
+            b"one".to_vec(),
+            Some("m1"),
+            None,
+        )
         .await
         .unwrap();
     assert!(!ack.duplicate);
 
     // Lose the node holding the jobs stream's leader: the worst case for that stream.
     let mut jobs_stream = js.get_stream(subject::JOBS_STREAM).await.unwrap();
-    let leader = (jobs_stream.info().await.unwrap().cluster.clone()).unwrap().leader.unwrap();
-    let index: usize = leader.trim_start_matches("shr-node-").parse::<usize>().unwrap() - 1;
+    let leader = (jobs_stream.info().await.unwrap().cluster.clone())
+        .unwrap()
+        .leader
+        .unwrap();
+    let index: usize = leader
+        .trim_start_matches("shr-node-")
+        .parse::<usize>()
+        .unwrap()
+        - 1;
     cluster.kill(index).await.unwrap();
 
     // Still readable and writable, by the central identity...
@@ -121,10 +133,17 @@ async fn replicated_state_survives_the_loss_of_one_node() {
         bus.publish_durable("shr.v1.job.queued.acme", b"two".to_vec(), Some("m2"), None)
     })
     .await;
-    assert_eq!(ack.sequence, 2, "the stream kept its first message and took the second");
+    assert_eq!(
+        ack.sequence, 2,
+        "the stream kept its first message and took the second"
+    );
     let info = jobs_stream.info().await.unwrap();
     assert_eq!(info.state.messages, 2);
-    assert_ne!(info.cluster.clone().unwrap().leader.unwrap(), leader, "a new leader took over");
+    assert_ne!(
+        info.cluster.clone().unwrap().leader.unwrap(),
+        leader,
+        "a new leader took over"
+    );
 
     // ...and by a tenant agent under its grant, connected to the surviving nodes.
     let survivors: Vec<String> = (cluster.urls().into_iter().enumerate())
@@ -160,7 +179,10 @@ async fn replicated_state_survives_the_loss_of_one_node() {
         if replicas.len() == 2 && replicas.iter().all(|r| r.current) {
             break;
         }
-        assert!(Instant::now() < deadline, "the restarted node never caught up: {replicas:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node never caught up: {replicas:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -275,7 +275,14 @@ async fn with_b_s_credentials_a_s_subjects_keys_and_consumers_are_refused() {
     let b_regs: Records<u32> = Records::new(b_bus.registrations.clone());
     assert!(b_regs.create(&a_reg, &1).await.is_err());
     violations.wait_for(&a_reg).await;
-    assert!(central.registrations.get(a_reg.as_str()).await.unwrap().is_none());
+    assert!(
+        central
+            .registrations
+            .get(a_reg.as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(b_regs.get(&a_reg).await.is_err());
 
     // Reading A's KV keys (direct get) and listing them.

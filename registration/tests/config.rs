@@ -265,10 +265,15 @@ fn the_controller_id_is_required() {
 fn nats_replicas_default_to_one_and_stay_within_jetstreams_limit() {
     let config = Config::parse(&with_registration(OK_REG), "shr.toml", &clouds::Registry).unwrap();
     assert_eq!(config.controller.nats_replicas, 1);
-    let three = with_registration(OK_REG).replace(CONTROLLER, &format!("{CONTROLLER}nats_replicas = 3\n"));
+    let three =
+        with_registration(OK_REG).replace(CONTROLLER, &format!("{CONTROLLER}nats_replicas = 3\n"));
     let config = Config::parse(&three, "shr.toml", &clouds::Registry).unwrap();
     assert_eq!(config.controller.nats_replicas, 3);
-    assert!(config.summary().contains("replicated x3"), "{}", config.summary());
+    assert!(
+        config.summary().contains("replicated x3"),
+        "{}",
+        config.summary()
+    );
     let servers = with_registration(OK_REG).replace(
         CONTROLLER,
         &format!(
@@ -282,7 +287,9 @@ fn nats_replicas_default_to_one_and_stay_within_jetstreams_limit() {
     );
     let leaky = with_registration(OK_REG).replace(
         CONTROLLER,
-        &format!("{CONTROLLER}nats_url = \"nats://n1:4222\"\nnats_servers = [\"nats://u:p@n2:4222\"]\n"),
+        &format!(
+            "{CONTROLLER}nats_url = \"nats://n1:4222\"\nnats_servers = [\"nats://u:p@n2:4222\"]\n"
+        ),
     );
     let e = errors(&leaky);
     assert!(e.has_field("controller.nats_servers[0]"), "{e}");

@@ -39,7 +39,10 @@ fn a_valid_file_yields_one_table_per_registration_that_merges_back() {
         .live_tables(NEW, "globex.toml", &clouds::Registry)
         .unwrap();
     assert_eq!(tables.len(), 1);
-    assert_eq!((tables[0].name.as_str(), tables[0].tenant.as_str()), ("globex-org", "globex"));
+    assert_eq!(
+        (tables[0].name.as_str(), tables[0].tenant.as_str()),
+        ("globex-org", "globex")
+    );
     let (merged, rejected) = base().with_live(&[tables[0].toml.as_str()], &clouds::Registry);
     assert!(rejected.is_empty());
     let reg = merged.registration("globex-org").unwrap();
@@ -56,7 +59,10 @@ fn errors_name_the_applied_file_and_its_own_field() {
         .live_tables(&bad, "globex.toml", &clouds::Registry)
         .unwrap_err();
     assert!(errors.has_field("registrations[0].tenant"), "{errors}");
-    assert!(errors.errors.iter().all(|e| e.file == "globex.toml"), "{errors}");
+    assert!(
+        errors.errors.iter().all(|e| e.file == "globex.toml"),
+        "{errors}"
+    );
     // A name already used by the running configuration.
     let dup = NEW.replace("globex-org", "acme-org");
     let errors = base()
@@ -71,15 +77,19 @@ fn errors_name_the_applied_file_and_its_own_field() {
     let errors = base()
         .live_tables("[[registrations]\n", "x.toml", &clouds::Registry)
         .unwrap_err();
-    assert!(errors.to_string().contains("line 2") || errors.to_string().contains("line 1"), "{errors}");
+    assert!(
+        errors.to_string().contains("line 2") || errors.to_string().contains("line 1"),
+        "{errors}"
+    );
 }
 
 #[test]
 fn a_live_table_that_does_not_fit_is_left_out_and_the_others_kept() {
-    let good = base().live_tables(NEW, "n.toml", &clouds::Registry).unwrap();
+    let good = base()
+        .live_tables(NEW, "n.toml", &clouds::Registry)
+        .unwrap();
     let ghost = "name = \"ghost-org\"\ntenant = \"ghost\"\nscope = \"org\"\nurl = \"https://github.com/ghost\"\nauth = { pat = \"env:X\" }\n";
-    let (merged, rejected) =
-        base().with_live(&[ghost, good[0].toml.as_str()], &clouds::Registry);
+    let (merged, rejected) = base().with_live(&[ghost, good[0].toml.as_str()], &clouds::Registry);
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].0, 0);
     assert!(merged.registration("globex-org").is_some());

@@ -473,7 +473,14 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
         let webhook = config.runs(Actor::Webhook);
         tasks.spawn(
             "registrations",
-            actors::live::run(ctx, base, Arc::new(::clouds::Registry), source, webhook, cancel),
+            actors::live::run(
+                ctx,
+                base,
+                Arc::new(::clouds::Registry),
+                source,
+                webhook,
+                cancel,
+            ),
         );
     }
     let mut webhook_addr = None;

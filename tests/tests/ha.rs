@@ -118,7 +118,11 @@ async fn a_registration_applied_live_gets_its_jobs_and_drains_when_removed() {
         .unwrap()
         .ctx
         .config()
-        .live_tables(&std::fs::read_to_string(&bad).unwrap(), "bad.toml", &clouds::Registry)
+        .live_tables(
+            &std::fs::read_to_string(&bad).unwrap(),
+            "bad.toml",
+            &clouds::Registry,
+        )
         .unwrap_err();
     let shown = errors.to_string();
     assert!(
@@ -137,17 +141,33 @@ async fn a_registration_applied_live_gets_its_jobs_and_drains_when_removed() {
     .unwrap();
     assert_eq!(code, ExitCode::SUCCESS);
     let ctx = h.running.as_ref().unwrap().ctx.clone();
-    eventually(Duration::from_secs(30), "the live registration in the actors", || {
-        let ctx = ctx.clone();
-        async move { ctx.registration(LIVE).ok().map(|_| ()) }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the live registration in the actors",
+        || {
+            let ctx = ctx.clone();
+            async move { ctx.registration(LIVE).ok().map(|_| ()) }
+        },
+    )
     .await;
     let served = queue_live(&mut h, 6);
-    let summary = h.wait_settled(Duration::from_secs(180), false).await.unwrap();
-    assert!(summary.ok(), "{summary}\n{}", h.explain_lost().await.unwrap());
+    let summary = h
+        .wait_settled(Duration::from_secs(180), false)
+        .await
+        .unwrap();
+    assert!(
+        summary.ok(),
+        "{summary}\n{}",
+        h.explain_lost().await.unwrap()
+    );
     for job in &served {
         let key = subject::job_key(TENANT, LIVE, *job).unwrap();
-        let (rec, _) = ctx.jobs.get(&key).await.unwrap().expect("served by the live registration");
+        let (rec, _) = ctx
+            .jobs
+            .get(&key)
+            .await
+            .unwrap()
+            .expect("served by the live registration");
         assert!(!rec.runners.is_empty(), "job {job} had a runner");
     }
 
@@ -170,12 +190,18 @@ async fn a_registration_applied_live_gets_its_jobs_and_drains_when_removed() {
     .await
     .unwrap();
     assert_eq!(code, ExitCode::SUCCESS);
-    let (entry, _) = live_entry(&h, TENANT, LIVE).await.expect("draining, not gone yet");
+    let (entry, _) = live_entry(&h, TENANT, LIVE)
+        .await
+        .expect("draining, not gone yet");
     assert_eq!(entry.state, LiveState::Draining);
-    eventually(Duration::from_secs(30), "the actors see it draining", || {
-        let ctx = ctx.clone();
-        async move { ctx.is_draining(LIVE).then_some(()) }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the actors see it draining",
+        || {
+            let ctx = ctx.clone();
+            async move { ctx.is_draining(LIVE).then_some(()) }
+        },
+    )
     .await;
     let late = queue_live(&mut h, 1)[0];
     let late_key = subject::job_key(TENANT, LIVE, late).unwrap();
@@ -186,10 +212,14 @@ async fn a_registration_applied_live_gets_its_jobs_and_drains_when_removed() {
     })
     .await;
     // The drain ends with the entry deleted, once every runner of it was reaped.
-    eventually(Duration::from_secs(120), "the drained entry removed", || {
-        let h = &h;
-        async move { live_entry(h, TENANT, LIVE).await.is_none().then_some(()) }
-    })
+    eventually(
+        Duration::from_secs(120),
+        "the drained entry removed",
+        || {
+            let h = &h;
+            async move { live_entry(h, TENANT, LIVE).await.is_none().then_some(()) }
+        },
+    )
     .await;
     let state = h.sim.state();
     for job in &running_jobs {
@@ -197,7 +227,10 @@ async fn a_registration_applied_live_gets_its_jobs_and_drains_when_removed() {
         assert_eq!(job.status.as_str(), "completed", "a running job finished");
     }
     let (late_rec, _) = ctx.jobs.get(&late_key).await.unwrap().unwrap();
-    assert!(late_rec.runners.is_empty(), "nothing new provisioned: {late_rec:?}");
+    assert!(
+        late_rec.runners.is_empty(),
+        "nothing new provisioned: {late_rec:?}"
+    );
     let live_runners: Vec<_> = (h.runner_records().await.unwrap().into_iter())
         .filter(|r| r.registration == LIVE)
         .collect();
@@ -215,8 +248,15 @@ async fn a_registration_applied_live_gets_its_jobs_and_drains_when_removed() {
     // The late job stays GitHub's problem (queued, no runner); take it out of the count.
     h.sim.cancel_job(late);
     h.jobs.remove(&late);
-    let summary = h.wait_settled(Duration::from_secs(120), false).await.unwrap();
-    assert!(summary.ok(), "{summary}\n{}", h.explain_lost().await.unwrap());
+    let summary = h
+        .wait_settled(Duration::from_secs(120), false)
+        .await
+        .unwrap();
+    assert!(
+        summary.ok(),
+        "{summary}\n{}",
+        h.explain_lost().await.unwrap()
+    );
     h.stop().await;
 }
 
@@ -308,7 +348,10 @@ tenants = ["{tenant}"]
     let key = subject::registration_key("intruder", "own").unwrap();
     let stored = bus.registrations.get(key.as_str()).await.unwrap().unwrap();
     let entry: LiveRegistration = bus_schema::decode(&stored).unwrap();
-    assert_eq!((entry.tenant.as_str(), entry.state), ("intruder", LiveState::Active));
+    assert_eq!(
+        (entry.tenant.as_str(), entry.state),
+        ("intruder", LiveState::Active)
+    );
     let code = run(RegistrationCommand::Remove {
         name: "own".into(),
         target: target(&intruder),

@@ -68,7 +68,10 @@ impl Config {
                 .enumerate()
                 .map(|(i, v)| match v {
                     toml::Value::Table(t) => Ok(t.clone()),
-                    _ => Err(fail(&format!("registrations[{i}]"), "must be a table".into())),
+                    _ => Err(fail(
+                        &format!("registrations[{i}]"),
+                        "must be a table".into(),
+                    )),
                 })
                 .collect::<Result<_, _>>()?,
             _ => {
@@ -79,15 +82,17 @@ impl Config {
             }
         };
         let base = self.registrations.len();
-        let merged = self.merged(&tables, file, registry).map_err(|errors| ConfigErrors {
-            errors: (errors.errors.into_iter())
-                .map(|e| ConfigError {
-                    field: shift_index(&e.field, base),
-                    file: file.to_owned(),
-                    reason: e.reason,
-                })
-                .collect(),
-        })?;
+        let merged = self
+            .merged(&tables, file, registry)
+            .map_err(|errors| ConfigErrors {
+                errors: (errors.errors.into_iter())
+                    .map(|e| ConfigError {
+                        field: shift_index(&e.field, base),
+                        file: file.to_owned(),
+                        reason: e.reason,
+                    })
+                    .collect(),
+            })?;
         let regs = &merged.registrations[base..];
         Ok((regs.iter().zip(&tables))
             .map(|(reg, table)| LiveTable {

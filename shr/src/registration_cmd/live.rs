@@ -32,7 +32,9 @@ async fn connect(
 ) -> anyhow::Result<(Option<Role>, Records<LiveRegistration>)> {
     let url = (target.nats_url.clone())
         .or_else(|| config.controller.nats_connect_url())
-        .context("no NATS server: pass --nats-url (or SHR_NATS_URL) or set [controller] nats_url")?;
+        .context(
+            "no NATS server: pass --nats-url (or SHR_NATS_URL) or set [controller] nats_url",
+        )?;
     let identity = crate::wiring::nats_identity(config)?;
     let role = identity.as_ref().map(|(role, _)| role.clone());
     let shown = shr_nats::redact_url(&url);
