@@ -11,6 +11,12 @@
 //! Then the killing stops, every role is brought back, and the run must settle with the
 //! demo's verdict: every job completed exactly once, every instance reaped, nothing leaked.
 //!
+//! With [`ChaosOptions::nats_nodes`] > 1 (`--nats-nodes 3`), NATS is a JetStream cluster with
+//! every stream and bucket on 3 replicas; instead of the restart, one node is killed a third
+//! of the way through and stays down. The edge is replicated too: two webhook replicas on
+//! ports of their own behind a small TCP balancer on the port GitHub delivers to, and two
+//! poller replicas, all of them killable like the rest.
+//!
 //! Everything random comes from one seeded generator, so a seed replays the same schedule
 //! (process timing still varies). Child logs go to `<work_dir>/logs/<role>.log`
 //! (`SHR_LOG=info`); the children sweep every [`SWEEP_INTERVAL_SECS`] seconds.
@@ -245,41 +251,76 @@ struct Roles {
 }
 
 impl Roles {
-    fn write(harness: &Harness, bin: PathBuf, second_poller: bool) -> anyhow::Result<Roles> {
+    /// The role processes. With `replicated_edge`, the webhook and the poller run as two
+    /// killable replicas each, the webhooks on ports of their own behind
+    /// [`WebhookBalancer`] (returned with their addresses); otherwise one unkilled edge.
+    fn write(
+        harness: &Harness,
+        bin: PathBuf,
+        replicated_edge: bool,
+    ) -> anyhow::Result<(Roles, Vec<std::net::SocketAddr>)> {
         let dir = harness.options.work_dir.join("roles");
         let logs = harness.options.work_dir.join("logs");
         std::fs::create_dir_all(&dir)?;
         std::fs::create_dir_all(&logs)?;
-        let layout: [(&str, &[Actor], usize, bool); 5] = [
-            ("edge", &[Actor::Webhook, Actor::Poller], 1, false),
-            // With a cluster, a second poller replica shares the registrations' poll leases.
-            ("poller", &[Actor::Poller], usize::from(second_poller), true),
-            ("scheduler", &[Actor::Scheduler], 2, true),
-            ("provisioner", &[Actor::Provisioner], 2, true),
-            ("reaper", &[Actor::Reaper], 2, true),
-        ];
+        let edge: Vec<(&str, &[Actor], usize, bool)> = if replicated_edge {
+            vec![
+                ("webhook", &[Actor::Webhook], 2, true),
+                ("poller", &[Actor::Poller], 2, true),
+            ]
+        } else {
+            vec![("edge", &[Actor::Webhook, Actor::Poller], 1, false)]
+        };
+        let layout: Vec<(&str, &[Actor], usize, bool)> = [
+            edge,
+            vec![
+                ("scheduler", &[Actor::Scheduler], 2, true),
+                ("provisioner", &[Actor::Provisioner], 2, true),
+                ("reaper", &[Actor::Reaper], 2, true),
+            ],
+        ]
+        .concat();
+        let front = webhook_addr(harness)?;
+        let mut backends = Vec::new();
         let mut roles = Vec::new();
         for (kind, actors, replicas, killable) in layout {
             let config = dir.join(format!("{kind}.toml"));
             harness.config_for_actors(actors, &config)?;
             for i in 1..=replicas {
                 let name = format!("{kind}-{i}");
+                let config = if kind == "webhook" {
+                    // Its own port; the balancer listens on the one GitHub delivers to.
+                    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                        .local_addr()?
+                        .port();
+                    let own = dir.join(format!("{name}.toml"));
+                    let text = std::fs::read_to_string(&config)?.replace(
+                        &format!("listen = \"{front}\""),
+                        &format!("listen = \"127.0.0.1:{port}\""),
+                    );
+                    std::fs::write(&own, text)?;
+                    backends.push(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+                    own
+                } else {
+                    config.clone()
+                };
                 roles.push(Role {
                     log: logs.join(format!("{name}.log")),
                     name,
-                    config: config.clone(),
+                    config,
                     killable,
                     child: None,
                     restart_at: None,
                 });
             }
         }
-        Ok(Roles {
+        let roles = Roles {
             bin,
             roles,
             restarts: 0,
             unexpected_exits: 0,
-        })
+        };
+        Ok((roles, backends))
     }
 
     fn start_all(&mut self) -> anyhow::Result<()> {
@@ -354,11 +395,57 @@ fn completed(harness: &Harness) -> usize {
         .count()
 }
 
-/// Waits until the edge's webhook accepts connections (the simulator delivers there).
-async fn wait_for_webhook(harness: &Harness, timeout: Duration) -> anyhow::Result<()> {
+/// Where the simulator delivers webhooks.
+fn webhook_addr(harness: &Harness) -> anyhow::Result<std::net::SocketAddr> {
     let config = registration::Config::load(&harness.config_path, &::clouds::Registry)
         .map_err(|e| anyhow::anyhow!("generated config is invalid:\n{e}"))?;
-    let addr = config.webhook.listen;
+    Ok(config.webhook.listen)
+}
+
+/// A TCP balancer in front of webhook replicas, as a load balancer would be: each
+/// connection goes to the next replica that accepts it. Stops when dropped.
+#[derive(Debug)]
+struct WebhookBalancer(tokio::task::JoinHandle<()>);
+
+impl WebhookBalancer {
+    async fn start(
+        front: std::net::SocketAddr,
+        backends: Vec<std::net::SocketAddr>,
+    ) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(front)
+            .await
+            .with_context(|| format!("binding the webhook balancer to {front}"))?;
+        let task = tokio::spawn(async move {
+            let mut next = 0usize;
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                next = next.wrapping_add(1);
+                let order: Vec<_> = (0..backends.len())
+                    .map(|i| backends[(next + i) % backends.len()])
+                    .collect();
+                tokio::spawn(async move {
+                    for backend in order {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Self(task))
+    }
+}
+
+impl Drop for WebhookBalancer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Waits until the edge's webhook accepts connections (the simulator delivers there).
+async fn wait_for_webhook(harness: &Harness, timeout: Duration) -> anyhow::Result<()> {
+    let addr = webhook_addr(harness)?;
     let deadline = Instant::now() + timeout;
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         anyhow::ensure!(
@@ -386,7 +473,13 @@ pub async fn run_chaos(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     hopts.lab_binary = options.lab_binary.clone();
     hopts.nats_nodes = options.nats_nodes;
     let mut harness = Harness::start(hopts).await?;
-    let mut roles = Roles::write(&harness, options.shr_bin.clone(), options.nats_nodes > 1)?;
+    let replicated_edge = options.nats_nodes > 1;
+    let (mut roles, backends) = Roles::write(&harness, options.shr_bin.clone(), replicated_edge)?;
+    let _balancer = if replicated_edge {
+        Some(WebhookBalancer::start(webhook_addr(&harness)?, backends).await?)
+    } else {
+        None
+    };
     if options.print {
         println!(
             "chaos: {} jobs, provider {}, seed {}, cloud failure rate {}%, nats {}, logs {}",

@@ -1,8 +1,8 @@
 //! The chaos suite on a 3-node NATS cluster (`shr-lab demo --chaos --nats-nodes 3`): every
 //! stream and bucket on 3 replicas, 500 jobs, actors as separate processes killed with
-//! `SIGKILL` and restarted (two pollers, schedulers, provisioners and reapers), one NATS node
-//! killed for good a third of the way in, a cloud that fails 20% of its calls. Nothing may be
-//! lost, doubled or leaked.
+//! `SIGKILL` and restarted (two webhooks behind a balancer, two each of pollers, schedulers,
+//! provisioners and reapers), one NATS node killed for good a third of the way in, a cloud
+//! that fails 20% of its calls. Nothing may be lost, doubled or leaked.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -23,7 +23,10 @@ async fn chaos_on_a_three_node_cluster_losing_a_node_loses_nothing() {
     println!("{}\n{report}", report.summary);
     assert!(report.kills > 0, "{report}");
     assert_eq!(report.nats_nodes_lost, 1, "{report}");
-    assert_eq!(report.nats_restarts, 0, "the lost node stays down: {report}");
+    assert_eq!(
+        report.nats_restarts, 0,
+        "the lost node stays down: {report}"
+    );
     assert_eq!(report.unexpected_exits, 0, "{report}");
     assert_eq!(report.summary.jobs, 500);
     assert!(report.ok(), "{}\n{report}", report.summary);
