@@ -678,6 +678,7 @@ mod tests {
     fn a_registrations_charge_is_its_tenants_then_its_own_without_repeats() {
         let text = r#"
 [controller]
+id = "test"
 actors = ["scheduler"]
 [tenants.acme]
 charge_labels = ["team-a", "cc-1"]
