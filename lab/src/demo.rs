@@ -5,7 +5,7 @@
 //! progress, and ends with one line, which must read `lost=0 duplicates=0 leaked=0` (and
 //! every job completed, every instance reaped) for the exit code to be 0.
 //!
-//! With `--hold` the whole system stays up after that line ([`hold`]): it serves the
+//! With `--hold` the whole system stays up after that line: it serves the
 //! metrics listener and status page of `shr run`, prints where they, NATS and the `shr
 //! status` command line are, and stops in order on SIGINT or SIGTERM.
 
