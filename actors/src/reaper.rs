@@ -422,7 +422,8 @@ pub async fn reconcile(
             if let Some(gh) = &github
                 && let Err(error) = gh.client.delete_runner(&gh.scope, gh.id).await
             {
-                tracing::warn!(runner = %name, ?reason, %error, "deregistering failed; deleting the instance anyway, the sweep removes the GitHub runner later");
+                // Heals by itself (the sweep deregisters the leftover), so not a warning.
+                tracing::info!(runner = %name, ?reason, %error, "deregistering failed; deleting the instance anyway, the sweep removes the GitHub runner later");
             }
             delete_instance(ctx, provider, &rec, reason, clock.now).await
         }
