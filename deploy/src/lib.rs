@@ -7,7 +7,7 @@
 //! the configuration the chart and the compose file hand to `shr` passes the product's own
 //! parser; the units pass `systemd-analyze verify`; the entrypoint behaves as documented.
 //!
-//! Guarantees: [`template::render`] evaluates only the small subset of Go templates the
+//! Guarantees: [`template::render_define`] evaluates only the small subset of Go templates the
 //! chart's config block uses, and refuses anything else with an error naming the action, so
 //! a change to that block that the tests do not understand fails them instead of passing.
 
