@@ -7,9 +7,9 @@
 //! the configuration the chart and the compose file hand to `shr` passes the product's own
 //! parser; the units pass `systemd-analyze verify`; the entrypoint behaves as documented.
 //!
-//! Guarantees: [`template::render_define`] evaluates only the small subset of Go templates the
-//! chart's config block uses, and refuses anything else with an error naming the action, so
-//! a change to that block that the tests do not understand fails them instead of passing.
+//! Guarantees: [`template::Templates`] renders only the part of Go templates and Helm's
+//! functions this chart uses, and refuses anything else with an error naming it, so a chart
+//! change the tests do not understand fails them instead of passing.
 
 use std::path::{Path, PathBuf};
 
@@ -100,7 +100,7 @@ pub fn leaf_paths(yaml: &Yaml) -> Vec<String> {
     out
 }
 
-/// A YAML value as JSON (what Helm's values are once loaded: numbers, strings, lists, maps).
+/// A YAML value as JSON, as Helm loads values: every number becomes a float.
 pub fn to_json(yaml: &Yaml) -> serde_json::Value {
     use serde_json::Value;
     match yaml {
@@ -109,7 +109,7 @@ pub fn to_json(yaml: &Yaml) -> serde_json::Value {
             .ok()
             .and_then(serde_json::Number::from_f64)
             .map_or(Value::Null, Value::Number),
-        Yaml::Integer(i) => Value::from(*i),
+        Yaml::Integer(i) => Value::from(*i as f64),
         Yaml::String(s) => Value::String(s.clone()),
         Yaml::Boolean(b) => Value::Bool(*b),
         Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),

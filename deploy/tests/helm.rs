@@ -1,11 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The Helm chart: Chart.yaml and values.yaml parse; every `.Values.x` the templates use
-//! exists and every value is used; and the config file the chart writes for each Deployment,
-//! rendered from values.yaml, passes the product's own parser and places the right actor.
+//! exists and every value is used. The chart is then rendered (by `deploy::template`, there
+//! being no Helm here) under default and alternative values: every manifest must parse as
+//! YAML and hang together (selectors, volumes, named ports, probes), and the config file each
+//! Deployment gets must pass the product's own parser and place the right actor.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use deploy::template::{Scope, render_define};
+use deploy::template::Templates;
 use deploy::{chart_dir, files_with_suffix, get, leaf_paths, load_yaml, references, to_json};
 use registration::{Actor, Config};
 use serde_json::Value;
@@ -26,6 +28,7 @@ fn chart() -> Yaml {
         .remove(0)
 }
 
+/// The templates' files, by file name.
 fn template_texts() -> Vec<(String, String)> {
     files_with_suffix(&chart_dir().join("templates"), &[".yaml", ".tpl", ".txt"])
         .unwrap()
@@ -164,163 +167,313 @@ fn deployments_probe_health_and_readiness_and_advertise_metrics() {
     assert!(texts["service.yaml"].contains("targetPort: webhook"));
 }
 
-/// The `(actors, identity)` of each `include "shr.configToml"` in configmap.yaml.
-fn config_includes() -> Vec<(String, Vec<String>, String)> {
-    let texts: BTreeMap<String, String> = template_texts().into_iter().collect();
-    let configmap = &texts["configmap.yaml"];
-    let mut found = Vec::new();
-    let mut key = String::new();
-    for line in configmap.lines() {
-        if let Some(k) = line.trim().strip_suffix(": |") {
-            key = k.to_owned();
-        }
-        if let Some(at) = line.find("(dict \"root\" . \"actors\" (list ") {
-            let rest = &line[at..];
-            let actors_part = &rest[rest.find("(list ").unwrap() + 6..rest.find(')').unwrap()];
-            let actors = actors_part
-                .split('"')
-                .skip(1)
-                .step_by(2)
-                .map(str::to_owned)
-                .collect();
-            let identity = rest
-                .split("\"identity\" \"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap();
-            found.push((key.clone(), actors, identity.to_owned()));
-        }
+
+/// The rendered chart: manifests by kind, plus NOTES.txt.
+struct Rendered {
+    docs: Vec<Yaml>,
+    notes: String,
+}
+
+impl Rendered {
+    fn of_kind(&self, kind: &str) -> Vec<&Yaml> {
+        self.docs
+            .iter()
+            .filter(|d| d["kind"].as_str() == Some(kind))
+            .collect()
     }
-    assert_eq!(found.len(), 3, "{found:?}");
-    found
+
+    fn deployment(&self, component: &str) -> &Yaml {
+        self.of_kind("Deployment")
+            .into_iter()
+            .find(|d| {
+                d["metadata"]["labels"]["app.kubernetes.io/component"].as_str() == Some(component)
+            })
+            .unwrap_or_else(|| panic!("no {component} Deployment"))
+    }
+
+    fn config_files(&self) -> BTreeMap<String, String> {
+        let configmaps = self.of_kind("ConfigMap");
+        assert_eq!(configmaps.len(), 1);
+        let data = get(configmaps[0], "data").and_then(Yaml::as_hash).unwrap();
+        data.iter()
+            .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.as_str().unwrap().to_owned()))
+            .collect()
+    }
 }
 
-/// Renders the config file of one Deployment the way the chart does.
-fn render_config(values: &Value, actors: &[String], identity: &str) -> String {
-    let helpers = std::fs::read_to_string(chart_dir().join("templates/_helpers.tpl")).unwrap();
-    // shr.natsUrl: the NATS chart's service (`<release>-nats` for a release whose name does not
-    // contain "nats" and no fullnameOverride), or externalNats.url.
-    let nats_url = if values["nats"]["enabled"] == Value::Bool(true) {
-        assert_eq!(values["nats"]["fullnameOverride"], Value::from(""));
-        Value::from(format!("nats://{RELEASE}-nats:4222"))
-    } else {
-        values["externalNats"]["url"].clone()
-    };
-    let include = move |name: &str| (name == "shr.natsUrl").then(|| nats_url.clone());
-    let scope = Scope {
-        values,
-        locals: BTreeMap::from([
-            ("actors".to_owned(), Value::from(actors.to_vec())),
-            ("identity".to_owned(), Value::from(identity)),
-        ]),
-        include: &include,
-    };
-    render_define(&helpers, "shr.configToml", &scope).unwrap_or_else(|e| panic!("{e}"))
+fn render_chart(values: &Value) -> Result<Rendered, String> {
+    let chart = to_json(&chart());
+    let base = format!("{}/templates", chart["name"].as_str().unwrap());
+    let files = template_texts();
+    // Helm names each file by its path in the chart, which is what `include (print
+    // $.Template.BasePath "/configmap.yaml")` looks up.
+    let named: Vec<(String, &str)> = files
+        .iter()
+        .map(|(name, text)| (format!("{base}/{name}"), text.as_str()))
+        .collect();
+    let templates = Templates::parse(named.iter().map(|(n, t)| (n.as_str(), *t)))?;
+    let root = serde_json::json!({
+        "Values": values,
+        "Release": {"Name": RELEASE, "Namespace": "ci", "Service": "Helm"},
+        "Chart": {
+            "Name": chart["name"],
+            "Version": chart["version"],
+            "AppVersion": chart["appVersion"],
+        },
+        "Template": {"BasePath": base},
+    });
+    let mut docs = Vec::new();
+    let mut notes = String::new();
+    for (name, _) in &named {
+        let file = name.rsplit('/').next().unwrap();
+        if file.starts_with('_') {
+            continue;
+        }
+        let text = templates.render(name, &root)?;
+        if file == "NOTES.txt" {
+            notes = text;
+            continue;
+        }
+        let parsed = yaml_rust2::YamlLoader::load_from_str(&text)
+            .map_err(|e| format!("{file} does not render to YAML: {e}\n{text}"))?;
+        docs.extend(parsed.into_iter().filter(|d| !d.is_null()));
+    }
+    Ok(Rendered { docs, notes })
 }
 
-fn actor_named(name: &str) -> Actor {
-    Actor::ALL.into_iter().find(|a| a.name() == name).unwrap()
+fn default_values() -> Value {
+    to_json(&values())
 }
 
-fn check_rendered(values: &Value) -> Vec<(String, Config)> {
-    let mut configs = Vec::new();
-    for (key, actors, identity) in config_includes() {
-        let text = render_config(values, &actors, &identity);
+fn names(list: &Yaml) -> BTreeSet<String> {
+    list.as_vec()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks that hold for every rendering: each Deployment's selector, volumes, ports, probes
+/// and config file fit together, and the Service reaches the webhook's port.
+fn check_manifests(rendered: &Rendered, values: &Value) {
+    let configs = rendered.config_files();
+    let configmap_name = rendered.of_kind("ConfigMap")[0]["metadata"]["name"].as_str().unwrap();
+    assert_eq!(rendered.of_kind("Deployment").len(), 3);
+    for component in ["webhook", "poller", "scheduler"] {
+        let deployment = rendered.deployment(component);
+        assert_eq!(deployment["apiVersion"].as_str(), Some("apps/v1"));
+        let spec = &deployment["spec"];
+        assert_eq!(
+            spec["replicas"].as_i64().map(|r| r as f64),
+            values[component]["replicas"].as_f64(),
+            "{component}"
+        );
+        let pod_labels = spec["template"]["metadata"]["labels"].as_hash().unwrap();
+        for (k, v) in spec["selector"]["matchLabels"].as_hash().unwrap() {
+            assert_eq!(pod_labels.get(k), Some(v), "{component}: selector {k:?}");
+        }
+        let pod = &spec["template"]["spec"];
+        let containers = pod["containers"].as_vec().unwrap();
+        assert_eq!(containers.len(), 1);
+        let container = &containers[0];
+        let volumes = names(&pod["volumes"]);
+        let mounts = names(&container["volumeMounts"]);
+        assert!(mounts.is_subset(&volumes), "{component}: {mounts:?} vs {volumes:?}");
+        let ports = names(&container["ports"]);
+        assert_eq!(container["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+        for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+            let port = container[probe]["httpGet"]["port"].as_str().unwrap();
+            assert!(ports.contains(port), "{component}: {probe} port {port}");
+        }
+        let metrics_port = container["ports"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"].as_str() == Some("metrics"))
+            .unwrap()["containerPort"]
+            .as_i64()
+            .unwrap();
+        let annotations = &spec["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"].as_str(), Some("true"));
+        assert_eq!(
+            annotations["prometheus.io/port"].as_str(),
+            Some(metrics_port.to_string().as_str())
+        );
+        assert_eq!(annotations["checksum/config"].as_str().map(str::len), Some(64));
+        // The config file is this component's key of the chart's ConfigMap.
+        let config_mount = container["volumeMounts"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"].as_str() == Some("/etc/shr/shr.toml"))
+            .unwrap();
+        let key = config_mount["subPath"].as_str().unwrap();
+        assert_eq!(key, format!("{component}.toml"));
+        assert!(configs.contains_key(key));
+        let config_volume = pod["volumes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == config_mount["name"])
+            .unwrap();
+        assert_eq!(config_volume["configMap"]["name"].as_str(), Some(configmap_name));
+        let secrets_volume = pod["volumes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"].as_str() == Some("secrets"))
+            .unwrap();
+        assert_eq!(
+            secrets_volume["secret"]["secretName"].as_str(),
+            values["secrets"]["existingSecret"].as_str()
+        );
+        assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+        assert_eq!(
+            container["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+            Some(true)
+        );
+        assert_eq!(
+            container["args"].as_vec().unwrap().last().and_then(Yaml::as_str),
+            Some("/etc/shr/shr.toml")
+        );
+    }
+    // The Service selects the webhook pods and targets a port they name.
+    let services = rendered.of_kind("Service");
+    assert_eq!(services.len(), 1);
+    let webhook = rendered.deployment("webhook");
+    let pod_labels = webhook["spec"]["template"]["metadata"]["labels"].as_hash().unwrap();
+    for (k, v) in services[0]["spec"]["selector"].as_hash().unwrap() {
+        assert_eq!(pod_labels.get(k), Some(v), "service selector {k:?}");
+    }
+    let target = services[0]["spec"]["ports"][0]["targetPort"].as_str().unwrap();
+    let webhook_ports = names(&webhook["spec"]["template"]["spec"]["containers"][0]["ports"]);
+    assert!(webhook_ports.contains(target), "{target} not in {webhook_ports:?}");
+    assert!(rendered.notes.contains("webhook x"), "{}", rendered.notes);
+}
+
+/// Parses each Deployment's config file with the product's parser and checks what the chart
+/// put in it; returns them by component.
+fn check_configs(rendered: &Rendered, values: &Value) -> BTreeMap<String, Config> {
+    let mut out = BTreeMap::new();
+    for (key, text) in rendered.config_files() {
+        let component = key.trim_end_matches(".toml").to_owned();
         let config = Config::parse(&text, &format!("helm:{key}"), &clouds::Registry)
             .unwrap_or_else(|e| panic!("{e}\n--- {key}:\n{text}"));
-        let expected: BTreeSet<Actor> = actors.iter().map(|a| actor_named(a)).collect();
+        let expected: BTreeSet<Actor> = Actor::ALL
+            .into_iter()
+            .filter(|a| a.name() == component)
+            .collect();
         assert_eq!(config.controller.actors, expected, "{key}");
-        assert_eq!(
-            config.controller.id,
-            values["controller"]["id"].as_str().unwrap()
-        );
+        assert_eq!(config.controller.id, values["controller"]["id"].as_str().unwrap());
         let metrics = config.controller.metrics_listen.expect("metrics_listen");
-        assert_eq!(Value::from(metrics.port()), values["metrics"]["port"]);
+        assert_eq!(Some(f64::from(metrics.port())), values["metrics"]["port"].as_f64());
         assert_eq!(
-            Value::from(config.webhook.listen.port()),
-            values["webhook"]["port"]
+            Some(f64::from(config.webhook.listen.port())),
+            values["webhook"]["port"].as_f64()
         );
-        assert_eq!(
-            config.webhook.path,
-            values["webhook"]["path"].as_str().unwrap()
-        );
+        assert_eq!(config.webhook.path, values["webhook"]["path"].as_str().unwrap());
         assert_eq!(
             config.controller.work_dir.as_deref(),
             Some(std::path::Path::new("/var/lib/shr"))
         );
         assert!(!config.registrations().is_empty(), "{key}");
-        configs.push((key, config));
+        out.insert(component, config);
     }
-    configs
+    assert_eq!(out.len(), 3);
+    out
 }
 
 #[test]
-fn the_config_each_deployment_gets_passes_the_product_parser_with_default_values() {
-    let values = to_json(&values());
-    let configs = check_rendered(&values);
-    for (key, config) in &configs {
+fn the_chart_renders_with_default_values_into_manifests_that_fit_together() {
+    let values = default_values();
+    let rendered = render_chart(&values).unwrap_or_else(|e| panic!("{e}"));
+    check_manifests(&rendered, &values);
+    assert_eq!(rendered.of_kind("PodDisruptionBudget").len(), 3);
+    let configs = check_configs(&rendered, &values);
+    for (component, config) in &configs {
         assert_eq!(
             config.controller.nats_url.as_ref().map(|u| u.as_str()),
             Some(format!("nats://{RELEASE}-nats:4222").as_str()),
-            "{key}"
+            "{component}"
         );
-        // Defaults: no NATS credentials, plain HTTP.
-        assert!(config.controller.nats_nkey_seed.is_none(), "{key}");
-        assert!(config.webhook.tls.is_none(), "{key}");
-        assert!(config.webhook.secret.is_some(), "{key}");
+        // Defaults: no NATS credentials, plain HTTP, the default webhook secret.
+        assert!(config.controller.nats_nkey_seed.is_none(), "{component}");
+        assert!(config.webhook.tls.is_none(), "{component}");
+        assert!(config.webhook.secret.is_some(), "{component}");
     }
 }
 
 #[test]
-fn the_config_takes_external_nats_seeds_and_tls_when_the_values_ask() {
-    let mut values = to_json(&values());
+fn the_chart_takes_external_nats_seeds_and_tls_when_the_values_ask() {
+    let mut values = default_values();
     values["nats"]["enabled"] = Value::Bool(false);
     values["externalNats"]["url"] = Value::from("nats://nats.shr.internal:4222");
     values["natsAuth"]["existingSecret"] = Value::from("shr-nats");
     values["webhook"]["tls"]["existingSecret"] = Value::from("shr-webhook-tls");
-    values["webhook"]["port"] = Value::from(8443);
+    values["webhook"]["port"] = Value::from(8443.0);
     values["webhook"]["path"] = Value::from("/github/hook");
-    let configs = check_rendered(&values);
-    for (key, config) in &configs {
+    values["podDisruptionBudget"]["enabled"] = Value::Bool(false);
+    let rendered = render_chart(&values).unwrap_or_else(|e| panic!("{e}"));
+    check_manifests(&rendered, &values);
+    assert!(rendered.of_kind("PodDisruptionBudget").is_empty());
+    let configs = check_configs(&rendered, &values);
+    for (component, config) in &configs {
         assert_eq!(
             config.controller.nats_url.as_ref().map(|u| u.as_str()),
             Some("nats://nats.shr.internal:4222"),
-            "{key}"
+            "{component}"
         );
+        let identity = if component == "webhook" { "webhook" } else { "central" };
         let seed = format!("{:?}", config.controller.nats_nkey_seed);
-        let identity = if key == "webhook.toml" {
-            "webhook"
-        } else {
-            "central"
-        };
-        assert!(
-            seed.contains(&format!("/etc/shr/nats/{identity}.nk")),
-            "{key}: {seed}"
-        );
+        assert!(seed.contains(&format!("/etc/shr/nats/{identity}.nk")), "{component}: {seed}");
+        // The pod mounts exactly that seed at that path.
+        let pod = &rendered.deployment(component)["spec"]["template"]["spec"];
+        let seed_volume = pod["volumes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"].as_str() == Some("nats-seed"))
+            .expect("a nats-seed volume");
+        assert_eq!(seed_volume["secret"]["secretName"].as_str(), Some("shr-nats"));
+        let items = seed_volume["secret"]["items"].as_vec().unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["key"].as_str(), Some(format!("{identity}.nk").as_str()));
+        assert_eq!(items[0]["path"].as_str(), Some(format!("{identity}.nk").as_str()));
+        let tls_mounted = names(&pod["volumes"]).contains("tls");
+        assert_eq!(tls_mounted, component == "webhook", "{component}");
         let tls = config.webhook.tls.as_ref().expect("tls");
         assert_eq!(tls.cert, std::path::Path::new("/etc/shr/tls/tls.crt"));
     }
-    // And the Deployment mounts each pod's own seed, under the same name.
-    let deployments =
-        std::fs::read_to_string(chart_dir().join("templates/deployments.yaml")).unwrap();
-    assert!(deployments.contains("ternary \"webhook\" \"central\" (eq $name \"webhook\")"));
-    assert!(deployments.contains("mountPath: /etc/shr/nats"));
-    assert!(deployments.contains("mountPath: /etc/shr/tls"));
+}
+
+#[test]
+fn the_chart_refuses_values_it_cannot_serve() {
+    let mut values = default_values();
+    values["nats"]["enabled"] = Value::Bool(false);
+    let err = render_chart(&values).err().expect("no NATS at all");
+    assert!(err.contains("externalNats.url is required"), "{err}");
+
+    let mut values = default_values();
+    values["secrets"]["existingSecret"] = Value::from("");
+    let err = render_chart(&values).err().expect("no secrets");
+    assert!(err.contains("secrets.existingSecret is required"), "{err}");
 }
 
 #[test]
 fn a_broken_body_is_caught_by_the_product_parser() {
     // The rendering is only as good as the parser behind it: a bad value must fail.
-    let mut values = to_json(&values());
+    let mut values = default_values();
     let body = values["config"]["body"]
         .as_str()
         .unwrap()
         .replace("scope = \"org\"", "scope = \"galaxy\"");
     values["config"]["body"] = Value::from(body);
-    let (key, actors, identity) = config_includes().remove(0);
-    let text = render_config(&values, &actors, &identity);
+    let rendered = render_chart(&values).unwrap();
+    let (key, text) = rendered.config_files().into_iter().next().unwrap();
     let errors = Config::parse(&text, &key, &clouds::Registry).unwrap_err();
     assert!(errors.to_string().contains("scope"), "{errors}");
 }
