@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use yaml_rust2::{Yaml, YamlLoader};
 
+pub mod chart;
 pub mod template;
 
 /// The `deploy/` folder.

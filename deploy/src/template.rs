@@ -2,7 +2,7 @@
 //! Helm: text with `{{-`/`-}}` trimming, comments, `define`, `if`/`else`/`end`, `range`
 //! (over a list, optionally into `$var`), `with`, variables (`$x := …`, `$x = …`, `$`,
 //! `$x.field`), fields (`.a.b`), parenthesised pipelines, and the functions the chart calls
-//! (listed in [`call`]). Values are JSON values; numbers from values files are floats, as in
+//! (listed on the private `Exec::call`). Values are JSON values; numbers from values files are floats, as in
 //! Helm, so `printf "%d"` on one fails here as it misprints there.
 //!
 //! It is strict where Helm would be sloppy or fail at install time: a field of a missing
@@ -70,8 +70,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             inner = &inner[1..];
             before = before.trim_end();
         }
-        trim_next =
-            inner.ends_with('-') && inner[..inner.len() - 1].ends_with(char::is_whitespace);
+        trim_next = inner.ends_with('-') && inner[..inner.len() - 1].ends_with(char::is_whitespace);
         if trim_next {
             inner = &inner[..inner.len() - 1];
         }
@@ -303,7 +302,11 @@ impl Parser<'_> {
                         }
                         _ => None,
                     };
-                    let words = if assign.is_some() { &words[2..] } else { &words[..] };
+                    let words = if assign.is_some() {
+                        &words[2..]
+                    } else {
+                        &words[..]
+                    };
                     let (pipeline, rest) = parse_pipeline(words)?;
                     if !rest.is_empty() {
                         return Err(format!("unexpected {rest:?} in {action:?}"));
@@ -619,7 +622,7 @@ impl Exec<'_> {
             }
             "list" => Value::Array(args),
             "dict" => {
-                if args.len() % 2 != 0 {
+                if !args.len().is_multiple_of(2) {
                     return Err("dict takes key/value pairs".into());
                 }
                 let mut map = Map::new();
@@ -730,7 +733,9 @@ fn printf(format: &str, args: &[Value]) -> Result<String, String> {
                 out.push_str(&n.to_string());
             }
             (verb, arg) => {
-                return Err(format!("printf {format:?}: %{verb:?} of {arg} misprints in Helm"));
+                return Err(format!(
+                    "printf {format:?}: %{verb:?} of {arg} misprints in Helm"
+                ));
             }
         }
     }
@@ -782,7 +787,8 @@ mod tests {
 
     #[test]
     fn renders_trimming_conditionals_ranges_includes_and_pipelines() {
-        let dot = serde_json::json!({"Values": {"a": "v\"q", "n": 9464.0, "off": "", "m": {"k": 1.0}}});
+        let dot =
+            serde_json::json!({"Values": {"a": "v\"q", "n": 9464.0, "off": "", "m": {"k": 1.0}}});
         let text = r#"{{- define "inc" -}}
 [{{ .who }}]
 {{- end -}}

@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use deploy::template::Templates;
-use deploy::{chart_dir, files_with_suffix, get, leaf_paths, load_yaml, references, to_json};
+use deploy::chart::{Rendered, render};
+use deploy::{chart_dir, files_with_suffix, get, leaf_paths, load_yaml, references};
 use registration::{Actor, Config};
 use serde_json::Value;
 use yaml_rust2::Yaml;
@@ -167,82 +167,12 @@ fn deployments_probe_health_and_readiness_and_advertise_metrics() {
     assert!(texts["service.yaml"].contains("targetPort: webhook"));
 }
 
-
-/// The rendered chart: manifests by kind, plus NOTES.txt.
-struct Rendered {
-    docs: Vec<Yaml>,
-    notes: String,
-}
-
-impl Rendered {
-    fn of_kind(&self, kind: &str) -> Vec<&Yaml> {
-        self.docs
-            .iter()
-            .filter(|d| d["kind"].as_str() == Some(kind))
-            .collect()
-    }
-
-    fn deployment(&self, component: &str) -> &Yaml {
-        self.of_kind("Deployment")
-            .into_iter()
-            .find(|d| {
-                d["metadata"]["labels"]["app.kubernetes.io/component"].as_str() == Some(component)
-            })
-            .unwrap_or_else(|| panic!("no {component} Deployment"))
-    }
-
-    fn config_files(&self) -> BTreeMap<String, String> {
-        let configmaps = self.of_kind("ConfigMap");
-        assert_eq!(configmaps.len(), 1);
-        let data = get(configmaps[0], "data").and_then(Yaml::as_hash).unwrap();
-        data.iter()
-            .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.as_str().unwrap().to_owned()))
-            .collect()
-    }
+fn default_values() -> Value {
+    deploy::chart::default_values().unwrap()
 }
 
 fn render_chart(values: &Value) -> Result<Rendered, String> {
-    let chart = to_json(&chart());
-    let base = format!("{}/templates", chart["name"].as_str().unwrap());
-    let files = template_texts();
-    // Helm names each file by its path in the chart, which is what `include (print
-    // $.Template.BasePath "/configmap.yaml")` looks up.
-    let named: Vec<(String, &str)> = files
-        .iter()
-        .map(|(name, text)| (format!("{base}/{name}"), text.as_str()))
-        .collect();
-    let templates = Templates::parse(named.iter().map(|(n, t)| (n.as_str(), *t)))?;
-    let root = serde_json::json!({
-        "Values": values,
-        "Release": {"Name": RELEASE, "Namespace": "ci", "Service": "Helm"},
-        "Chart": {
-            "Name": chart["name"],
-            "Version": chart["version"],
-            "AppVersion": chart["appVersion"],
-        },
-        "Template": {"BasePath": base},
-    });
-    let mut docs = Vec::new();
-    let mut notes = String::new();
-    for (name, _) in &named {
-        let file = name.rsplit('/').next().unwrap();
-        if file.starts_with('_') {
-            continue;
-        }
-        let text = templates.render(name, &root)?;
-        if file == "NOTES.txt" {
-            notes = text;
-            continue;
-        }
-        let parsed = yaml_rust2::YamlLoader::load_from_str(&text)
-            .map_err(|e| format!("{file} does not render to YAML: {e}\n{text}"))?;
-        docs.extend(parsed.into_iter().filter(|d| !d.is_null()));
-    }
-    Ok(Rendered { docs, notes })
-}
-
-fn default_values() -> Value {
-    to_json(&values())
+    render(values, RELEASE)
 }
 
 fn names(list: &Yaml) -> BTreeSet<String> {
@@ -260,10 +190,13 @@ fn names(list: &Yaml) -> BTreeSet<String> {
 /// and config file fit together, and the Service reaches the webhook's port.
 fn check_manifests(rendered: &Rendered, values: &Value) {
     let configs = rendered.config_files();
-    let configmap_name = rendered.of_kind("ConfigMap")[0]["metadata"]["name"].as_str().unwrap();
+    assert_eq!(rendered.of_kind("ConfigMap").len(), 1);
+    let configmap_name = rendered.of_kind("ConfigMap")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap();
     assert_eq!(rendered.of_kind("Deployment").len(), 3);
     for component in ["webhook", "poller", "scheduler"] {
-        let deployment = rendered.deployment(component);
+        let deployment = rendered.deployment(component).unwrap();
         assert_eq!(deployment["apiVersion"].as_str(), Some("apps/v1"));
         let spec = &deployment["spec"];
         assert_eq!(
@@ -281,10 +214,19 @@ fn check_manifests(rendered: &Rendered, values: &Value) {
         let container = &containers[0];
         let volumes = names(&pod["volumes"]);
         let mounts = names(&container["volumeMounts"]);
-        assert!(mounts.is_subset(&volumes), "{component}: {mounts:?} vs {volumes:?}");
+        assert!(
+            mounts.is_subset(&volumes),
+            "{component}: {mounts:?} vs {volumes:?}"
+        );
         let ports = names(&container["ports"]);
-        assert_eq!(container["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
-        assert_eq!(container["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+        assert_eq!(
+            container["livenessProbe"]["httpGet"]["path"].as_str(),
+            Some("/healthz")
+        );
+        assert_eq!(
+            container["readinessProbe"]["httpGet"]["path"].as_str(),
+            Some("/readyz")
+        );
         for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
             let port = container[probe]["httpGet"]["port"].as_str().unwrap();
             assert!(ports.contains(port), "{component}: {probe} port {port}");
@@ -303,7 +245,10 @@ fn check_manifests(rendered: &Rendered, values: &Value) {
             annotations["prometheus.io/port"].as_str(),
             Some(metrics_port.to_string().as_str())
         );
-        assert_eq!(annotations["checksum/config"].as_str().map(str::len), Some(64));
+        assert_eq!(
+            annotations["checksum/config"].as_str().map(str::len),
+            Some(64)
+        );
         // The config file is this component's key of the chart's ConfigMap.
         let config_mount = container["volumeMounts"]
             .as_vec()
@@ -320,7 +265,10 @@ fn check_manifests(rendered: &Rendered, values: &Value) {
             .iter()
             .find(|v| v["name"] == config_mount["name"])
             .unwrap();
-        assert_eq!(config_volume["configMap"]["name"].as_str(), Some(configmap_name));
+        assert_eq!(
+            config_volume["configMap"]["name"].as_str(),
+            Some(configmap_name)
+        );
         let secrets_volume = pod["volumes"]
             .as_vec()
             .unwrap()
@@ -331,27 +279,47 @@ fn check_manifests(rendered: &Rendered, values: &Value) {
             secrets_volume["secret"]["secretName"].as_str(),
             values["secrets"]["existingSecret"].as_str()
         );
+        // Secret files: readable by the pod's group (fsGroup) and nobody else. The mode is
+        // decimal in the template: YAML 1.1 (Kubernetes) and 1.2 read a leading 0 differently.
+        let fs_group = pod["securityContext"]["fsGroup"].as_i64();
+        assert!(fs_group.is_some(), "{component}: fsGroup");
+        for volume in pod["volumes"].as_vec().unwrap() {
+            if let Some(mode) = volume["secret"]["defaultMode"].as_i64() {
+                assert_eq!(mode, 0o440, "{component}: {:?}", volume["name"]);
+            }
+        }
         assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
         assert_eq!(
             container["securityContext"]["readOnlyRootFilesystem"].as_bool(),
             Some(true)
         );
         assert_eq!(
-            container["args"].as_vec().unwrap().last().and_then(Yaml::as_str),
+            container["args"]
+                .as_vec()
+                .unwrap()
+                .last()
+                .and_then(Yaml::as_str),
             Some("/etc/shr/shr.toml")
         );
     }
     // The Service selects the webhook pods and targets a port they name.
     let services = rendered.of_kind("Service");
     assert_eq!(services.len(), 1);
-    let webhook = rendered.deployment("webhook");
-    let pod_labels = webhook["spec"]["template"]["metadata"]["labels"].as_hash().unwrap();
+    let webhook = rendered.deployment("webhook").unwrap();
+    let pod_labels = webhook["spec"]["template"]["metadata"]["labels"]
+        .as_hash()
+        .unwrap();
     for (k, v) in services[0]["spec"]["selector"].as_hash().unwrap() {
         assert_eq!(pod_labels.get(k), Some(v), "service selector {k:?}");
     }
-    let target = services[0]["spec"]["ports"][0]["targetPort"].as_str().unwrap();
+    let target = services[0]["spec"]["ports"][0]["targetPort"]
+        .as_str()
+        .unwrap();
     let webhook_ports = names(&webhook["spec"]["template"]["spec"]["containers"][0]["ports"]);
-    assert!(webhook_ports.contains(target), "{target} not in {webhook_ports:?}");
+    assert!(
+        webhook_ports.contains(target),
+        "{target} not in {webhook_ports:?}"
+    );
     assert!(rendered.notes.contains("webhook x"), "{}", rendered.notes);
 }
 
@@ -368,14 +336,23 @@ fn check_configs(rendered: &Rendered, values: &Value) -> BTreeMap<String, Config
             .filter(|a| a.name() == component)
             .collect();
         assert_eq!(config.controller.actors, expected, "{key}");
-        assert_eq!(config.controller.id, values["controller"]["id"].as_str().unwrap());
+        assert_eq!(
+            config.controller.id,
+            values["controller"]["id"].as_str().unwrap()
+        );
         let metrics = config.controller.metrics_listen.expect("metrics_listen");
-        assert_eq!(Some(f64::from(metrics.port())), values["metrics"]["port"].as_f64());
+        assert_eq!(
+            Some(f64::from(metrics.port())),
+            values["metrics"]["port"].as_f64()
+        );
         assert_eq!(
             Some(f64::from(config.webhook.listen.port())),
             values["webhook"]["port"].as_f64()
         );
-        assert_eq!(config.webhook.path, values["webhook"]["path"].as_str().unwrap());
+        assert_eq!(
+            config.webhook.path,
+            values["webhook"]["path"].as_str().unwrap()
+        );
         assert_eq!(
             config.controller.work_dir.as_deref(),
             Some(std::path::Path::new("/var/lib/shr"))
@@ -427,22 +404,38 @@ fn the_chart_takes_external_nats_seeds_and_tls_when_the_values_ask() {
             Some("nats://nats.shr.internal:4222"),
             "{component}"
         );
-        let identity = if component == "webhook" { "webhook" } else { "central" };
+        let identity = if component == "webhook" {
+            "webhook"
+        } else {
+            "central"
+        };
         let seed = format!("{:?}", config.controller.nats_nkey_seed);
-        assert!(seed.contains(&format!("/etc/shr/nats/{identity}.nk")), "{component}: {seed}");
+        assert!(
+            seed.contains(&format!("/etc/shr/nats/{identity}.nk")),
+            "{component}: {seed}"
+        );
         // The pod mounts exactly that seed at that path.
-        let pod = &rendered.deployment(component)["spec"]["template"]["spec"];
+        let pod = &rendered.deployment(component).unwrap()["spec"]["template"]["spec"];
         let seed_volume = pod["volumes"]
             .as_vec()
             .unwrap()
             .iter()
             .find(|v| v["name"].as_str() == Some("nats-seed"))
             .expect("a nats-seed volume");
-        assert_eq!(seed_volume["secret"]["secretName"].as_str(), Some("shr-nats"));
+        assert_eq!(
+            seed_volume["secret"]["secretName"].as_str(),
+            Some("shr-nats")
+        );
         let items = seed_volume["secret"]["items"].as_vec().unwrap();
         assert_eq!(items.len(), 1);
-        assert_eq!(items[0]["key"].as_str(), Some(format!("{identity}.nk").as_str()));
-        assert_eq!(items[0]["path"].as_str(), Some(format!("{identity}.nk").as_str()));
+        assert_eq!(
+            items[0]["key"].as_str(),
+            Some(format!("{identity}.nk").as_str())
+        );
+        assert_eq!(
+            items[0]["path"].as_str(),
+            Some(format!("{identity}.nk").as_str())
+        );
         let tls_mounted = names(&pod["volumes"]).contains("tls");
         assert_eq!(tls_mounted, component == "webhook", "{component}");
         let tls = config.webhook.tls.as_ref().expect("tls");
@@ -454,12 +447,12 @@ fn the_chart_takes_external_nats_seeds_and_tls_when_the_values_ask() {
 fn the_chart_refuses_values_it_cannot_serve() {
     let mut values = default_values();
     values["nats"]["enabled"] = Value::Bool(false);
-    let err = render_chart(&values).err().expect("no NATS at all");
+    let err = render_chart(&values).expect_err("no NATS at all");
     assert!(err.contains("externalNats.url is required"), "{err}");
 
     let mut values = default_values();
     values["secrets"]["existingSecret"] = Value::from("");
-    let err = render_chart(&values).err().expect("no secrets");
+    let err = render_chart(&values).expect_err("no secrets");
     assert!(err.contains("secrets.existingSecret is required"), "{err}");
 }
 
