@@ -1,9 +1,9 @@
 //! A small interpreter of Go templates as Helm runs them, enough to render this chart without
-//! Helm: text with `{{-`/`-}}` trimming, comments, `define`, `if`/`else`/`end`, `range`
-//! (over a list, optionally into `$var`), `with`, variables (`$x := …`, `$x = …`, `$`,
-//! `$x.field`), fields (`.a.b`), parenthesised pipelines, and the functions the chart calls
-//! (listed on the private `Exec::call`). Values are JSON values; numbers from values files are floats, as in
-//! Helm, so `printf "%d"` on one fails here as it misprints there.
+//! Helm: text with `{{-`/`-}}` trimming, comments, `define`, `if`/`else if`/`else`/`end`,
+//! `range` (over a list, optionally into `$var`), `with`, variables (`$x := …`, `$x = …`,
+//! `$`, `$x.field`), fields (`.a.b`), parenthesised pipelines, and the functions the chart
+//! calls (listed on the private `Exec::call`). Values are JSON values; numbers from values
+//! files are floats, as in Helm, so `printf "%d"` on one fails here as it misprints there.
 //!
 //! It is strict where Helm would be sloppy or fail at install time: a field of a missing
 //! value, an unknown function or action, or a `required` with nothing is an error naming
