@@ -107,7 +107,7 @@ fn jit_config_from_a_mounted_file_is_read_and_the_file_variable_is_unset() {
     let file = sandbox.path("jitconfig");
     std::fs::write(&file, format!("{secret}\n")).unwrap();
     let out = sandbox.run(
-        &[(JIT_FILE_ENV, file.to_str().unwrap()), ("SHR_DIND", "auto")],
+        &[(JIT_FILE_ENV, file.to_str().unwrap()), ("SHR_DIND", "0")],
         &[],
     );
     assert_eq!(out.status.code(), Some(7), "{}", printed(&out));
@@ -188,16 +188,58 @@ fn dind_that_never_comes_up_fails_without_starting_the_runner() {
     assert!(sandbox.read("jit").is_none());
 }
 
+/// Whether this process's bounding set holds CAP_SYS_ADMIN (bit 21), read independently of
+/// the script.
+fn may_admin() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap() & (1 << 21) != 0
+}
+
+#[test]
+fn auto_dind_starts_dockerd_exactly_when_the_container_may_run_it() {
+    let sandbox = Sandbox::new();
+    write_exec(
+        &sandbox.path("bin/sudo"),
+        "#!/bin/sh\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n",
+    );
+    write_exec(
+        &sandbox.path("bin/dockerd"),
+        "#!/bin/sh\necho ran > \"$OUT/dockerd\"\ntouch \"$SHR_DOCKER_SOCK\"\n",
+    );
+    let out = sandbox.run(&[(JIT_ENV, "x")], &[]);
+    assert_eq!(out.status.code(), Some(7), "{}", printed(&out));
+    assert_eq!(sandbox.read("dockerd").is_some(), may_admin());
+}
+
 #[test]
 fn auto_dind_without_dockerd_starts_the_runner_alone() {
     let sandbox = Sandbox::new();
-    // No dockerd on the sandbox PATH (and none in /usr/bin or /bin here, or it is skipped).
-    let has_dockerd = ["/usr/bin/dockerd", "/bin/dockerd"]
-        .iter()
-        .any(|p| Path::new(p).exists());
-    let out = sandbox.run(&[(JIT_ENV, "x")], &[]);
-    assert_eq!(out.status.code(), Some(7), "{}", printed(&out));
-    if !has_dockerd {
-        assert!(!sandbox.path("docker.sock").exists());
+    // Only the sandbox's tools: no dockerd anywhere on PATH, so nothing to start.
+    let bin = sandbox.path("bin");
+    for tool in ["sed", "id", "cat", "sleep"] {
+        let found = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap();
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
     }
+    let out = Command::new("/bin/sh")
+        .arg(script())
+        .env_clear()
+        .env("PATH", &bin)
+        .env("OUT", sandbox.dir.path())
+        .env("SHR_RUNNER_RUN_SH", sandbox.path("run.sh"))
+        .env("SHR_DOCKER_SOCK", sandbox.path("docker.sock"))
+        .env(JIT_ENV, "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", printed(&out));
+    assert!(!sandbox.path("docker.sock").exists());
+    assert!(!printed(&out).contains("dockerd"), "{}", printed(&out));
 }
