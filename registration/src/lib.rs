@@ -23,8 +23,9 @@ mod syntax;
 
 pub use config::{
     Actor, Auth, Config, Controller, DEFAULT_CPU_MILLIS, DEFAULT_IMAGE, DEFAULT_LABEL,
-    DEFAULT_MEMORY_MIB, DEFAULT_PROVIDER, DEFAULT_RUNNER_GROUP_ID, Defaults, Detection, Limits,
-    LiveTable, MAX_NATS_REPLICAS, Providers, Registration, ScopeKind, Tenant, Tls, WebhookConfig,
+    DEFAULT_MAX_CPU_MILLIS, DEFAULT_MAX_MEMORY_MIB, DEFAULT_MEMORY_MIB, DEFAULT_PROVIDER,
+    DEFAULT_RUNNER_GROUP_ID, Defaults, Detection, Limits, LiveTable, MAX_NATS_REPLICAS, Providers,
+    Registration, ScopeKind, Tenant, Tls, WebhookConfig,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::{ResolveError, SecretRef};

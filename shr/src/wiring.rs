@@ -406,7 +406,7 @@ pub fn nats_identity(
     Ok(Some((role, identity)))
 }
 
-/// Connects and sets the bus up, retrying for [`CONNECT_PATIENCE`]. The central placement (or
+/// Connects and sets the bus up, retrying for a minute. The central placement (or
 /// a process without credentials) creates or updates streams and buckets; a tenant agent or
 /// the webhook under its own identity only looks them up, as its grant allows.
 pub async fn connect_bus(
