@@ -265,6 +265,11 @@ impl DemoCloud {
         (launched.len(), distinct)
     }
 
+    /// The create log: the instance names a runner process was started for, in order.
+    pub fn launched(&self) -> Vec<String> {
+        self.sim.launched()
+    }
+
     /// Instances whose container ended, or failed to start, without starting a runner (the
     /// image model ran their command and it never reached `/home/runner/run.sh`).
     pub fn exited_without_runner(&self) -> usize {

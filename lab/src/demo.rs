@@ -13,6 +13,7 @@ use bus_schema::ProviderKind;
 use clap::Args;
 
 use crate::harness::{Harness, HarnessOptions};
+use crate::placement::Placement;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -46,6 +47,16 @@ pub struct DemoArgs {
     /// The chaos schedule's random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Where the actors run (see the README's placements section): `distributed`, every
+    /// actor in this process; `centralized`, provisioner and reaper in a second `shr run`
+    /// process; `agents`, central `shr run` processes plus one agent process per tenant, each
+    /// under its own NATS identity on the shipped security configuration. The last two need
+    /// a cloud: `--provider local` becomes `alibaba-eci`.
+    #[arg(long, value_enum, default_value_t = Placement::Distributed)]
+    pub placement: Placement,
+    /// How many tenants the agents placement runs.
+    #[arg(long, default_value_t = 3)]
+    pub tenants: usize,
 }
 
 /// The label sets the demo cycles through: default size, a sized runner, a pinned runner
@@ -68,7 +79,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     let mut options = HarnessOptions::new(&args.work_dir);
-    options.provider = args.provider;
+    options.provider = match (args.placement, args.provider) {
+        (Placement::Distributed, kind) => kind,
+        (_, ProviderKind::Local) => ProviderKind::AlibabaEci,
+        (_, kind) => kind,
+    };
+    options.placement = args.placement;
+    options.tenants = args.tenants;
     options.nats_url = args.nats_url.clone();
     options.job_duration = Duration::from_millis(args.job_duration_ms);
     options.webhooks = !args.no_webhooks;
@@ -78,19 +95,42 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let mut harness = Harness::start(options).await?;
     println!(
-        "demo: {} jobs, provider {}, nats {}, GitHub simulator {}, config {}",
+        "demo: {} jobs, provider {}, placement {}, nats {}, GitHub simulator {}, config {}",
         args.jobs,
-        args.provider,
+        harness.options.provider,
+        args.placement,
         harness.nats_url,
         harness.sim.base_url(),
         harness.config_path.display()
     );
-    harness.queue_jobs(args.jobs, &LABEL_SETS);
+    let processes = harness.children.names();
+    if !processes.is_empty() {
+        println!(
+            "processes: {} (logs in {})",
+            processes.join(", "),
+            harness.options.work_dir.join("logs").display()
+        );
+    }
+    if args.placement == Placement::Agents {
+        harness.queue_tenant_jobs(args.jobs, &LABEL_SETS);
+    } else {
+        harness.queue_jobs(args.jobs, &LABEL_SETS);
+    }
     let summary = harness
         .wait_settled(Duration::from_secs(args.timeout_secs), true)
         .await?;
     if summary.lost > 0 {
         print!("{}", harness.explain_lost().await?);
+    }
+    for exited in harness.children.exited() {
+        println!("process {exited}");
+    }
+    let tenancy = (args.placement == Placement::Agents).then(|| harness.tenant_creates());
+    if let Some(tenancy) = &tenancy {
+        for violation in &tenancy.violations {
+            println!("tenancy violation: {violation}");
+        }
+        println!("{tenancy}");
     }
     if let Some(stats) = harness
         .running
@@ -116,7 +156,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     harness.stop().await;
     println!("wall time {:.1}s", started.elapsed().as_secs_f64());
     println!("{summary}");
-    Ok(if summary.ok() {
+    let tenancy_ok = tenancy.is_none_or(|t| t.violations.is_empty() && t.own == summary.jobs);
+    Ok(if summary.ok() && tenancy_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

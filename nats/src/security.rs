@@ -117,7 +117,15 @@ impl Role {
                 subscribe: vec![format!("{}.>", self.inbox_prefix())],
             },
             Role::Webhook => Grants {
-                publish: [vec![subject::ALL_JOB_EVENTS.to_owned()], bucket_info()].concat(),
+                // Job events, and the one status key saying when it last accepted a delivery.
+                publish: [
+                    vec![
+                        subject::ALL_JOB_EVENTS.to_owned(),
+                        format!("$KV.{}.{}", subject::JOBS_BUCKET, subject::WEBHOOK_SEEN_KEY),
+                    ],
+                    bucket_info(),
+                ]
+                .concat(),
                 subscribe: vec![format!("{}.>", self.inbox_prefix())],
             },
             Role::Agent(tenant) => agent_grants(tenant, &self.inbox_prefix())?,
@@ -339,7 +347,7 @@ mod tests {
             .iter()
             .filter(|s| !s.starts_with("$JS.API.STREAM.INFO.KV_"))
             .collect();
-        assert_eq!(bus, vec!["shr.v1.job.*.*"]);
+        assert_eq!(bus, vec!["shr.v1.job.*.*", "$KV.shr-jobs.seen.webhook"]);
     }
 
     #[test]
