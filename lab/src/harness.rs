@@ -52,6 +52,9 @@ pub struct HarnessOptions {
     pub placement: Placement,
     /// How many tenants the agents placement runs.
     pub tenants: usize,
+    /// The agents placement: poll as well as take webhooks (with `webhooks`); off, every
+    /// job must arrive through a webhook delivery.
+    pub poll: bool,
 }
 
 impl HarnessOptions {
@@ -70,6 +73,7 @@ impl HarnessOptions {
             nats_nkey_seed: None,
             placement: Placement::Distributed,
             tenants: 3,
+            poll: true,
         }
     }
 }
@@ -386,10 +390,10 @@ impl Harness {
             pat: &pat_path,
             hook: &hook_path,
         };
-        let detection = if options.webhooks {
-            "webhook+poll"
-        } else {
-            "poll"
+        let detection = match (options.webhooks, options.poll) {
+            (true, true) => "webhook+poll",
+            (true, false) => "webhook",
+            (false, _) => "poll",
         };
         let webhook_toml = format!(
             "[webhook]\nlisten = \"127.0.0.1:{webhook_port}\"\npath = \"/webhook\"\nsecret = \"file:{}\"\n\n",
@@ -429,7 +433,25 @@ impl Harness {
                 options.poll_interval_secs,
             )?;
         } else {
-            std::fs::write(&config_path, config_text(&options, &inputs))?;
+            let mut text = config_text(&options, &inputs);
+            if options.placement == Placement::Centralized {
+                // Scheduler and provisioner in two processes: seal with a key pair the
+                // operator holds (an all-in-one process makes one for itself).
+                let key = bus_schema::JitPrivateKey::generate();
+                let path = secrets.join("jit.key");
+                shr::keys_cmd::write_private_key(&path, &key)?;
+                let anchor = "charge_labels = [\"demo-team\"]\n";
+                text = text.replacen(
+                    anchor,
+                    &format!(
+                        "{anchor}jit_public_key = \"{}\"\njit_private_key = \"file:{}\"\n",
+                        key.public_key(),
+                        path.display()
+                    ),
+                    1,
+                );
+            }
+            std::fs::write(&config_path, text)?;
         }
         let listener = (options.placement != Placement::Agents).then_some(listener);
         let mut harness = Harness {

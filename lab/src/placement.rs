@@ -91,6 +91,13 @@ pub struct TenantSetup {
     pub cloud: crate::clouds::DemoCloud,
 }
 
+impl TenantSetup {
+    /// The file holding this tenant's cloud secret (known to its agent only).
+    pub fn cloud_secret(&self) -> PathBuf {
+        self.cloud.secret_path().to_owned()
+    }
+}
+
 /// The identities' seeds and the server configuration: `shr-nats-config`'s output plus the
 /// shipped `secure.conf` beside it, without its monitoring port (so runs can overlap) and
 /// store directory (the server refuses one in both the file and the command line); the
@@ -164,8 +171,7 @@ api_url = "{api_url}"
 auth = {{ pat = "file:{pat}" }}
 labels = ["{label}"]
 detection = "{detection}"
-poll_interval_secs = {poll_secs}
-jit_per_minute = 6000
+{poll}jit_per_minute = 6000
 
 [registrations.limits]
 max_cpu = 4
@@ -176,6 +182,11 @@ max_attempts = 5
             registration = registration_name(name),
             pat = t.pat.display(),
             label = tenant_label(name),
+            poll = if detection == "webhook" {
+                String::new()
+            } else {
+                format!("poll_interval_secs = {poll_secs}\n")
+            },
         ));
     }
     out

@@ -390,7 +390,6 @@ const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60)
 fn nats_identity(
     config: &Config,
 ) -> anyhow::Result<Option<(shr_nats::security::Role, shr_nats::Identity)>> {
-    use shr_nats::security::Role;
     let c = &config.controller;
     let resolve = |secret: &Option<registration::SecretRef>, field: &str| {
         secret
