@@ -268,6 +268,48 @@ async fn with_b_s_credentials_a_s_subjects_keys_and_consumers_are_refused() {
             .is_err()
     );
 
+    // Listing A's key names: stream info with a subjects filter (what `nats kv ls` and a
+    // bucket handle would use) is refused; the identical create that opens a bucket answers
+    // without subjects; a create with another configuration (one that would list or copy
+    // keys elsewhere) is refused by the server and changes nothing.
+    for bucket in [subject::RUNNERS_BUCKET, subject::JOBS_BUCKET, subject::LEASES_BUCKET] {
+        let info = format!("$JS.API.STREAM.INFO.KV_{bucket}");
+        let ask = serde_json::json!({ "subjects_filter": ">" });
+        assert!(
+            b.request(info.clone(), serde_json::to_vec(&ask).unwrap().into())
+                .await
+                .is_err()
+        );
+        violations.wait_for(&info).await;
+    }
+    let create = format!("$JS.API.STREAM.CREATE.KV_{}", subject::RUNNERS_BUCKET);
+    let reply = b.request(create.clone(), "{}".into()).await.unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(reply.get("error").is_some(), "{reply}");
+    let sneaky = serde_json::json!({
+        "name": format!("KV_{}", subject::RUNNERS_BUCKET),
+        "subjects": [format!("$KV.{}.>", subject::RUNNERS_BUCKET)],
+        "republish": { "src": ">", "dest": "_INBOX_b.keys.>", "headers_only": true },
+    });
+    let reply = b
+        .request(create, serde_json::to_vec(&sneaky).unwrap().into())
+        .await
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(reply.get("error").is_some(), "{reply}");
+    let runners_info = central
+        .js
+        .get_stream(format!("KV_{}", subject::RUNNERS_BUCKET))
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert!(runners_info.config.republish.is_none());
+    let text = format!("{:?}", b_bus.runners.stream.cached_info());
+    assert!(!text.contains("shr-a-1-1"), "{text}");
+
     // Fetching from A's consumer: look-up, create and next are all refused.
     assert!(bind_provision(&b_bus.js, "a").await.is_err());
     let next = format!(
