@@ -270,6 +270,13 @@ impl CloudSim for LabSim {
             ("project".into(), self.sim.lock().config.project.clone()),
             ("region".into(), LAB_REGION.into()),
             ("service_account_key".into(), secret.to_owned()),
+            (
+                "runner_service_account".into(),
+                format!(
+                    "shr-runner@{}.iam.gserviceaccount.com",
+                    self.sim.lock().config.project
+                ),
+            ),
         ])
     }
 

@@ -1,9 +1,12 @@
 //! `shr-lab demo`: the whole system on one machine, against local NATS and the simulators.
 //!
 //! It starts a nats-server (unless `--nats-url`), the GitHub simulator and every actor in
-//! this process ([`crate::harness`]), queues `--jobs` jobs with mixed labels, prints
-//! progress, and ends with one line, which must read `lost=0 duplicates=0 leaked=0` (and
-//! every job completed, every instance reaped) for the exit code to be 0.
+//! this process ([`crate::harness`]), or with `--placement centralized|agents` some of them
+//! as `shr run` processes ([`crate::placement`]), queues `--jobs` jobs with mixed labels,
+//! prints progress, and ends with one line, which must read `lost=0 duplicates=0 leaked=0`
+//! (and every job completed, every instance reaped) for the exit code to be 0. The agents
+//! placement also prints a `tenancy:` line and needs every job to have run on a runner its
+//! own tenant's agent created.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

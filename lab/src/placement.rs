@@ -54,6 +54,10 @@ impl std::fmt::Display for Placement {
     }
 }
 
+/// How often the child processes sweep (`SHR_SWEEP_INTERVAL_SECS`), so a demo run sees
+/// orphans found and removed.
+pub const SWEEP_INTERVAL_SECS: u64 = 5;
+
 /// The repository every tenant's registration covers in the agents placement.
 pub const SHARED_REPO: &str = "shared-org/app";
 
@@ -287,7 +291,8 @@ pub fn write_agents_configs(
     Ok(files)
 }
 
-/// `shr run --config <file>` children, logging to `<logs>/<name>.log`; killed on drop.
+/// `shr run --config <file>` children, logging to `<logs>/<name>.log` and sweeping every
+/// [`SWEEP_INTERVAL_SECS`]; killed on drop.
 #[derive(Debug, Default)]
 pub struct Children {
     children: Vec<(String, PathBuf, Child)>,
@@ -313,6 +318,7 @@ impl Children {
             .arg("--config")
             .arg(config)
             .env("SHR_LOG", level)
+            .env("SHR_SWEEP_INTERVAL_SECS", SWEEP_INTERVAL_SECS.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))

@@ -266,6 +266,17 @@ async fn agents_placement_runs_150_jobs_each_on_a_runner_its_own_tenants_agent_c
         }
     }
 
+    // Planted in acme's account: an instance of another deployment sharing it, and one of
+    // ours that no record explains. Acme's agent sweeps under its grant: the first survives,
+    // the second is deleted once it has stayed unknown past the create-retry window (the run
+    // settles only when no instance of ours is left).
+    let acme = &h.tenants[0];
+    let foreign = "shr-acme-990001-1";
+    let orphan = "shr-acme-990002-1";
+    acme.cloud.create_orphan("another-deployment", foreign);
+    acme.cloud.create_orphan(shr_lab::harness::CONTROLLER_ID, orphan);
+    assert_eq!(acme.cloud.live_instances(), 2);
+
     h.queue_tenant_jobs(JOBS, &LABEL_SETS);
     let summary = h
         .wait_settled(Duration::from_secs(150), false)
@@ -282,6 +293,14 @@ async fn agents_placement_runs_150_jobs_each_on_a_runner_its_own_tenants_agent_c
             && line.contains(" lost=0 duplicates=0 leaked=0"),
         "{line}"
     );
+
+    let acme = &h.tenants[0];
+    assert_eq!(
+        acme.cloud.live_instances(),
+        1,
+        "the foreign instance survives the sweep, the orphan of ours does not"
+    );
+    assert_eq!(acme.cloud.live_instances_of(shr_lab::harness::CONTROLLER_ID), 0);
 
     // Each job ran on a runner created in its own tenant's cloud account, whose secret only
     // that tenant's agent holds; no account holds another tenant's runner.
