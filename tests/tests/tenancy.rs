@@ -236,18 +236,27 @@ async fn agents_placement_runs_150_jobs_each_on_a_runner_its_own_tenants_agent_c
     options.provider = ProviderKind::AlibabaEci;
     options.poll = false;
     let started = Instant::now();
-    let mut h = Harness::start(options).await.expect("the agents placement starts");
+    let mut h = Harness::start(options)
+        .await
+        .expect("the agents placement starts");
     let names: Vec<String> = h.tenants.iter().map(|t| t.name.clone()).collect();
     assert_eq!(names.len(), 3);
     assert_eq!(
         h.children.names(),
-        ["webhook", "central", "agent-acme", "agent-globex", "agent-initech"]
+        [
+            "webhook",
+            "central",
+            "agent-acme",
+            "agent-globex",
+            "agent-initech"
+        ]
     );
 
     // Credentials stay with their owner: the central files name no cloud secret and no JIT
     // private key; an agent's file names its own tenant's and nobody else's.
     let processes = h.options.work_dir.join("processes");
-    let read = |name: &str| std::fs::read_to_string(processes.join(format!("{name}.toml"))).unwrap();
+    let read =
+        |name: &str| std::fs::read_to_string(processes.join(format!("{name}.toml"))).unwrap();
     for central in [read("webhook"), read("central")] {
         assert!(!central.contains("jit_private_key"), "{central}");
         for t in &h.tenants {
@@ -259,7 +268,10 @@ async fn agents_placement_runs_150_jobs_each_on_a_runner_its_own_tenants_agent_c
         assert!(agent.contains(&format!("agent-{}.nk", t.name)));
         assert!(agent.contains(&t.cloud_secret().display().to_string()));
         for other in h.tenants.iter().filter(|o| o.name != t.name) {
-            assert!(!agent.contains(&format!("[tenants.{}]", other.name)), "{agent}");
+            assert!(
+                !agent.contains(&format!("[tenants.{}]", other.name)),
+                "{agent}"
+            );
             assert!(!agent.contains(&other.cloud_secret().display().to_string()));
             assert!(!agent.contains(&other.jit_private_key.display().to_string()));
             assert!(!agent.contains(&format!("agent-{}.nk", other.name)));
@@ -274,7 +286,8 @@ async fn agents_placement_runs_150_jobs_each_on_a_runner_its_own_tenants_agent_c
     let foreign = "shr-acme-990001-1";
     let orphan = "shr-acme-990002-1";
     acme.cloud.create_orphan("another-deployment", foreign);
-    acme.cloud.create_orphan(shr_lab::harness::CONTROLLER_ID, orphan);
+    acme.cloud
+        .create_orphan(shr_lab::harness::CONTROLLER_ID, orphan);
     assert_eq!(acme.cloud.live_instances(), 2);
 
     h.queue_tenant_jobs(JOBS, &LABEL_SETS);
@@ -300,7 +313,11 @@ async fn agents_placement_runs_150_jobs_each_on_a_runner_its_own_tenants_agent_c
         1,
         "the foreign instance survives the sweep, the orphan of ours does not"
     );
-    assert_eq!(acme.cloud.live_instances_of(shr_lab::harness::CONTROLLER_ID), 0);
+    assert_eq!(
+        acme.cloud
+            .live_instances_of(shr_lab::harness::CONTROLLER_ID),
+        0
+    );
 
     // Each job ran on a runner created in its own tenant's cloud account, whose secret only
     // that tenant's agent holds; no account holds another tenant's runner.
@@ -332,7 +349,10 @@ async fn agents_placement_runs_150_jobs_each_on_a_runner_its_own_tenants_agent_c
         let ctx = &h.running.as_ref().unwrap().ctx;
         let key_prefix = format!("{}.{registration}.", t.name);
         let records = ctx.jobs.keys().await.unwrap();
-        let ours = records.iter().filter(|k| k.starts_with(&key_prefix)).count();
+        let ours = records
+            .iter()
+            .filter(|k| k.starts_with(&key_prefix))
+            .count();
         assert_eq!(ours, JOBS / 3, "job records of {registration}");
     }
     h.stop().await;
