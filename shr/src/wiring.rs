@@ -630,6 +630,7 @@ mod tests {
         let text = format!(
             r#"
 [controller]
+id = "test"
 {controller}
 [webhook]
 secret = "env:HOOK"
