@@ -30,6 +30,7 @@
 mod actions;
 mod launch;
 mod server;
+mod lab_start;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use bus_schema::ProviderKind;
 use secrecy::SecretString;
 pub use simulators::cloud::Launch;
+pub use lab_start::LAB;
 use simulators::cloud::{CloudFault, CloudSim, FaultPlan, ServeHandle, SimInstanceTags};
 use tokio::sync::oneshot;
 

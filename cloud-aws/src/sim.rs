@@ -35,6 +35,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+pub use lab::LAB;
 /// The program the sim runs for each task whose entrypoint would start `run.sh`.
 pub use simulators::cloud::Launch;
 

@@ -15,6 +15,7 @@
 mod arm;
 mod auth;
 mod launch;
+mod lab_start;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use bus_schema::ProviderKind;
 use secrecy::SecretString;
 use serde_json::Value;
 pub use simulators::cloud::Launch;
+pub use lab_start::LAB;
 use simulators::cloud::{CloudFault, CloudSim, FaultPlan, ServeHandle, SimInstanceTags};
 
 /// Token requests kept for [`SimHandle::token_requests`] (the oldest are dropped).

@@ -28,6 +28,7 @@
 mod api;
 mod conform;
 mod launch;
+mod lab_start;
 mod state;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,7 @@ use state::State;
 pub use state::{SimJob, SimSecret};
 
 pub use simulators::cloud::Launch;
+pub use lab_start::LAB;
 
 /// The one service account the sim's token endpoint knows.
 #[derive(Debug, Clone)]
