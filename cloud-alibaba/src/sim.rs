@@ -28,9 +28,9 @@
 //! ([`SimHandle::exited_without_runner`]). Without `launch` the group just turns `Running`.
 
 mod actions;
+mod lab_start;
 mod launch;
 mod server;
-mod lab_start;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -38,9 +38,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bus_schema::ProviderKind;
+pub use lab_start::LAB;
 use secrecy::SecretString;
 pub use simulators::cloud::Launch;
-pub use lab_start::LAB;
 use simulators::cloud::{CloudFault, CloudSim, FaultPlan, ServeHandle, SimInstanceTags};
 use tokio::sync::oneshot;
 

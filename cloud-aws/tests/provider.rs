@@ -461,6 +461,10 @@ async fn a_task_whose_secret_is_never_granted_stops_without_a_runner() {
     })
     .await;
     assert_eq!(stopped.exit_code, Some(70));
-    assert!(sim.launched().is_empty());
+    assert_eq!(
+        sim.exited_without_runner(),
+        1,
+        "the entrypoint never reached run.sh"
+    );
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 }

@@ -14,8 +14,8 @@
 
 mod arm;
 mod auth;
-mod launch;
 mod lab_start;
+mod launch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bus_schema::ProviderKind;
+pub use lab_start::LAB;
 use secrecy::SecretString;
 use serde_json::Value;
 pub use simulators::cloud::Launch;
-pub use lab_start::LAB;
 use simulators::cloud::{CloudFault, CloudSim, FaultPlan, ServeHandle, SimInstanceTags};
 
 /// Token requests kept for [`SimHandle::token_requests`] (the oldest are dropped).

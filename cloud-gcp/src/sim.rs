@@ -27,8 +27,8 @@
 
 mod api;
 mod conform;
-mod launch;
 mod lab_start;
+mod launch;
 mod state;
 
 use std::collections::BTreeMap;
@@ -44,8 +44,8 @@ use crate::config::Endpoints;
 use state::State;
 pub use state::{SimJob, SimSecret};
 
-pub use simulators::cloud::Launch;
 pub use lab_start::LAB;
+pub use simulators::cloud::Launch;
 
 /// The one service account the sim's token endpoint knows.
 #[derive(Debug, Clone)]

@@ -262,9 +262,7 @@ pub fn decide(
             ran_on_ours,
         } => on_completed(current, completed, ours, ran_on_ours, facts.now),
         Event::RunnerFailed { runner } => Ok(next_attempt(current, runner, facts, None)),
-        Event::Stolen { runner, rebound } => {
-            Ok(next_attempt(current, runner, facts, rebound))
-        }
+        Event::Stolen { runner, rebound } => Ok(next_attempt(current, runner, facts, rebound)),
     }
 }
 

@@ -24,7 +24,7 @@ impl CloudSim for SimHandle {
     }
 
     fn exited_without_runner(&self) -> usize {
-        self.shared.lock().exited_without_runner
+        SimHandle::exited_without_runner(self)
     }
 
     fn base_url(&self) -> String {
