@@ -74,7 +74,8 @@ impl Default for SimConfig {
             security_groups: vec!["sg-0123abcd".into(), "sg-0456cdef".into()],
             task_role_arn: "arn:aws:iam::123456789012:role/shr-runner-task".into(),
             task_role_id: "AROASIMULATORTASKROLE".into(),
-            secret_wait: Duration::from_secs(10),
+            // The entrypoint's own budget: 30 tries, 2 s apart.
+            secret_wait: Duration::from_secs(60),
             spot_capacity: true,
             launch: None,
         }
@@ -179,6 +180,8 @@ struct Inner {
     /// clientToken → (request fingerprint, the answer given).
     run_tokens: HashMap<String, (String, Value)>,
     faults: VecDeque<Fault>,
+    /// Faults aimed at one operation (`TagResource`), served before `faults`.
+    op_faults: HashMap<String, VecDeque<Fault>>,
     failure_rate: Option<(u8, StdRng)>,
     spot_capacity: bool,
     generation: u64,
@@ -362,6 +365,16 @@ impl SimHandle {
         self.shared
             .lock()
             .faults
+            .extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// The next `count` calls of operation `op` (e.g. `TagResource`) fail with `fault`.
+    pub fn inject_for(&self, op: &str, fault: Fault, count: usize) {
+        self.shared
+            .lock()
+            .op_faults
+            .entry(op.to_owned())
+            .or_default()
             .extend(std::iter::repeat_n(fault, count));
     }
 

@@ -4,7 +4,7 @@
 // `Err` here is the HTTP response to send, not an error value passed up a call chain.
 #![allow(clippy::result_large_err)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use axum::Json;
@@ -190,7 +190,8 @@ async fn dispatch(
         None
     } else {
         let mut inner = shared.lock();
-        match inner.faults.pop_front() {
+        let aimed = inner.op_faults.get_mut(op).and_then(VecDeque::pop_front);
+        match aimed.or_else(|| inner.faults.pop_front()) {
             Some(f) => Some(f),
             None => inner.failure_rate.as_mut().and_then(|(pct, rng)| {
                 (rng.random_range(0..100u8) < *pct).then_some(Fault::ServerError)

@@ -14,8 +14,8 @@
 //! signed by curl's `--aws-sigv4` with them, and execs the model's fake `run.sh`. Around the
 //! image the simulated platform provides two tools ([`simulators::image::ContainerRun::tools`]):
 //! a `curl` that reaches the simulator where a task reaches the agent's link-local endpoint
-//! `169.254.170.2`, and a `sleep` that waits [`super::SimConfig::secret_wait`] / 30 instead of
-//! the script's 2 s (its 30 tries then span `secret_wait`). The secret is readable only once
+//! `169.254.170.2`, and a `sleep` that waits [`super::SimConfig::secret_wait`] / 30 (2 s, as
+//! the script asks, by default) so its 30 tries span `secret_wait`. The secret is readable only once
 //! it carries the reader tag naming this task's session (see `api::secrets`).
 //!
 //! A task whose container ends without reaching `run.sh` is counted
