@@ -12,7 +12,7 @@
 //! limit. It injects `ThrottlingException`, `ServerException`, slow answers and Fargate Spot
 //! capacity failures.
 //!
-//! Tasks run through the shared image model ([`launch`]): the container's command really
+//! Tasks run through the shared image model (module `launch`): the container's command really
 //! runs, so the provider's entrypoint fetches the task role's credentials from the
 //! simulator's `/v2/credentials/<id>` (the ECS agent's endpoint), reads its JIT secret with a
 //! SigV4-signed `GetSecretValue` under them (allowed only once the secret carries the reader

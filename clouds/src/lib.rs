@@ -12,7 +12,7 @@
 //! 2. A [`bus_schema::ProviderKind`] variant (its token is the section name).
 //! 3. One line in [`PLUGINS`], plus the crate's workspace membership and a dependency line
 //!    in this crate's `Cargo.toml` (and its `sim` feature in ours).
-//! 4. For the lab: the crate exports a [`simulators::cloud::SimPlugin`] as `sim::LAB` under
+//! 4. For the lab: the crate exports a `simulators::cloud::SimPlugin` as `sim::LAB` under
 //!    its `sim` feature, and `SIMS` (feature `sim`) names it. The lab has no per-cloud code.
 //!
 //! The test `registry_covers_every_provider_kind` fails until all three are done.
