@@ -23,7 +23,8 @@ pub struct DemoArgs {
     /// How many jobs to queue.
     #[arg(long, default_value_t = 20)]
     pub jobs: usize,
-    /// Where runners are hosted: local, alibaba-eci, azure-aci, gcp-cloudrun, gcp-batch.
+    /// Where runners are hosted: local, alibaba-eci, azure-aci, gcp-cloudrun, gcp-batch,
+    /// aws-fargate.
     #[arg(long, default_value = "local")]
     pub provider: ProviderKind,
     /// Working directory (NATS store, runner logs, generated config); wiped at start.
