@@ -25,7 +25,8 @@ pub mod server;
 
 pub use bus::{
     Bus, BusOptions, DUPLICATE_WINDOW, EVENT_MAX_AGE, Identity, MAX_REPLICAS, RECORD_HISTORY,
-    connect, connect_as, connect_named, ensure_bus, ensure_bus_with, lookup_bus, redact_url,
+    connect, connect_as, connect_named, ensure_bus, ensure_bus_with, lookup_bus, lookup_bus_with,
+    redact_url,
 };
 pub use cluster::NatsCluster;
 pub use error::Error;

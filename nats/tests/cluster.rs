@@ -159,7 +159,7 @@ async fn replicated_state_survives_the_loss_of_one_node() {
     .await
     .unwrap();
     let agent_bus = eventually("agent lookup", Duration::from_secs(30), || {
-        shr_nats::lookup_bus(&client)
+        shr_nats::lookup_bus_with(&client, &BusOptions { replicas: 3 })
     })
     .await;
     let key = subject::registration_key("acme", "acme-org").unwrap();

@@ -52,7 +52,12 @@ async fn connect(
             };
             shr_nats::ensure_bus_with(&client, &options).await?
         }
-        Some(_) => shr_nats::lookup_bus(&client).await?,
+        Some(_) => {
+            let options = shr_nats::BusOptions {
+                replicas: config.controller.nats_replicas,
+            };
+            shr_nats::lookup_bus_with(&client, &options).await?
+        }
     };
     Ok((role, Records::new(bus.registrations)))
 }
