@@ -2,8 +2,9 @@
 //!
 //! It starts a nats-server (unless `--nats-url`), the GitHub simulator and every actor in
 //! this process ([`crate::harness`]), queues `--jobs` jobs with mixed labels, prints
-//! progress, and ends with one line, which must read `lost=0 duplicates=0 leaked=0` (and
-//! every job completed, every instance reaped) for the exit code to be 0.
+//! progress, and ends with one line, observed twice a quiet period apart
+//! ([`Harness::wait_settled`]), which must read `lost=0 duplicates=0 leaked=0` (and every
+//! job completed, every instance reaped) for the exit code to be 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,7 +44,7 @@ pub struct DemoArgs {
     /// Run the actors as separate processes and kill them while jobs run ([`crate::chaos`]).
     #[arg(long)]
     pub chaos: bool,
-    /// The chaos schedule's random seed.
+    /// Seeds every random choice: the chaos schedule and the cloud simulator's failures.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -73,6 +74,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     options.job_duration = Duration::from_millis(args.job_duration_ms);
     options.webhooks = !args.no_webhooks;
     options.deliver_twice = args.deliver_twice;
+    options.seed = args.seed;
     if args.no_webhooks {
         options.poll_interval_secs = 5;
     }
@@ -86,9 +88,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         harness.config_path.display()
     );
     harness.queue_jobs(args.jobs, &LABEL_SETS);
-    let summary = harness
+    let settled = harness
         .wait_settled(Duration::from_secs(args.timeout_secs), true)
-        .await?;
+        .await;
+    let summary = match settled {
+        Ok(summary) => summary,
+        Err(error) => {
+            harness.stop().await;
+            return Err(error);
+        }
+    };
     if summary.lost > 0 {
         print!("{}", harness.explain_lost().await?);
     }
@@ -115,6 +124,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     harness.stop().await;
     println!("wall time {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "extra runners: {} ({:.1}% of jobs)",
+        summary.provisioned.saturating_sub(summary.jobs),
+        summary.extra_runner_percent()
+    );
     println!("{summary}");
     Ok(if summary.ok() {
         ExitCode::SUCCESS

@@ -285,7 +285,8 @@ fn ecs(shared: &Arc<Shared>, op: &str, input: &Value) -> Result<Value, Response>
                 .tasks
                 .get_mut(&key)
                 .ok_or_else(|| invalid("The referenced task was not found."))?;
-            if t.inst.desired_status != "STOPPED" {
+            let stopping = t.inst.desired_status != "STOPPED";
+            if stopping {
                 t.inst.desired_status = "STOPPED".into();
                 t.inst.last_status = "STOPPED".into();
                 t.inst.stopped_reason = Some(reason.to_owned());
@@ -296,6 +297,9 @@ fn ecs(shared: &Arc<Shared>, op: &str, input: &Value) -> Result<Value, Response>
                 }
             }
             let inst = t.inst.clone();
+            if stopping {
+                inner.deleted.push(inst.id.clone());
+            }
             drop(inner);
             Ok(json!({"task": task_json(shared, &inst, false)}))
         }
@@ -650,6 +654,7 @@ fn run_task(shared: &Arc<Shared>, input: &Value) -> Result<Value, Response> {
                 pid: None,
             };
             started.push(task_json(shared, &inst, true));
+            inner.created.push(inst.id.clone());
             inner.tasks.insert(
                 arn.clone(),
                 Task {

@@ -52,7 +52,7 @@ pub(super) fn start(shared: Arc<Shared>, arn: String, generation: u64, role: Opt
             }
         };
         let stop = |code: i32, reason: &str| {
-            update(&|t| {
+            let stopped = update(&|t| {
                 t.inst.last_status = "STOPPED".into();
                 t.inst.desired_status = "STOPPED".into();
                 t.inst.exit_code = Some(code);
@@ -60,7 +60,16 @@ pub(super) fn start(shared: Arc<Shared>, arn: String, generation: u64, role: Opt
                 t.inst.stopped_reason = Some(reason.to_owned());
                 t.inst.pid = None;
                 t.kill = None;
-            })
+            });
+            // An ECS task ends with its essential container: it leaves the delete log.
+            if stopped {
+                let mut inner = shared.lock();
+                if let Some(t) = inner.tasks.get(&arn) {
+                    let id = t.inst.id.clone();
+                    inner.deleted.push(id);
+                }
+            }
+            stopped
         };
         let Some((task_id, overrides)) = shared
             .lock()
