@@ -735,6 +735,38 @@ impl Harness {
         Ok(out)
     }
 
+    /// Registers a runner named `name` in the GitHub simulator behind the system's back, the
+    /// way anyone holding the PAT could (a JIT config for the organization); it never
+    /// connects. The summary must count it as leaked.
+    pub async fn plant_stray_runner(&self, name: &str) -> anyhow::Result<()> {
+        let pat = std::fs::read_to_string(self.options.work_dir.join("secrets/github-token"))
+            .context("reading the harness's PAT")?;
+        let org = REGISTRATION;
+        let url = format!(
+            "{}/orgs/{org}/actions/runners/generate-jitconfig",
+            self.sim.base_url().trim_end_matches('/')
+        );
+        let response = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(pat.trim())
+            .header("accept", "application/vnd.github+json")
+            .header("user-agent", "shr-lab")
+            .json(&serde_json::json!({
+                "name": name,
+                "runner_group_id": 1,
+                "labels": ["serverless-hosted-runner"],
+            }))
+            .send()
+            .await
+            .context("registering a stray runner")?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "registering a stray runner: {}",
+            response.status()
+        );
+        Ok(())
+    }
+
     /// Kills the NATS server (`kill -9`) and starts it again on the same port and store.
     pub async fn restart_nats(&mut self) -> anyhow::Result<()> {
         let server = self
