@@ -246,16 +246,20 @@ async fn decide_job(
     .await
 }
 
-/// What became of the latest runner `name` of queued job `job_id`: the records first, then
-/// GitHub for a runner that has waited long (only on a fresh `poll` observation).
+/// What became of the latest runner `name` of queued job `job`: the records first, then
+/// GitHub for a runner that has waited long (only on a fresh `poll` observation). A runner
+/// GitHub shows busy may be running this very job (it started after the poll saw the job
+/// queued, and its `started` event is still on its way): the job itself is asked then, and
+/// only a job still waiting for a runner has lost it.
 async fn latest_state(
     ctx: &Context,
     name: &str,
     records: &[RunnerRecord],
-    job_id: u64,
+    job: &bus_schema::JobRef,
     fresh: bool,
     now: UnixMillis,
 ) -> Result<Latest, Error> {
+    let job_id = job.job_id;
     let rec = records.iter().find(|r| r.name == name);
     let check_ms = i64::try_from(RUNNER_CHECK_AFTER.as_millis()).unwrap_or(i64::MAX);
     let (Look::AskGitHub(id), Some(rec)) = (
@@ -276,7 +280,15 @@ async fn latest_state(
         .await?;
     Ok(match runner {
         None => Latest::Unregistered,
-        Some(r) if r.busy => Latest::Gone,
+        Some(r) if r.busy => {
+            let github = ctx.github(&rec.registration)?;
+            let (owner, repo) = job.repo.split_once('/').unwrap_or((job.repo.as_str(), ""));
+            match github.get_job(owner, repo, job_id).await? {
+                Some(j) if j.runner_name.as_deref() == Some(name) => Latest::Serving,
+                Some(j) if j.status != github_client::RunStatus::Queued => Latest::Serving,
+                _ => Latest::Gone,
+            }
+        }
         Some(_) => Latest::Serving,
     })
 }
@@ -291,7 +303,7 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
     let latest = match decide::latest_runner(current.as_ref()) {
         Some(name) => {
             let fresh = e.source == JobSource::Poll;
-            let state = latest_state(ctx, name, &records, e.job.job_id, fresh, now).await?;
+            let state = latest_state(ctx, name, &records, &e.job, fresh, now).await?;
             Some((name.to_owned(), state))
         }
         None => None,
