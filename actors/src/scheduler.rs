@@ -25,9 +25,10 @@
 //!   are refused or its shape is one the provider cannot run, before any JIT registration.
 //! - Crash safe: see [`crate::request`] for the claim rules of a runner record.
 //! - Job binding: GitHub may give a runner made for job B to job A. When A starts on it, A's
-//!   own idle runner is re-bound to B if its labels cover B's, else B is provisioned again
-//!   (bounded by the registration's `max_attempts` plus the steals); runners nobody needs
-//!   are reaped.
+//!   own idle runner is re-bound to B if its labels cover B's (even one still being made:
+//!   its maker then finishes it for B), else B is provisioned again (bounded by the
+//!   registration's `max_attempts` plus the steals); runners nobody needs are reaped, and
+//!   one not created yet is marked for deletion so it never is.
 //! - A job still queued whose latest runner went elsewhere gets another one: a fresh
 //!   `queued` observation (the poller reports queued jobs every round) checks the runner's
 //!   record and, once it has waited [`RUNNER_CHECK_AFTER`], asks GitHub whether it still
@@ -568,9 +569,12 @@ async fn claim_free_runner(
     Ok(None)
 }
 
+/// Drops free runners nobody needs ([`drop_unneeded`]): one whose instance does not exist yet
+/// is marked for deletion first, so it is never created (it would only stand idle, or take a
+/// job another runner was made for and start another round of re-binding).
 async fn reap_all(ctx: &Context, runners: &[RunnerRecord]) -> Result<(), Error> {
     for f in runners {
-        reap(ctx, &f.tenant, &f.name, ReapReason::JobGone).await?;
+        drop_unneeded(ctx, &f.tenant, &f.name, f.job_id).await?;
     }
     Ok(())
 }
