@@ -477,12 +477,10 @@ pub async fn run_chaos(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     roles.start_all()?;
     let result = drive(&mut harness, &mut roles, &mut rng, &options, started).await;
     roles.stop().await;
-    if let Ok(report) = &result
-        && !report.ok()
-    {
-        if report.summary.lost > 0
-            && let Ok(text) = harness.explain_lost().await
-        {
+    let failed = result.as_ref().map_or(true, |report| !report.ok());
+    if failed {
+        let lost = result.as_ref().map_or(true, |report| report.summary.lost > 0);
+        if lost && let Ok(text) = harness.explain_lost().await {
             print!("{text}");
         }
         match describe_unsettled(&harness).await {
