@@ -489,6 +489,7 @@ async fn form_encoded_delivery_is_signed_over_the_raw_body_and_needs_a_payload()
 fn two_registrations_on_one_repo() -> Arc<registration::Config> {
     let text = r#"
 [controller]
+id = "test"
 [webhook]
 secret = "env:GLOBAL_HOOK_SECRET"
 [tenants.acme.providers.local]
@@ -576,6 +577,7 @@ async fn a_job_both_registrations_admit_reaches_both() {
     // Same scope, both admit `shared`: each gets its own event (distinct message ids).
     let text = r#"
 [controller]
+id = "test"
 [webhook]
 secret = "env:GLOBAL_HOOK_SECRET"
 [tenants.acme.providers.local]
