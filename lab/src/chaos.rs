@@ -477,9 +477,9 @@ pub async fn run_chaos(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     roles.start_all()?;
     let result = drive(&mut harness, &mut roles, &mut rng, &options, started).await;
     roles.stop().await;
-    let failed = result.as_ref().map_or(true, |report| !report.ok());
+    let failed = !result.as_ref().is_ok_and(ChaosReport::ok);
     if failed {
-        let lost = result.as_ref().map_or(true, |report| report.summary.lost > 0);
+        let lost = !result.as_ref().is_ok_and(|report| report.summary.lost == 0);
         if lost && let Ok(text) = harness.explain_lost().await {
             print!("{text}");
         }
