@@ -348,15 +348,24 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
         }
     }
     let spec = admission.as_ref().ok();
-    carry_out(ctx, &e.tenant, &e.registration, decision.actions, spec).await
+    carry_out(
+        ctx,
+        &e.tenant,
+        &e.registration,
+        e.job.job_id,
+        decision.actions,
+        spec,
+    )
+    .await
 }
 
-/// Carries out the actions of a decision about a job of `registration`; `spec` is the job's
-/// admitted spec, for provisioning.
+/// Carries out the actions of a decision about job `job` of `registration`; `spec` is the
+/// job's admitted spec, for provisioning.
 async fn carry_out(
     ctx: &Context,
     tenant: &str,
     registration: &str,
+    job: u64,
     actions: Vec<Action>,
     spec: Option<&RunnerSpec>,
 ) -> Result<(), Error> {
@@ -364,13 +373,15 @@ async fn carry_out(
         match action {
             Action::Decline(decline) => {
                 ctx.stats.count_decline(decline.code);
-                tracing::info!(code = decline.code, tenant, registration, reason = %decline.reason, "job declined");
+                // The one line per declined job: only the write that created the record
+                // as declined carries this action.
+                tracing::info!(job, code = decline.code, tenant, registration, reason = %decline.reason, trace_id = %crate::trace::current_id(), "job declined");
             }
             Action::Provision { runner, job_id } => match spec {
                 Some(spec) => {
                     request::ensure_runner(ctx, tenant, registration, job_id, &runner, spec).await?
                 }
-                None => tracing::warn!(job = job_id, "job no longer admissible"),
+                None => tracing::info!(job = job_id, "job no longer admissible; no runner"),
             },
             Action::Reap { runner, reason } => reap(ctx, tenant, &runner, reason).await?,
             Action::Bind { runner, job } => bind(ctx, &job, &runner).await?,
@@ -404,7 +415,15 @@ async fn on_started(ctx: &Context, e: JobStarted) -> Result<(), Error> {
     };
     let decision = decide_job(ctx, &key, Event::Started { started: &e, ours }, &facts).await?;
     tracing::debug!(job = e.job.job_id, runner = %e.runner_name, source = ?e.source, "started event");
-    carry_out(ctx, &e.tenant, &e.registration, decision.actions, None).await
+    carry_out(
+        ctx,
+        &e.tenant,
+        &e.registration,
+        e.job.job_id,
+        decision.actions,
+        None,
+    )
+    .await
 }
 
 async fn on_completed(ctx: &Context, e: JobCompleted) -> Result<(), Error> {
@@ -428,7 +447,15 @@ async fn on_completed(ctx: &Context, e: JobCompleted) -> Result<(), Error> {
     };
     let decision = decide_job(ctx, &key, event, &facts).await?;
     tracing::debug!(job = e.job.job_id, runner = ?e.runner_name, source = ?e.source, actions = decision.actions.len(), "completed event");
-    carry_out(ctx, &e.tenant, &e.registration, decision.actions, None).await
+    carry_out(
+        ctx,
+        &e.tenant,
+        &e.registration,
+        e.job.job_id,
+        decision.actions,
+        None,
+    )
+    .await
 }
 
 /// A runner made for a finished job: marked for deletion if not created yet, and reaped if
@@ -537,6 +564,7 @@ async fn repair_stolen(
         ctx,
         &b.tenant,
         &b.registration,
+        b.job.job_id,
         decision.actions,
         spec.as_ref(),
     ))
@@ -601,14 +629,23 @@ async fn on_runner_failed(ctx: &Context, failed: &RunnerFailed) -> Result<(), Er
     };
     let decision = decide_job(ctx, &key, event, &facts).await?;
     let Some(b) = decision.write.as_ref() else {
+        if decision.actions.contains(&Action::AttemptsExhausted {
+            job_id: failed.job_id,
+        }) {
+            // The job stays queued on GitHub with no runner of ours: say so, once, loudly.
+            ctx.stats.count_decline("attempts_exhausted");
+            tracing::error!(job = failed.job_id, runner = %failed.runner_name, reason = %failed.reason, kind = ?failed.kind, max_attempts, "runner failed to start and the job's attempts are spent; no more runners will be made for it");
+        }
         return Ok(());
     };
-    tracing::warn!(job = b.job.job_id, runner = %failed.runner_name, reason = %failed.reason, attempt = b.attempts, "runner failed to start; provisioning again");
+    // The provisioner logged the cloud's failure; this is the decision that follows it.
+    tracing::info!(job = b.job.job_id, runner = %failed.runner_name, reason = %failed.reason, attempt = b.attempts, "runner failed to start; provisioning again");
     let spec = admit(ctx, &b.registration, &b.tenant, &b.job.labels)?.ok();
     carry_out(
         ctx,
         &b.tenant,
         &b.registration,
+        b.job.job_id,
         decision.actions,
         spec.as_ref(),
     )

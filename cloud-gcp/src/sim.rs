@@ -27,6 +27,7 @@
 
 mod api;
 mod conform;
+mod lab_start;
 mod launch;
 mod state;
 
@@ -43,6 +44,7 @@ use crate::config::Endpoints;
 use state::State;
 pub use state::{SimJob, SimSecret};
 
+pub use lab_start::LAB;
 pub use simulators::cloud::Launch;
 
 /// The one service account the sim's token endpoint knows.

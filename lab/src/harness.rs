@@ -262,10 +262,12 @@ jit_per_minute = 6000
 max_cpu = 4
 max_memory = 8
 max_attempts = 5
-# What `vsw-`, `sg-` and `subnet-` labels may ask for.
+# What `vsw-`, `sg-` and `subnet-` labels may ask for: `runners-b` names a subnet on the
+# clouds that name them (Azure, GCP), `0e1f2a3b` is the AWS simulator's second subnet id
+# (label `subnet-0e1f2a3b`).
 allowed_vswitches = ["vsw-demo2"]
 allowed_security_groups = ["sg-demo2"]
-allowed_subnets = ["runners-b"]
+allowed_subnets = ["runners-b", "0e1f2a3b"]
 "#,
         nats_url = i.nats_url,
         webhook_port = i.webhook_port,
@@ -297,6 +299,8 @@ impl Harness {
             None => {
                 let server = shr_nats::NatsServer::start(shr_nats::ServerOptions {
                     store_dir: Some(options.work_dir.join("nats")),
+                    // Ctrl-C on a held demo reaches the demo only, which stops NATS last.
+                    own_process_group: true,
                     ..Default::default()
                 })
                 .await?;
