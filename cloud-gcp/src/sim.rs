@@ -279,13 +279,18 @@ impl CloudSim for LabSim {
 
     fn provider_config(&self, secret: &str) -> BTreeMap<String, String> {
         let base = self.sim.base_url();
+        let project = self.sim.lock().config.project.clone();
         BTreeMap::from([
             ("endpoint".into(), base.to_owned()),
             (
                 "token_endpoint".into(),
                 format!("{}/token", base.trim_end_matches('/')),
             ),
-            ("project".into(), self.sim.lock().config.project.clone()),
+            (
+                "runner_service_account".into(),
+                format!("shr-runner@{project}.iam.gserviceaccount.com"),
+            ),
+            ("project".into(), project),
             ("region".into(), LAB_REGION.into()),
             ("service_account_key".into(), secret.to_owned()),
         ])

@@ -108,6 +108,11 @@ impl DemoCloud {
         self.sim.kind()
     }
 
+    /// The file holding the simulator's sim-only secret (`file:` reference target).
+    pub fn secret_path(&self) -> &Path {
+        &self.secret_path
+    }
+
     /// The simulator's base URL.
     pub fn base_url(&self) -> String {
         self.sim.base_url()

@@ -1,10 +1,13 @@
 //! `shr-lab demo`: the whole system on one machine, against local NATS and the simulators.
 //!
 //! It starts a nats-server (unless `--nats-url`), the GitHub simulator and every actor in
-//! this process ([`crate::harness`]), queues `--jobs` jobs with mixed labels, prints
-//! progress, and ends with one line, observed twice a quiet period apart
+//! this process ([`crate::harness`]), or with `--placement centralized|agents` some of them
+//! as `shr run` processes ([`crate::placement`]), queues `--jobs` jobs with mixed labels,
+//! prints progress, and ends with one line, observed twice a quiet period apart
 //! ([`Harness::wait_settled`]), which must read `lost=0 duplicates=0 leaked=0` (and every
-//! job completed, every instance reaped) for the exit code to be 0.
+//! job completed, every instance reaped) for the exit code to be 0. The agents placement
+//! also prints a `tenancy:` line and needs every job to have run on a runner its own
+//! tenant's agent created.
 //!
 //! With `--hold` the whole system stays up after that line: it serves the
 //! metrics listener and status page of `shr run`, prints where they, NATS and the `shr
@@ -18,6 +21,7 @@ use bus_schema::ProviderKind;
 use clap::Args;
 
 use crate::harness::{Harness, HarnessOptions};
+use crate::placement::Placement;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -52,6 +56,16 @@ pub struct DemoArgs {
     /// Seeds every random choice: the chaos schedule and the cloud simulator's failures.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Where the actors run (see the README's placements section): `distributed`, every
+    /// actor in this process; `centralized`, provisioner and reaper in a second `shr run`
+    /// process; `agents`, central `shr run` processes plus one agent process per tenant, each
+    /// under its own NATS identity on the shipped security configuration. The last two need
+    /// a cloud: `--provider local` becomes `alibaba-eci`.
+    #[arg(long, value_enum, default_value_t = Placement::Distributed)]
+    pub placement: Placement,
+    /// How many tenants the agents placement runs.
+    #[arg(long, default_value_t = 3)]
+    pub tenants: usize,
     /// Keep everything running after the summary, until SIGINT (Ctrl-C) or SIGTERM, and
     /// print where the status page, the metrics and NATS are.
     #[arg(long, conflicts_with = "chaos")]
@@ -78,7 +92,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     let mut options = HarnessOptions::new(&args.work_dir);
-    options.provider = args.provider;
+    options.provider = match (args.placement, args.provider) {
+        (Placement::Distributed, kind) => kind,
+        (_, ProviderKind::Local) => ProviderKind::AlibabaEci,
+        (_, kind) => kind,
+    };
+    options.placement = args.placement;
+    options.tenants = args.tenants;
     options.nats_url = args.nats_url.clone();
     options.job_duration = Duration::from_millis(args.job_duration_ms);
     options.webhooks = !args.no_webhooks;
@@ -89,9 +109,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let mut harness = Harness::start(options).await?;
     println!(
-        "demo: {} jobs, provider {}, nats {}, GitHub simulator {}, config {}",
+        "demo: {} jobs, provider {}, placement {}, nats {}, GitHub simulator {}, config {}",
         args.jobs,
-        args.provider,
+        harness.options.provider,
+        args.placement,
         harness.nats_url,
         harness.sim.base_url(),
         harness.config_path.display()
@@ -101,7 +122,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         true => Some(start_listener(&harness).await?),
         false => None,
     };
-    harness.queue_jobs(args.jobs, &LABEL_SETS);
+    let processes = harness.children.names();
+    if !processes.is_empty() {
+        println!(
+            "processes: {} (logs in {})",
+            processes.join(", "),
+            harness.options.work_dir.join("logs").display()
+        );
+    }
+    if args.placement == Placement::Agents {
+        harness.queue_tenant_jobs(args.jobs, &LABEL_SETS);
+    } else {
+        harness.queue_jobs(args.jobs, &LABEL_SETS);
+    }
     let settled = harness
         .wait_settled(Duration::from_secs(args.timeout_secs), true)
         .await;
@@ -114,6 +147,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     if summary.lost > 0 {
         print!("{}", harness.explain_lost().await?);
+    }
+    for exited in harness.children.exited() {
+        println!("process {exited}");
+    }
+    let tenancy = (args.placement == Placement::Agents).then(|| harness.tenant_creates());
+    if let Some(tenancy) = &tenancy {
+        for violation in &tenancy.violations {
+            println!("tenancy violation: {violation}");
+        }
+        println!("{tenancy}");
     }
     if let Some(stats) = harness
         .running
@@ -148,7 +191,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         summary.extra_runner_percent()
     );
     println!("{summary}");
-    Ok(if summary.ok() {
+    let tenancy_ok = tenancy.is_none_or(|t| t.violations.is_empty() && t.own == summary.jobs);
+    Ok(if summary.ok() && tenancy_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

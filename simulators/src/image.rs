@@ -253,6 +253,14 @@ impl ImageModel {
                 source,
             })?;
         let rooted = |p: &str| root.path().join(p.trim_start_matches('/'));
+        // Writing the container's files and forking happen under one process-wide lock: a
+        // fork in another thread while a script's write descriptor is open would hold it
+        // until that child execs, and the container's own `exec` of the script (a command
+        // such as `sh -c '… exec /home/runner/run.sh'`) would fail with ETXTBSY.
+        static FILES_AND_FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _serial = FILES_AND_FORKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.prepare(root.path(), run)
             .map_err(|source| ImageError::Root {
                 image: image.clone(),
