@@ -82,11 +82,35 @@ pub async fn ensure_runner(
         .await?
         .is_none()
     {
+        // Re-bound to another job while being made: finish it for that job.
+        if let Some(job_id) = finish_rebound(ctx, &rec, jit.runner_id).await? {
+            let rebound = NewRunner { job_id, ..new };
+            return publish_provision(ctx, rebound, jit).await;
+        }
         // Another worker moved the record meanwhile: an expected race.
         tracing::debug!(runner = %name, "runner record changed during JIT; dropping this attempt");
         return delete_github_runner(ctx, registration, jit.runner_id).await;
     }
     publish_provision(ctx, new, jit).await
+}
+
+/// The record of `claimed` changed during its JIT call. If it was only re-bound to another
+/// job ([`decide::rebound_while_made`]), records the GitHub runner id on it and returns the
+/// job it now serves; `None` when the work is to be dropped.
+async fn finish_rebound(
+    ctx: &Context,
+    claimed: &RunnerRecord,
+    github_runner_id: u64,
+) -> Result<Option<u64>, Error> {
+    let Some((fresh, revision)) = ctx.runners.get(&claimed.name).await? else {
+        return Ok(None);
+    };
+    let Some(next) = decide::rebound_while_made(claimed, &fresh, github_runner_id, now_millis())
+    else {
+        return Ok(None);
+    };
+    let written = replace_at(&ctx.runners, &claimed.name, &next, revision).await?;
+    Ok(written.map(|_| next.job_id))
 }
 
 /// Claims the record of `new`: `Some` (the record and its revision) when this worker is to

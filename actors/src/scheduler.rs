@@ -25,9 +25,10 @@
 //!   are refused or its shape is one the provider cannot run, before any JIT registration.
 //! - Crash safe: see [`crate::request`] for the claim rules of a runner record.
 //! - Job binding: GitHub may give a runner made for job B to job A. When A starts on it, A's
-//!   own idle runner is re-bound to B if its labels cover B's, else B is provisioned again
-//!   (bounded by the registration's `max_attempts` plus the steals); runners nobody needs
-//!   are reaped.
+//!   own idle runner is re-bound to B if its labels cover B's (even one still being made:
+//!   its maker then finishes it for B), else B is provisioned again (bounded by the
+//!   registration's `max_attempts` plus the steals); runners nobody needs are reaped, and
+//!   one not created yet is marked for deletion so it never is.
 //! - A job still queued whose latest runner went elsewhere gets another one: a fresh
 //!   `queued` observation (the poller reports queued jobs every round) checks the runner's
 //!   record and, once it has waited [`RUNNER_CHECK_AFTER`], asks GitHub whether it still
@@ -247,16 +248,20 @@ async fn decide_job(
     .await
 }
 
-/// What became of the latest runner `name` of queued job `job_id`: the records first, then
-/// GitHub for a runner that has waited long (only on a fresh `poll` observation).
+/// What became of the latest runner `name` of queued job `job`: the records first, then
+/// GitHub for a runner that has waited long (only on a fresh `poll` observation). A runner
+/// GitHub shows busy may be running this very job (it started after the poll saw the job
+/// queued, and its `started` event is still on its way): the job itself is asked then, and
+/// only a job still waiting for a runner has lost it.
 async fn latest_state(
     ctx: &Context,
     name: &str,
     records: &[RunnerRecord],
-    job_id: u64,
+    job: &bus_schema::JobRef,
     fresh: bool,
     now: UnixMillis,
 ) -> Result<Latest, Error> {
+    let job_id = job.job_id;
     let rec = records.iter().find(|r| r.name == name);
     let check_ms = i64::try_from(RUNNER_CHECK_AFTER.as_millis()).unwrap_or(i64::MAX);
     let (Look::AskGitHub(id), Some(rec)) = (
@@ -277,7 +282,15 @@ async fn latest_state(
         .await?;
     Ok(match runner {
         None => Latest::Unregistered,
-        Some(r) if r.busy => Latest::Gone,
+        Some(r) if r.busy => {
+            let github = ctx.github(&rec.registration)?;
+            let (owner, repo) = job.repo.split_once('/').unwrap_or((job.repo.as_str(), ""));
+            match github.get_job(owner, repo, job_id).await? {
+                Some(j) if j.runner_name.as_deref() == Some(name) => Latest::Serving,
+                Some(j) if j.status != github_client::RunStatus::Queued => Latest::Serving,
+                _ => Latest::Gone,
+            }
+        }
         Some(_) => Latest::Serving,
     })
 }
@@ -292,7 +305,7 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
     let latest = match decide::latest_runner(current.as_ref()) {
         Some(name) => {
             let fresh = e.source == JobSource::Poll;
-            let state = latest_state(ctx, name, &records, e.job.job_id, fresh, now).await?;
+            let state = latest_state(ctx, name, &records, &e.job, fresh, now).await?;
             Some((name.to_owned(), state))
         }
         None => None,
@@ -585,9 +598,12 @@ async fn claim_free_runner(
     Ok(None)
 }
 
+/// Drops free runners nobody needs ([`drop_unneeded`]): one whose instance does not exist yet
+/// is marked for deletion first, so it is never created (it would only stand idle, or take a
+/// job another runner was made for and start another round of re-binding).
 async fn reap_all(ctx: &Context, runners: &[RunnerRecord]) -> Result<(), Error> {
     for f in runners {
-        reap(ctx, &f.tenant, &f.name, ReapReason::JobGone).await?;
+        drop_unneeded(ctx, &f.tenant, &f.name, f.job_id).await?;
     }
     Ok(())
 }

@@ -160,6 +160,10 @@ struct State {
     calls: Vec<String>,
     /// Names of the groups a container process was started for, one entry per start.
     launched: Vec<String>,
+    /// Ids of the groups `CreateContainerGroup` made, one entry per group.
+    created: Vec<String>,
+    /// Ids of the groups `DeleteContainerGroup` removed.
+    deleted: Vec<String>,
     /// Groups whose container ended (or failed to start) without starting a runner.
     exited_without_runner: usize,
     /// Requests refused for departing from the ECI metadata.
@@ -219,6 +223,8 @@ impl Sim {
                 faults: FaultPlan::default(),
                 calls: Vec::new(),
                 launched: Vec::new(),
+                created: Vec::new(),
+                deleted: Vec::new(),
                 exited_without_runner: 0,
                 conformance_rejections: 0,
                 next_id: 1,
@@ -364,6 +370,14 @@ impl CloudSim for SimHandle {
 
     fn launched(&self) -> Vec<String> {
         SimHandle::launched(self)
+    }
+
+    fn created(&self) -> Vec<String> {
+        self.shared.state().created.clone()
+    }
+
+    fn deleted(&self) -> Vec<String> {
+        self.shared.state().deleted.clone()
     }
 
     fn create_orphan(&self, runner_name: &str, tags: BTreeMap<String, String>) {

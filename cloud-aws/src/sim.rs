@@ -186,6 +186,10 @@ struct Inner {
     spot_capacity: bool,
     generation: u64,
     launched: Vec<String>,
+    /// Ids of the tasks `RunTask` started, one entry per task.
+    created: Vec<String>,
+    /// Ids of the tasks that stopped (by `StopTask` or with their container), once each.
+    deleted: Vec<String>,
     calls: Vec<String>,
     violations: Vec<String>,
     /// Tasks whose container ended without starting the runner (no `run.sh` in its

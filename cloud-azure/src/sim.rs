@@ -183,6 +183,10 @@ struct Inner {
     generation: u64,
     /// Names of the groups a runner process was started for, one entry per start.
     launched: Vec<String>,
+    /// `<resource group>/<name>` of each group a PUT created (not updated), one entry each.
+    created: Vec<String>,
+    /// `<resource group>/<name>` of each group a DELETE removed.
+    deleted: Vec<String>,
     /// Groups whose container ended (or failed to start) without starting a runner.
     exited_without_runner: usize,
     /// PUT bodies refused for departing from the ContainerInstance swagger.
@@ -404,6 +408,14 @@ impl CloudSim for SimHandle {
 
     fn launched(&self) -> Vec<String> {
         SimHandle::launched(self)
+    }
+
+    fn created(&self) -> Vec<String> {
+        self.shared.lock().created.clone()
+    }
+
+    fn deleted(&self) -> Vec<String> {
+        self.shared.lock().deleted.clone()
     }
 
     fn create_orphan(&self, runner_name: &str, tags: BTreeMap<String, String>) {

@@ -252,6 +252,22 @@ pub struct LabSim {
     pub kind: ProviderKind,
 }
 
+impl LabSim {
+    /// The entries of a create or delete log that belong to this simulator's kind, without
+    /// their `run:`/`batch:` prefix.
+    fn log(&self, which: impl Fn(&State) -> &Vec<String>) -> Vec<String> {
+        let prefix = if self.kind == ProviderKind::GcpBatch {
+            "batch:"
+        } else {
+            "run:"
+        };
+        which(&self.sim.lock())
+            .iter()
+            .filter_map(|e| e.strip_prefix(prefix).map(str::to_owned))
+            .collect()
+    }
+}
+
 impl CloudSim for LabSim {
     fn kind(&self) -> ProviderKind {
         self.kind
@@ -300,6 +316,25 @@ impl CloudSim for LabSim {
 
     fn launched(&self) -> Vec<String> {
         self.sim.launched()
+    }
+
+    fn created(&self) -> Vec<String> {
+        self.log(|st| &st.created)
+    }
+
+    fn deleted(&self) -> Vec<String> {
+        self.log(|st| &st.deleted)
+    }
+
+    fn artefacts(&self) -> Vec<SimInstanceTags> {
+        self.sim
+            .secrets()
+            .into_iter()
+            .map(|s| SimInstanceTags {
+                name: s.name,
+                tags: s.labels,
+            })
+            .collect()
     }
 
     fn create_orphan(&self, runner_name: &str, tags: BTreeMap<String, String>) {

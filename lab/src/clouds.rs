@@ -166,17 +166,38 @@ impl DemoCloud {
             .count()
     }
 
+    /// Artefacts the simulator still holds beside its instances (secrets with JIT configs)
+    /// that carry `controller_id`'s tag.
+    pub fn live_artefacts_of(&self, controller_id: &str) -> usize {
+        let want = self.sim.controller_tag(controller_id);
+        self.sim
+            .artefacts()
+            .iter()
+            .filter(|a| a.tags.get(tags::CONTROLLER) == Some(&want))
+            .count()
+    }
+
+    /// The create log: one entry per instance an API call created.
+    pub fn created(&self) -> Vec<String> {
+        self.sim.created()
+    }
+
+    /// The delete log: one entry per instance that went away, by the create log's key.
+    pub fn deleted(&self) -> Vec<String> {
+        self.sim.deleted()
+    }
+
+    /// The launch log: one entry per runner process started, by instance name.
+    pub fn launched(&self) -> Vec<String> {
+        self.sim.launched()
+    }
+
     /// (runner processes launched, distinct instance names launched): a difference means an
     /// instance was started twice.
     pub fn launches(&self) -> (usize, usize) {
         let launched = self.sim.launched();
         let distinct = launched.iter().collect::<BTreeSet<_>>().len();
         (launched.len(), distinct)
-    }
-
-    /// The create log: the instance names a runner process was started for, in order.
-    pub fn launched(&self) -> Vec<String> {
-        self.sim.launched()
     }
 
     /// Instances whose container ended, or failed to start, without starting a runner (the

@@ -3,10 +3,11 @@
 //! It starts a nats-server (unless `--nats-url`), the GitHub simulator and every actor in
 //! this process ([`crate::harness`]), or with `--placement centralized|agents` some of them
 //! as `shr run` processes ([`crate::placement`]), queues `--jobs` jobs with mixed labels,
-//! prints progress, and ends with one line, which must read `lost=0 duplicates=0 leaked=0`
-//! (and every job completed, every instance reaped) for the exit code to be 0. The agents
-//! placement also prints a `tenancy:` line and needs every job to have run on a runner its
-//! own tenant's agent created.
+//! prints progress, and ends with one line, observed twice a quiet period apart
+//! ([`Harness::wait_settled`]), which must read `lost=0 duplicates=0 leaked=0` (and every
+//! job completed, every instance reaped) for the exit code to be 0. The agents placement
+//! also prints a `tenancy:` line and needs every job to have run on a runner its own
+//! tenant's agent created.
 //!
 //! With `--hold` the whole system stays up after that line: it serves the
 //! metrics listener and status page of `shr run`, prints where they, NATS and the `shr
@@ -52,7 +53,7 @@ pub struct DemoArgs {
     /// Run the actors as separate processes and kill them while jobs run ([`crate::chaos`]).
     #[arg(long)]
     pub chaos: bool,
-    /// The chaos schedule's random seed.
+    /// Seeds every random choice: the chaos schedule and the cloud simulator's failures.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// NATS nodes the lab starts: 1, or a JetStream cluster (3) with every stream and
@@ -107,6 +108,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     options.job_duration = Duration::from_millis(args.job_duration_ms);
     options.webhooks = !args.no_webhooks;
     options.deliver_twice = args.deliver_twice;
+    options.seed = args.seed;
     if args.no_webhooks {
         options.poll_interval_secs = 5;
     }
@@ -138,9 +140,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         harness.queue_jobs(args.jobs, &LABEL_SETS);
     }
-    let summary = harness
+    let settled = harness
         .wait_settled(Duration::from_secs(args.timeout_secs), true)
-        .await?;
+        .await;
+    let summary = match settled {
+        Ok(summary) => summary,
+        Err(error) => {
+            harness.stop().await;
+            return Err(error);
+        }
+    };
     if summary.lost > 0 {
         print!("{}", harness.explain_lost().await?);
     }
@@ -181,6 +190,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     harness.stop().await;
     println!("wall time {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "extra runners: {} ({:.1}% of jobs)",
+        summary.provisioned.saturating_sub(summary.jobs),
+        summary.extra_runner_percent()
+    );
     println!("{summary}");
     let tenancy_ok = tenancy.is_none_or(|t| t.violations.is_empty() && t.own == summary.jobs);
     Ok(if summary.ok() && tenancy_ok {

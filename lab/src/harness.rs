@@ -2,8 +2,11 @@
 //! provider or a cloud simulator) and the actors, wired from a generated configuration.
 //!
 //! `shr-lab demo` drives it from the command line; the system tests drive it from Rust. Both read
-//! the same [`Summary`], computed from what the simulators and the records say, never from
-//! what the actors claim.
+//! the same [`Summary`], observed from outside the controller: the GitHub simulator's jobs and
+//! runners, the cloud simulator's (or the local provider's) create and delete logs, the
+//! instances and per-runner artefacts still there. The controller's records only feed the
+//! progress line. [`Harness::wait_settled`] observes twice, a quiet period apart
+//! ([`Harness::quiet_period`]), and trusts the summary only when both agree.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::bins;
 use anyhow::Context as _;
-use bus_schema::{JobRecord, ProviderKind, RunnerRecord, RunnerState};
+use bus_schema::{JobRecord, ProviderKind, RunnerRecord};
 use registration::Actor;
 use simulators::github::{
     GitHubSim, GitHubSimHandle, JobStatus, NewJob, SimConfig, WebhookSettings, WebhookTarget,
@@ -50,6 +53,10 @@ pub struct HarnessOptions {
     /// Nodes of the NATS the harness starts: 1 is one server; more is a JetStream cluster
     /// on loopback, with every stream and bucket replicated to `min(nodes, 3)` nodes.
     pub nats_nodes: usize,
+    /// Seeds every random choice of the run, the cloud simulator's failures included.
+    pub seed: u64,
+    /// How often the reaper sweeps for orphans.
+    pub sweep_interval: Duration,
     /// Where the actors run ([`crate::placement`]); `Centralized` and `Agents` need a cloud
     /// provider and run some actors as `shr` processes.
     pub placement: Placement,
@@ -75,6 +82,8 @@ impl HarnessOptions {
             lab_binary: None,
             nats_nkey_seed: None,
             nats_nodes: 1,
+            seed: 1,
+            sweep_interval: actors::sweep::DEFAULT_INTERVAL,
             placement: Placement::Distributed,
             tenants: 3,
             poll: true,
@@ -82,24 +91,33 @@ impl HarnessOptions {
     }
 }
 
-/// What the harness counts.
+/// What the harness observes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     /// Jobs queued.
     pub jobs: usize,
-    /// Runner instances created (a job whose runner was taken by another job may need a
-    /// second one, so this can exceed `jobs`).
+    /// Instances created, from the cloud simulator's (or the local provider's) create log.
+    /// A job whose runner was taken by another job may need a second one, so this can
+    /// exceed `jobs`.
     pub provisioned: usize,
-    /// Jobs the simulator ran to success.
+    /// Jobs GitHub concluded `success`.
     pub completed: usize,
-    /// Instances created and deleted again.
+    /// Jobs GitHub concluded otherwise (their runner died mid-job): reported, not lost.
+    pub failed: usize,
+    /// Created instances that went away again, from the delete log.
     pub reaped: usize,
-    /// Jobs not completed.
+    /// Jobs GitHub never concluded.
     pub lost: usize,
-    /// Runner processes started twice for one runner name.
+    /// Runner processes started twice for one instance.
     pub duplicates: usize,
-    /// Instances still present plus GitHub runners still registered.
+    /// Everything left behind: instances, GitHub runners and per-runner artefacts.
     pub leaked: usize,
+    /// Instances of this controller still present (planted orphans included).
+    pub leaked_instances: usize,
+    /// Runners still registered in the GitHub simulator.
+    pub leaked_runners: usize,
+    /// Per-runner artefacts still held (GCP and AWS secrets with JIT configs).
+    pub leaked_artefacts: usize,
     /// Cloud instances whose container ended without starting a runner (image model).
     pub no_runner: usize,
 }
@@ -107,12 +125,26 @@ pub struct Summary {
 impl Summary {
     /// The run is good: every job completed once and nothing is left.
     pub fn ok(&self) -> bool {
+        self.failed == 0 && self.ok_but_reported_failures()
+    }
+
+    /// As [`Summary::ok`], but jobs GitHub reported failed (a runner killed mid-job) are
+    /// allowed; the caller bounds them.
+    pub fn ok_but_reported_failures(&self) -> bool {
         self.lost == 0
             && self.duplicates == 0
             && self.leaked == 0
             && self.no_runner == 0
-            && self.completed == self.jobs
+            && self.completed + self.failed == self.jobs
             && self.reaped == self.provisioned
+    }
+
+    /// Instances created beyond one per job, in percent of the jobs.
+    pub fn extra_runner_percent(&self) -> f64 {
+        if self.jobs == 0 {
+            return 0.0;
+        }
+        self.provisioned.saturating_sub(self.jobs) as f64 * 100.0 / self.jobs as f64
     }
 }
 
@@ -120,17 +152,36 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "summary: jobs={} provisioned={} completed={} reaped={} lost={} duplicates={} leaked={} no_runner={}",
+            "summary: jobs={} provisioned={} completed={} failed={} reaped={} lost={} duplicates={} leaked={} no_runner={}",
             self.jobs,
             self.provisioned,
             self.completed,
+            self.failed,
             self.reaped,
             self.lost,
             self.duplicates,
             self.leaked,
             self.no_runner
-        )
+        )?;
+        if self.leaked > 0 {
+            write!(
+                f,
+                " (instances={} github_runners={} artefacts={})",
+                self.leaked_instances, self.leaked_runners, self.leaked_artefacts
+            )?;
+        }
+        Ok(())
     }
+}
+
+/// What one look at the world found.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub summary: Summary,
+    /// Every job concluded and nothing is left: worth a second look after the quiet period.
+    pub clean: bool,
+    /// One progress line.
+    pub progress: String,
 }
 
 /// A running system under test.
@@ -144,6 +195,9 @@ pub struct Harness {
     pub jobs: BTreeSet<u64>,
     /// The cloud simulator, when the provider is a cloud.
     pub cloud: Option<crate::clouds::DemoCloud>,
+    /// The longest delay a fault injected into the cloud simulator holds a call for; the
+    /// quiet period outlasts it ([`Harness::note_fault_delay`]).
+    longest_fault: std::sync::atomic::AtomicU64,
     nats: Option<shr_nats::NatsServer>,
     cluster: Option<shr_nats::NatsCluster>,
     listener_port: u16,
@@ -384,7 +438,7 @@ impl Harness {
                     runner.program.clone(),
                     runner.args.clone(),
                     options.cloud_failure_percent,
-                    7,
+                    options.seed,
                 )
                 .await?,
             ),
@@ -399,7 +453,8 @@ impl Harness {
                 runner.program.clone(),
                 runner.args.clone(),
                 options.cloud_failure_percent,
-                7,
+                // Each tenant's cloud its own failure draws, all from the run's seed.
+                options.seed.wrapping_add(tenants.len() as u64 + 1),
             )
             .await?;
             let key = bus_schema::JitPrivateKey::generate();
@@ -494,6 +549,7 @@ impl Harness {
             config_path,
             jobs: BTreeSet::new(),
             cloud,
+            longest_fault: std::sync::atomic::AtomicU64::new(0),
             nats,
             cluster,
             listener_port: webhook_port,
@@ -548,7 +604,7 @@ impl Harness {
                     work_dir: self.options.work_dir.clone(),
                     local_runner: Some(runner_program(&self.options)?),
                     webhook_listener: listener,
-                    sweep_interval: actors::sweep::DEFAULT_INTERVAL,
+                    sweep_interval: self.options.sweep_interval,
                 },
             )
             .await?,
@@ -610,67 +666,53 @@ impl Harness {
         Ok(self.ctx()?.jobs.get(&key).await?.map(|(r, _)| r))
     }
 
-    /// Counts what the simulators, the providers and the records say now. Returns the
-    /// summary, whether everything has settled, and a progress line.
-    pub async fn measure(&self) -> anyhow::Result<(Summary, bool, String)> {
-        let running = self.running.as_ref().context("actors are not running")?;
+    /// What the outside world shows now: the GitHub simulator's jobs and runners, the create
+    /// and delete logs, the instances and artefacts still there. The controller's records
+    /// (read when the actors run here) only go into the progress line.
+    pub async fn observe(&self) -> anyhow::Result<Observation> {
         let state = self.sim.state();
         let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut completed = 0;
+        let (mut completed, mut failed) = (0, 0);
         for job in state.jobs.iter().filter(|j| self.jobs.contains(&j.id)) {
             *by_status.entry(job.status.as_str()).or_default() += 1;
-            let success = job.conclusion.is_some_and(|c| c.as_str() == "success");
-            if job.status == JobStatus::Completed && success {
-                completed += 1;
-            }
-        }
-        let runners = self.runner_records().await?;
-        let mut runner_states: BTreeMap<String, usize> = BTreeMap::new();
-        for r in &runners {
-            *runner_states
-                .entry(format!("{:?}", r.state).to_lowercase())
-                .or_default() += 1;
-        }
-        let created = runners.iter().filter(|r| r.instance_id.is_some()).count();
-        let reaped = runners
-            .iter()
-            .filter(|r| r.instance_id.is_some() && r.state == RunnerState::Deleted)
-            .count();
-        // The cloud simulator's own view when there is one (the actors may run elsewhere);
-        // otherwise what the local provider lists.
-        let mut live_instances = 0;
-        match &self.cloud {
-            Some(cloud) => live_instances = cloud.live_instances_of(CONTROLLER_ID),
-            None => {
-                for provider in running.providers.values() {
-                    live_instances += provider.list().await.map(|l| l.len()).unwrap_or(0);
+            if job.status == JobStatus::Completed {
+                match job.conclusion {
+                    Some(c) if c.as_str() == "success" => completed += 1,
+                    _ => failed += 1,
                 }
             }
         }
-        let (mut spawns, mut distinct) = match &self.cloud {
-            Some(cloud) => cloud.launches(),
-            None => spawn_counts(&self.options.work_dir),
+        let mut world = match &self.cloud {
+            Some(cloud) => cloud_world(cloud),
+            None => local_world(&self.options.work_dir),
         };
         // The agents placement: each tenant's own cloud.
         for t in &self.tenants {
-            live_instances += t.cloud.live_instances_of(CONTROLLER_ID);
-            let (s, d) = t.cloud.launches();
-            spawns += s;
-            distinct += d;
+            let more = cloud_world(&t.cloud);
+            world.created.extend(more.created);
+            world.deleted.extend(more.deleted);
+            world.launched.extend(more.launched);
+            world.live_instances += more.live_instances;
+            world.artefacts += more.artefacts;
         }
+        let provisioned = world.created.len();
+        let reaped = matched(&world.created, &world.deleted);
+        let launched = world.launched.len();
+        let distinct = world.launched.iter().collect::<BTreeSet<_>>().len();
         let registered = state.runners.len();
-        let settled = completed == self.jobs.len()
-            && runners.iter().all(|r| r.state == RunnerState::Deleted)
-            && live_instances == 0
-            && registered == 0;
+        let leaked = world.live_instances + registered + world.artefacts;
         let summary = Summary {
             jobs: self.jobs.len(),
-            provisioned: created,
+            provisioned,
             completed,
+            failed,
             reaped,
-            lost: self.jobs.len() - completed,
-            duplicates: spawns - distinct,
-            leaked: live_instances + registered,
+            lost: self.jobs.len() - completed - failed,
+            duplicates: launched - distinct,
+            leaked,
+            leaked_instances: world.live_instances,
+            leaked_runners: registered,
+            leaked_artefacts: world.artefacts,
             no_runner: self
                 .cloud
                 .as_ref()
@@ -679,33 +721,172 @@ impl Harness {
                     .map(|t| t.cloud.exited_without_runner())
                     .sum::<usize>(),
         };
-        let budget = (running.ctx.live.snapshot().github.values())
-            .filter_map(|g| g.rate_budget())
-            .map(|b| b.remaining)
-            .min();
-        let budget = budget.map_or_else(|| "-".to_owned(), |r| r.to_string());
+        let clean = summary.lost == 0 && leaked == 0;
+        let records = match self.record_states().await {
+            Ok(states) => format!("{states:?}"),
+            Err(_) => "-".to_owned(),
+        };
+        let budget = self
+            .running
+            .as_ref()
+            .and_then(|r| {
+                r.ctx
+                    .live
+                    .snapshot()
+                    .github
+                    .values()
+                    .filter_map(|g| g.rate_budget())
+                    .map(|b| b.remaining)
+                    .min()
+            })
+            .map_or_else(|| "-".to_owned(), |r| r.to_string());
         let progress = format!(
-            "jobs {by_status:?} | runners {runner_states:?} | instances live={live_instances} | github runners={registered} | api budget={budget}"
+            "jobs {by_status:?} | records {records} | created={provisioned} deleted={reaped} live={} artefacts={} | github runners={registered} | api budget={budget}",
+            world.live_instances, world.artefacts
         );
-        Ok((summary, settled, progress))
+        Ok(Observation {
+            summary,
+            clean,
+            progress,
+        })
     }
 
-    /// Polls [`Harness::measure`] until everything settles or `timeout` passes; prints
-    /// progress once a second when `print` is set.
+    /// Runner records by state, for the progress line.
+    async fn record_states(&self) -> anyhow::Result<BTreeMap<String, usize>> {
+        let mut states = BTreeMap::new();
+        for r in self.runner_records().await? {
+            *states
+                .entry(format!("{:?}", r.state).to_lowercase())
+                .or_default() += 1;
+        }
+        Ok(states)
+    }
+
+    /// [`Harness::observe`] as (summary, clean, progress).
+    pub async fn measure(&self) -> anyhow::Result<(Summary, bool, String)> {
+        let o = self.observe().await?;
+        Ok((o.summary, o.clean, o.progress))
+    }
+
+    /// Records that a fault may hold a cloud call for `delay`; the quiet period outlasts it.
+    pub fn note_fault_delay(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.longest_fault
+            .fetch_max(millis, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long nothing may change before an observation is trusted: longer than the
+    /// longest delay after which anything in the system retries: the consumers' redelivery
+    /// backoff at its cap and their ack wait, the reaper's create retry window, and the
+    /// longest fault injected into the cloud simulator.
+    pub fn quiet_period(&self) -> Duration {
+        let fault = Duration::from_millis(
+            self.longest_fault
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let longest = [
+            actors::consume::backoff(i64::MAX),
+            actors::consume::ACK_WAIT,
+            actors::reaper::CREATE_RETRY_WINDOW,
+            fault,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or_default();
+        longest + QUIET_MARGIN
+    }
+
+    /// Observes until the world is clean (or `timeout` passes), then observes again over a
+    /// quiet period ([`Harness::quiet_period`]); returns the summary only when nothing changed
+    /// in between. A change sends it back to waiting; past the deadline, a change is an
+    /// error naming both observations. Prints progress once a second when `print` is set.
     pub async fn wait_settled(&self, timeout: Duration, print: bool) -> anyhow::Result<Summary> {
+        self.settle(Instant::now() + timeout, print, || Ok(()))
+            .await
+    }
+
+    /// [`Harness::wait_settled`] with a deadline, calling `tend` between observations (the
+    /// chaos suite restarts role processes there). An observation that fails (NATS down) is
+    /// retried until the deadline.
+    pub async fn settle(
+        &self,
+        deadline: Instant,
+        print: bool,
+        mut tend: impl FnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<Summary> {
         let started = Instant::now();
         let mut last_print: Option<Instant> = None;
-        loop {
-            let (summary, settled, progress) = self.measure().await?;
+        let mut print_line = |progress: &str, force: bool| {
             let due = last_print.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-            if print && (due || settled) {
+            if print && (due || force) {
                 println!("[{:>6.1}s] {progress}", started.elapsed().as_secs_f64());
                 last_print = Some(Instant::now());
             }
-            if settled || started.elapsed() >= timeout {
-                return Ok(summary);
+        };
+        loop {
+            tend()?;
+            let first = match self.observe().await {
+                Ok(o) => o,
+                Err(error) if Instant::now() >= deadline => {
+                    return Err(error.context("observing the run"));
+                }
+                Err(error) => {
+                    print_line(&format!("observing failed (will retry): {error:#}"), true);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            };
+            print_line(&first.progress, first.clean);
+            let late = Instant::now() >= deadline;
+            if !first.clean && !late {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // A second look after the quiet period; any change before it ends sends us back.
+            let quiet = self.quiet_period();
+            print_line(
+                &format!(
+                    "{}; observing again over a {:.0}s quiet period",
+                    if first.clean {
+                        "settled"
+                    } else {
+                        "deadline passed unsettled"
+                    },
+                    quiet.as_secs_f64()
+                ),
+                true,
+            );
+            let quiet_end = Instant::now() + quiet;
+            let mut changed = None;
+            while Instant::now() < quiet_end {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                tend()?;
+                let Ok(again) = self.observe().await else {
+                    continue;
+                };
+                print_line(&format!("quiet period | {}", again.progress), false);
+                if again.summary != first.summary {
+                    changed = Some(again);
+                    break;
+                }
+            }
+            match changed {
+                None => return Ok(first.summary),
+                Some(again) if late => anyhow::bail!(
+                    "the run did not settle: past the deadline, the world still changed within \
+                     the {:.0}s quiet period\n  before: {}\n  after:  {}",
+                    quiet.as_secs_f64(),
+                    first.summary,
+                    again.summary
+                ),
+                Some(again) => print_line(
+                    &format!(
+                        "changed during the quiet period ({}), waiting again",
+                        again.summary
+                    ),
+                    true,
+                ),
+            }
         }
     }
 
@@ -783,6 +964,38 @@ impl Harness {
     /// Whether the harness runs a NATS cluster.
     pub fn nats_nodes(&self) -> usize {
         self.cluster.as_ref().map_or(1, shr_nats::NatsCluster::len)
+    }
+
+    /// Registers a runner named `name` in the GitHub simulator behind the system's back, the
+    /// way anyone holding the PAT could (a JIT config for the organization); it never
+    /// connects. The summary must count it as leaked.
+    pub async fn plant_stray_runner(&self, name: &str) -> anyhow::Result<()> {
+        let pat = std::fs::read_to_string(self.options.work_dir.join("secrets/github-token"))
+            .context("reading the harness's PAT")?;
+        let org = REGISTRATION;
+        let url = format!(
+            "{}/orgs/{org}/actions/runners/generate-jitconfig",
+            self.sim.base_url().trim_end_matches('/')
+        );
+        let response = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(pat.trim())
+            .header("accept", "application/vnd.github+json")
+            .header("user-agent", "shr-lab")
+            .json(&serde_json::json!({
+                "name": name,
+                "runner_group_id": 1,
+                "labels": ["serverless-hosted-runner"],
+            }))
+            .send()
+            .await
+            .context("registering a stray runner")?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "registering a stray runner: {}",
+            response.status()
+        );
+        Ok(())
     }
 
     /// Kills the NATS server (`kill -9`) and starts it again on the same port and store.
@@ -882,20 +1095,83 @@ pub fn runner_program(options: &HarnessOptions) -> anyhow::Result<wiring::LocalR
     })
 }
 
-/// (processes started, distinct runner names) from the local provider's spawn logs.
-fn spawn_counts(work_dir: &Path) -> (usize, usize) {
-    let mut total = 0;
-    let mut names = BTreeSet::new();
+/// A quiet period is this much longer than the longest retry delay.
+const QUIET_MARGIN: Duration = Duration::from_secs(2);
+
+/// What the cloud (or the local provider's state directory) shows.
+#[derive(Debug, Default)]
+struct CloudWorld {
+    created: Vec<String>,
+    deleted: Vec<String>,
+    live_instances: usize,
+    artefacts: usize,
+    launched: Vec<String>,
+}
+
+/// How many entries of `deleted` match an entry of `created` (as multisets): deletes of
+/// instances nobody created through the API (planted orphans) do not count.
+fn matched(created: &[String], deleted: &[String]) -> usize {
+    let mut left: BTreeMap<&str, usize> = BTreeMap::new();
+    for name in created {
+        *left.entry(name.as_str()).or_default() += 1;
+    }
+    deleted
+        .iter()
+        .filter(|name| match left.get_mut(name.as_str()) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        })
+        .count()
+}
+
+/// What one cloud simulator shows.
+fn cloud_world(cloud: &crate::clouds::DemoCloud) -> CloudWorld {
+    CloudWorld {
+        created: cloud.created(),
+        deleted: cloud.deleted(),
+        live_instances: cloud.live_instances_of(CONTROLLER_ID),
+        artefacts: cloud.live_artefacts_of(CONTROLLER_ID),
+        launched: cloud.launched(),
+    }
+}
+
+/// The local provider's state directories (`<work>/local/<tenant>/`), read from disk: the
+/// create log (one line per process started), the delete log, and the instance files still
+/// there that carry this controller's tag.
+fn local_world(work_dir: &Path) -> CloudWorld {
+    let mut world = CloudWorld::default();
     let Ok(tenants) = std::fs::read_dir(work_dir.join("local")) else {
-        return (0, 0);
+        return world;
+    };
+    let lines = |path: PathBuf| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .map(|text| text.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
     };
     for tenant in tenants.flatten() {
-        if let Ok(text) = std::fs::read_to_string(tenant.path().join("created.log")) {
-            for line in text.lines() {
-                total += 1;
-                names.insert(line.to_owned());
+        let dir = tenant.path();
+        world.created.extend(lines(dir.join("created.log")));
+        world.deleted.extend(lines(dir.join("deleted.log")));
+        let Ok(instances) = std::fs::read_dir(dir.join("instances")) else {
+            continue;
+        };
+        for entry in instances.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
             }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let ours = serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| {
+                v["tags"][providers::tags::CONTROLLER].as_str() == Some(CONTROLLER_ID)
+            });
+            world.live_instances += usize::from(ours);
         }
     }
-    (total, names.len())
+    world.launched = world.created.clone();
+    world
 }

@@ -119,14 +119,19 @@ async fn each_cloud_creates_lists_and_deletes_through_the_config() {
             cloud.launches() == (1, 1)
         })
         .await;
-        // AWS holds the runner's JIT secret beside its task; both are deleted with it.
-        let held = if kind == ProviderKind::AwsFargate {
-            2
-        } else {
-            1
-        };
-        assert_eq!(cloud.live_instances(), held, "{kind}");
-        assert_eq!(cloud.live_instances_of(CONTROLLER), held, "{kind}");
+        assert_eq!(cloud.live_instances(), 1, "{kind}");
+        assert_eq!(cloud.live_instances_of(CONTROLLER), 1, "{kind}");
+        // AWS and GCP hold the runner's JIT config in a secret beside the instance; both go
+        // with it.
+        let secrets =
+            usize::from(kind != ProviderKind::AlibabaEci && kind != ProviderKind::AzureAci);
+        assert_eq!(cloud.live_artefacts_of(CONTROLLER), secrets, "{kind}");
+        assert_eq!(
+            cloud.created().len(),
+            1,
+            "{kind}: one create, the repeat found it"
+        );
+        assert!(cloud.deleted().is_empty(), "{kind}");
 
         let listed = provider.list().await.unwrap();
         assert_eq!(listed.len(), 1, "{kind}: {listed:?}");
@@ -139,9 +144,12 @@ async fn each_cloud_creates_lists_and_deletes_through_the_config() {
         })
         .await;
         assert!(provider.list().await.unwrap().is_empty(), "{kind}");
+        assert_eq!(cloud.live_artefacts_of(CONTROLLER), 0, "{kind}");
         // Missing is success.
         provider.delete(runner).await.unwrap();
         assert_eq!(cloud.launches(), (1, 1), "{kind}");
+        // The delete log names what the create log named, once.
+        assert_eq!(cloud.deleted(), cloud.created(), "{kind}");
     }
 }
 
@@ -179,6 +187,10 @@ async fn orphans_are_listed_and_foreign_ones_are_not() {
             "{kind}: the foreign instance survives"
         );
         assert_eq!(cloud.launches(), (0, 0), "{kind}: orphans launch nothing");
+        assert!(
+            cloud.created().is_empty(),
+            "{kind}: orphans are not in the create log"
+        );
     }
 }
 
@@ -196,6 +208,32 @@ async fn failure_injection_reaches_the_provider_as_transient() {
         );
         cloud.set_failure_percent(0, 7);
         provider.list().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_seed_replays_the_cloud_failures_and_another_seed_does_not() {
+    async fn draws(provider: &dyn Provider) -> Vec<bool> {
+        let mut out = Vec::new();
+        for _ in 0..40 {
+            out.push(provider.list().await.is_ok());
+        }
+        out
+    }
+    for kind in [ProviderKind::AzureAci, ProviderKind::AlibabaEci] {
+        let dir = tempfile::tempdir().unwrap();
+        let (cloud, provider) = setup(kind, dir.path()).await;
+        // Warm up (a token, a first page) so every draw below makes the same calls.
+        provider.list().await.unwrap();
+        cloud.set_failure_percent(50, 11);
+        let first = draws(provider.as_ref()).await;
+        cloud.set_failure_percent(50, 11);
+        let again = draws(provider.as_ref()).await;
+        cloud.set_failure_percent(50, 12);
+        let other = draws(provider.as_ref()).await;
+        assert_eq!(first, again, "{kind}: same seed, same failures");
+        assert_ne!(first, other, "{kind}: another seed, other failures");
+        assert!(first.contains(&true) && first.contains(&false), "{kind}");
     }
 }
 

@@ -95,6 +95,24 @@ impl LocalProvider {
         file.tags.get(tags::CONTROLLER) == Some(&self.config.controller_id)
     }
 
+    /// Appends `runner_name` to `<state_dir>/<log>`: `created.log` gets a line per process
+    /// started, `deleted.log` a line per instance whose state file a delete removed, so the
+    /// lab can count what was created and reaped without asking the controller.
+    fn log_line(&self, log: &str, runner_name: &str) -> Result<(), ProviderError> {
+        let operation = if log == "created.log" {
+            "create"
+        } else {
+            "delete"
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.config.state_dir.join(log))
+            .map_err(|e| io_err(operation, ErrorKind::Transient, log.to_owned(), e))?;
+        std::io::Write::write_all(&mut file, format!("{runner_name}\n").as_bytes())
+            .map_err(|e| io_err(operation, ErrorKind::Transient, log.to_owned(), e))
+    }
+
     fn to_instance(name: String, file: &InstanceFile) -> Instance {
         let status = match proc_state(file.pid, file.start_ticks) {
             ProcState::Alive => InstanceStatus::Running,
@@ -163,16 +181,7 @@ impl Provider for LocalProvider {
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| io_err("create", ErrorKind::Transient, "state file", e))?;
         // One line per process started: lets the demo prove no runner was started twice.
-        let mut spawn_log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.config.state_dir.join("created.log"))
-            .map_err(|e| io_err("create", ErrorKind::Transient, "spawn log", e))?;
-        std::io::Write::write_all(
-            &mut spawn_log,
-            format!("{}\n", request.runner_name).as_bytes(),
-        )
-        .map_err(|e| io_err("create", ErrorKind::Transient, "spawn log", e))?;
+        self.log_line("created.log", &request.runner_name)?;
         // Reap the child when it exits so it does not linger as a zombie.
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -196,7 +205,7 @@ impl Provider for LocalProvider {
             }
         }
         match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
+            Ok(()) => self.log_line("deleted.log", runner_name),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("delete", ErrorKind::Transient, "state file", e)),
         }

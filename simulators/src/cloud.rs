@@ -78,9 +78,26 @@ pub trait CloudSim: Send + Sync + std::fmt::Debug {
         controller_id.to_owned()
     }
 
-    /// The create log: the instance names a runner process was started for, one entry per
+    /// The launch log: the instance names a runner process was started for, one entry per
     /// start (a name twice means an instance was started twice).
     fn launched(&self) -> Vec<String>;
+
+    /// The create log: one entry per instance an API create call brought into being, by the
+    /// instance's key on the platform (an idempotent repeat that finds the instance adds
+    /// nothing; instances planted by [`CloudSim::create_orphan`] are not in it).
+    fn created(&self) -> Vec<String>;
+
+    /// The delete log: one entry per instance that went away, by the same key as
+    /// [`CloudSim::created`]: deleted by an API call, or, on a platform whose instances end
+    /// with their container (an ECS task), stopped. Planted orphans appear here too once
+    /// deleted.
+    fn deleted(&self) -> Vec<String>;
+
+    /// Per-runner artefacts the simulator still holds beside its instances (secrets holding
+    /// JIT configs), with their tags; none on platforms that keep no such thing.
+    fn artefacts(&self) -> Vec<SimInstanceTags> {
+        Vec::new()
+    }
 
     /// Creates a running instance behind the system's back, tagged with `tags`; `runner_name`
     /// is a valid runner name, which the simulator turns into its platform's instance name.

@@ -601,19 +601,42 @@ pub fn free_runners(job: &JobRecord, records: &[RunnerRecord], runner: &str) -> 
         .collect()
 }
 
-/// The free runners that may be re-bound to job `b`: their labels cover its labels, and
-/// they are not still being requested (no JIT config yet: their maker would drop them when
-/// the record changes under it).
+/// The free runners that may be re-bound to job `b`: their labels cover its labels. One
+/// still being requested (no JIT config yet) is re-bound before it is provisioned: its maker
+/// finishes it for the job the record names then ([`rebound_while_made`]), so no second
+/// runner is made for `b`.
 pub fn rebind_candidates<'a>(free: &'a [RunnerRecord], b: &JobRecord) -> Vec<&'a RunnerRecord> {
     free.iter()
         .filter(|f| {
-            let being_made = f.state == RunnerState::Requested && f.github_runner_id.is_none();
-            !being_made
-                && f.spec
-                    .as_ref()
-                    .is_some_and(|s| covers(&s.labels, &b.job.labels))
+            f.spec
+                .as_ref()
+                .is_some_and(|s| covers(&s.labels, &b.job.labels))
         })
         .collect()
+}
+
+/// The maker of runner `claimed` (claimed for `job_id`) found the record changed after its
+/// JIT call: if the only change is a re-bind to another job (still `Requested`, no GitHub
+/// runner id, same spec, no job run), the record to write with GitHub runner id
+/// `github_runner_id`, so the runner is made for the job it now serves. `None` otherwise
+/// (taken over, marked for deletion, or changed in any other way): the maker drops its work.
+pub fn rebound_while_made(
+    claimed: &RunnerRecord,
+    fresh: &RunnerRecord,
+    github_runner_id: u64,
+    now: UnixMillis,
+) -> Option<RunnerRecord> {
+    let rebound = fresh.state == RunnerState::Requested
+        && fresh.github_runner_id.is_none()
+        && fresh.ran_job_id.is_none()
+        && fresh.job_id != claimed.job_id
+        && fresh.spec == claimed.spec;
+    rebound.then(|| {
+        let mut rec = fresh.clone();
+        rec.github_runner_id = Some(github_runner_id);
+        rec.updated_at = now;
+        rec
+    })
 }
 
 /// Claims idle runner `rec` of job `from` for job `to`; `None` if it took a job or moved.
@@ -1288,6 +1311,46 @@ mod tests {
         );
         assert_eq!(claim(None, new, false, 60_000, NOW), (None, Claim::NoSlot));
         assert_eq!(claim(None, new, true, 60_000, NOW).1, Claim::Created);
+    }
+
+    #[test]
+    fn a_runner_re_bound_while_being_made_is_finished_for_its_new_job_and_nothing_else_is() {
+        let mut claimed = runner("shr-acme-7-1", 7, RunnerState::Requested, None);
+        claimed.github_runner_id = None;
+        let mut rebound = claimed.clone();
+        rebound.job_id = 9;
+        rebound.updated_at = NOW + 5;
+        let next = rebound_while_made(&claimed, &rebound, 42, NOW + 10).unwrap();
+        assert_eq!(
+            (next.job_id, next.github_runner_id, next.state),
+            (9, Some(42), RunnerState::Requested)
+        );
+        // Not a re-bind: taken over (same job), marked for deletion, or given another spec.
+        let mut taken = claimed.clone();
+        taken.updated_at = NOW + 5;
+        assert!(rebound_while_made(&claimed, &taken, 42, NOW).is_none());
+        let mut deleting = rebound.clone();
+        deleting.state = RunnerState::Deleting;
+        assert!(rebound_while_made(&claimed, &deleting, 42, NOW).is_none());
+        let mut respec = rebound.clone();
+        respec.spec.as_mut().unwrap().labels.push("cpu-8".into());
+        assert!(rebound_while_made(&claimed, &respec, 42, NOW).is_none());
+        let mut registered = rebound.clone();
+        registered.github_runner_id = Some(3);
+        assert!(rebound_while_made(&claimed, &registered, 42, NOW).is_none());
+    }
+
+    #[test]
+    fn a_runner_still_being_made_is_a_rebind_candidate_when_its_labels_cover() {
+        let b = job(9, JobState::Provisioning, &["shr-acme-9-1"]);
+        let mut made = runner("shr-acme-7-1", 7, RunnerState::Requested, None);
+        made.github_runner_id = None;
+        let free = vec![made];
+        let names: Vec<_> = rebind_candidates(&free, &b)
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        assert_eq!(names, ["shr-acme-7-1"]);
     }
 
     #[test]

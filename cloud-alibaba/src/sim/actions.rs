@@ -268,6 +268,7 @@ pub(super) fn create(shared: &Arc<Shared>, params: Params) -> Result<serde_json:
         fields: Fields(params),
     };
     let (kill, killed) = tokio::sync::oneshot::channel();
+    state.created.push(id.clone());
     state.groups.insert(
         id.clone(),
         Group {
@@ -283,7 +284,14 @@ pub(super) fn create(shared: &Arc<Shared>, params: Params) -> Result<serde_json:
 pub(super) fn delete(shared: &Shared, params: &Params) -> Result<serde_json::Value, ApiError> {
     required(params, "RegionId")?;
     let id = required(params, "ContainerGroupId")?;
-    let removed = shared.state().groups.remove(id);
+    let removed = {
+        let mut state = shared.state();
+        let removed = state.groups.remove(id);
+        if removed.is_some() {
+            state.deleted.push(id.to_owned());
+        }
+        removed
+    };
     match removed {
         Some(mut group) => {
             if let Some(kill) = group.kill.take() {

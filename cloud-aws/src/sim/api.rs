@@ -347,7 +347,8 @@ fn ecs(shared: &Arc<Shared>, op: &str, input: &Value) -> Result<Value, Response>
                 .tasks
                 .get_mut(&key)
                 .ok_or_else(|| invalid("The referenced task was not found."))?;
-            if t.inst.desired_status != "STOPPED" {
+            let stopping = t.inst.desired_status != "STOPPED";
+            if stopping {
                 t.inst.desired_status = "STOPPED".into();
                 t.inst.last_status = "STOPPED".into();
                 t.inst.stopped_reason = Some(reason.to_owned());
@@ -356,6 +357,9 @@ fn ecs(shared: &Arc<Shared>, op: &str, input: &Value) -> Result<Value, Response>
                 drop(t.kill.take());
             }
             let inst = t.inst.clone();
+            if stopping {
+                inner.deleted.push(inst.id.clone());
+            }
             inner.sessions.retain(|_, s| s.task_id != inst.id);
             drop(inner);
             Ok(json!({"task": task_json(shared, &inst, false)}))
@@ -711,6 +715,7 @@ fn run_task(shared: &Arc<Shared>, input: &Value) -> Result<Value, Response> {
                 pid: None,
             };
             started.push(task_json(shared, &inst, true));
+            inner.created.push(inst.id.clone());
             inner.tasks.insert(
                 arn.clone(),
                 Task {

@@ -1,8 +1,10 @@
 //! The AWS simulator as the lab drives it: [`CloudSim`] over [`SimHandle`], and [`LAB`], how
 //! the lab starts it.
 //!
-//! Guarantees: [`CloudSim::instances`] lists every task not stopped and every Secrets
-//! Manager secret still there (a secret left behind is a leak, as the issue defines it);
+//! Guarantees: [`CloudSim::instances`] lists every task not stopped and
+//! [`CloudSim::artefacts`] every Secrets Manager secret still there (a secret left behind is
+//! a leak); [`CloudSim::created`] and [`CloudSim::deleted`] name tasks by id (a task is
+//! deleted when it stops);
 //! [`CloudSim::launched`] names runners, not task ids, so two tasks started for one runner
 //! show as a duplicate.
 
@@ -61,15 +63,31 @@ impl CloudSim for SimHandle {
     }
 
     fn instances(&self) -> Vec<SimInstanceTags> {
-        let tasks = self.live_tasks().into_iter().map(|t| SimInstanceTags {
-            name: t.id,
-            tags: t.tags,
-        });
-        let secrets = self.secrets().into_iter().map(|s| SimInstanceTags {
-            name: s.name,
-            tags: s.tags,
-        });
-        tasks.chain(secrets).collect()
+        self.live_tasks()
+            .into_iter()
+            .map(|t| SimInstanceTags {
+                name: t.id,
+                tags: t.tags,
+            })
+            .collect()
+    }
+
+    fn artefacts(&self) -> Vec<SimInstanceTags> {
+        self.secrets()
+            .into_iter()
+            .map(|s| SimInstanceTags {
+                name: s.name,
+                tags: s.tags,
+            })
+            .collect()
+    }
+
+    fn created(&self) -> Vec<String> {
+        self.shared.lock().created.clone()
+    }
+
+    fn deleted(&self) -> Vec<String> {
+        self.shared.lock().deleted.clone()
     }
 
     fn controller_tag(&self, controller_id: &str) -> String {

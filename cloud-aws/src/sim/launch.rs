@@ -275,6 +275,8 @@ fn stop(shared: &Shared, arn: &str, generation: u64, code: i32) {
         _ => return,
     };
     inner.sessions.retain(|_, s| s.task_id != task_id);
+    // An ECS task ends with its essential container: it leaves the delete log.
+    inner.deleted.push(task_id);
 }
 
 #[cfg(test)]

@@ -239,7 +239,14 @@ async fn delete_group(
         Ok(rg) => rg,
         Err(r) => return r,
     };
-    let removed = shared.lock().groups.remove(&(rg, name));
+    let removed = {
+        let mut inner = shared.lock();
+        let removed = inner.groups.remove(&(rg.clone(), name.clone()));
+        if removed.is_some() {
+            inner.deleted.push(format!("{rg}/{name}"));
+        }
+        removed
+    };
     match removed {
         Some(mut g) => {
             g.kill = None; // kills the runner
@@ -394,6 +401,7 @@ async fn put_group(
         puts: 1,
     };
     let rendered = render(&shared, &inst);
+    inner.created.push(format!("{}/{}", key.0, key.1));
     inner.groups.insert(
         key.clone(),
         Group {

@@ -147,6 +147,7 @@ fn route(
                         .run_jobs
                         .remove(&full)
                         .ok_or_else(|| missing_job(&full))?;
+                    st.deleted.push(format!("run:{full}"));
                     let resource = run_json(&job);
                     let loc = location(st, region);
                     Ok(st.start_operation(
@@ -181,9 +182,13 @@ fn route(
                         .batch_jobs
                         .get_mut(&full)
                         .ok_or_else(|| missing_job(&full))?;
+                    let first = job.batch_state != "DELETION_IN_PROGRESS";
                     job.batch_state = "DELETION_IN_PROGRESS";
                     for e in &mut job.executions {
                         e.child = None;
+                    }
+                    if first {
+                        st.deleted.push(format!("batch:{full}"));
                     }
                     let metadata = json!({
                         "@type": "type.googleapis.com/google.cloud.batch.v1.OperationMetadata",
@@ -668,6 +673,7 @@ fn run_create(
         batch_state: "",
     };
     let live = run_json(&job);
+    st.created.push(format!("run:{full}"));
     st.run_jobs.insert(full, job);
     Ok(st.start_operation(
         &loc,
@@ -935,6 +941,7 @@ fn batch_create(
     };
     let mut answer = batch_json(&job);
     answer["status"]["state"] = json!("QUEUED");
+    st.created.push(format!("batch:{full}"));
     st.batch_jobs.insert(full, job);
     Ok(answer)
 }

@@ -182,6 +182,10 @@ pub(crate) struct State {
     pub conformance_rejections: usize,
     /// Short names of the jobs a runner process was started for, one entry per start.
     pub launched: Vec<String>,
+    /// The create log: `run:<job>` or `batch:<job>` (full names) for each job a create made.
+    pub created: Vec<String>,
+    /// The delete log, as [`State::created`]: each job a DELETE removed (or started removing).
+    pub deleted: Vec<String>,
     /// Jobs whose container ended (or failed to start) without starting a runner.
     pub exited_without_runner: usize,
 }
@@ -220,6 +224,8 @@ impl State {
             requests: Vec::new(),
             conformance_rejections: 0,
             launched: Vec::new(),
+            created: Vec::new(),
+            deleted: Vec::new(),
             exited_without_runner: 0,
         }
     }
