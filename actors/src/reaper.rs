@@ -355,12 +355,24 @@ pub async fn reconcile(
         }),
         None => None,
     };
-    let seen = observe(provider, github.as_ref(), name).await;
     let limits = ctx
         .config
         .registration(&rec.registration)
         .map(|r| &r.limits);
     let timeouts = Timeouts::for_record(limits, &rec, clock.grace);
+    let instance = observe_instance(provider, name).await;
+    // GitHub is asked only when its answer could change the decision (API economy).
+    let seen = if needs_github(&rec, instance, asked, clock.now, timeouts) {
+        Observed {
+            instance,
+            github_busy: observe_github(github.as_ref(), name).await,
+        }
+    } else {
+        Observed {
+            instance,
+            github_busy: Seen::Unknown,
+        }
+    };
     let action = decide(&rec, seen, asked, clock.now, timeouts);
     tracing::debug!(runner = %name, state = ?rec.state, ?asked, ?seen, ?action, "reap decision");
     match action {
@@ -375,13 +387,8 @@ pub async fn reconcile(
                     }
                     Err(error) => return Err(error.into()),
                 }
-                // Re-check: GitHub must show it gone or idle.
-                if let Some(runner) = gh.client.get_runner(&gh.scope, gh.id).await?
-                    && runner.busy
-                {
-                    tracing::warn!(runner = %name, "deregistered runner still reported busy; keeping it");
-                    return Ok(Outcome::Kept(KeepReason::Busy));
-                }
+                // A successful DELETE means GitHub had it idle and now has it gone: no
+                // re-check is needed; the record is re-checked below.
             }
             // Re-check the record in the same write that claims it for deletion.
             if !mark_deleting(ctx, name, true, clock.now).await? {
@@ -395,6 +402,7 @@ pub async fn reconcile(
                 return Ok(Outcome::Kept(KeepReason::Deleted));
             }
             if let Some(gh) = &github
+                && needs_deregistration(&rec)
                 && let Err(error) = gh.client.delete_runner(&gh.scope, gh.id).await
             {
                 tracing::warn!(runner = %name, ?reason, %error, "deregistering failed; deleting the instance anyway, the sweep removes the GitHub runner later");
@@ -404,16 +412,58 @@ pub async fn reconcile(
     }
 }
 
-async fn observe(provider: &dyn Provider, github: Option<&GitHubSide<'_>>, name: &str) -> Observed {
-    let instance = match provider.get(name).await {
+/// Whether GitHub's view of the runner could change what [`decide`] does: the decision with
+/// GitHub saying "busy" differs from the one without an answer (a runner is looked up only
+/// when something about it is suspect, such as a dead instance). Pure.
+pub fn needs_github(
+    rec: &RunnerRecord,
+    instance: Seen<InstanceStatus>,
+    asked: Option<ReapReason>,
+    now: UnixMillis,
+    t: Timeouts,
+) -> bool {
+    rec.github_runner_id.is_some() && {
+        let with = |github_busy| {
+            decide(
+                rec,
+                Observed {
+                    instance,
+                    github_busy,
+                },
+                asked,
+                now,
+                t,
+            )
+        };
+        match (with(Seen::Present(true)), with(Seen::Unknown)) {
+            (busy, unknown) if busy == unknown => false,
+            // Deregistering is itself the check: GitHub refuses (422) while the runner is busy.
+            (Action::Keep(KeepReason::Busy), Action::ReapIfIdle(_)) => false,
+            _ => true,
+        }
+    }
+}
+
+/// Whether deleting this runner must deregister it from GitHub. An ephemeral runner that took
+/// its job is removed by GitHub itself once the job ends, so it needs no call (if it is still
+/// running a job GitHub would refuse anyway; the sweep removes any leftover).
+pub fn needs_deregistration(rec: &RunnerRecord) -> bool {
+    rec.github_runner_id.is_some() && rec.ran_job_id.is_none() && rec.state != RunnerState::Busy
+}
+
+async fn observe_instance(provider: &dyn Provider, name: &str) -> Seen<InstanceStatus> {
+    match provider.get(name).await {
         Ok(Some(instance)) => Seen::Present(instance.status),
         Ok(None) => Seen::Absent,
         Err(error) => {
             tracing::debug!(runner = %name, %error, "instance look-up failed");
             Seen::Unknown
         }
-    };
-    let github_busy = match github {
+    }
+}
+
+async fn observe_github(github: Option<&GitHubSide<'_>>, name: &str) -> Seen<bool> {
+    match github {
         None => Seen::Unknown,
         Some(gh) => match gh.client.get_runner(&gh.scope, gh.id).await {
             Ok(Some(runner)) => Seen::Present(runner.busy),
@@ -423,10 +473,6 @@ async fn observe(provider: &dyn Provider, github: Option<&GitHubSide<'_>>, name:
                 Seen::Unknown
             }
         },
-    };
-    Observed {
-        instance,
-        github_busy,
     }
 }
 
