@@ -60,10 +60,80 @@ async fn two_hundred_jobs_through_webhooks_each_get_one_runner() {
     assert_eq!(summary.jobs, 200);
     assert_eq!(summary.completed, 200);
     assert_each_job_ran_once_on_its_own_runner(&h);
+    println!("econ: extra runners {} of 200", summary.provisioned - 200);
+    assert!(
+        summary.provisioned * 100 <= 200 * 105,
+        "{} runners for 200 jobs",
+        summary.provisioned
+    );
     let stats = h.running.as_ref().unwrap().webhook_stats.clone().unwrap();
     assert!(
         stats.accepted.load(std::sync::atomic::Ordering::Relaxed) >= 600,
         "queued, in_progress and completed per job"
+    );
+    h.stop().await;
+}
+
+/// The GitHub API calls so far that count against the rate budget (a 304 is free, as is
+/// `/rate_limit`), as `METHOD /path` with numbers replaced by `N`.
+fn counted_calls(h: &Harness) -> Vec<String> {
+    h.sim
+        .exchanges()
+        .into_iter()
+        .filter(|e| e.status != 304 && e.path != "/rate_limit")
+        .map(|e| {
+            let path: Vec<_> = e
+                .path
+                .split('/')
+                .map(|seg| {
+                    if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+                        "N"
+                    } else {
+                        seg
+                    }
+                })
+                .collect();
+            format!("{} {}", e.method, path.join("/"))
+        })
+        .collect()
+}
+
+fn breakdown(calls: &[String]) -> std::collections::BTreeMap<&str, usize> {
+    let mut by_kind = std::collections::BTreeMap::new();
+    for call in calls {
+        *by_kind.entry(call.as_str()).or_default() += 1;
+    }
+    by_kind
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_mode_costs_at_most_1_2_github_calls_per_job_and_idle_polls_cost_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(&dir, |_| {}).await;
+    let jobs = 100;
+    h.queue_jobs(jobs, &LABEL_SETS);
+    let summary = settle(&h).await;
+    assert_eq!(summary.completed, jobs);
+    let calls = counted_calls(&h);
+    let per_job = calls.len() as f64 / jobs as f64;
+    println!("econ: webhook calls_per_job={per_job:.3} {:?}", breakdown(&calls));
+    assert!(
+        per_job <= 1.2,
+        "{per_job:.2} calls per job: {:?}",
+        breakdown(&calls)
+    );
+    // Idle: the poller keeps polling (every 5 s) but every answer is a 304.
+    let seen = h.sim.exchanges().len();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h.sim.exchanges().len() < seen + 6 {
+        assert!(tokio::time::Instant::now() < deadline, "the poller stopped polling");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let idle = counted_calls(&h);
+    assert_eq!(
+        breakdown(&idle[calls.len()..]),
+        Default::default(),
+        "idle poll rounds cost points"
     );
     h.stop().await;
 }
@@ -102,8 +172,15 @@ async fn with_webhooks_off_the_poller_alone_finds_every_job() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = harness(&dir, |o| o.webhooks = false).await;
     h.queue_jobs(60, &LABEL_SETS);
-    settle(&h).await;
+    let summary = settle(&h).await;
     assert_each_job_ran_once_on_its_own_runner(&h);
+    let calls = counted_calls(&h);
+    println!(
+        "econ: poll calls_per_job={:.3} {:?}",
+        calls.len() as f64 / 60.0,
+        breakdown(&calls)
+    );
+    assert!(summary.provisioned * 100 <= 60 * 105, "{summary}");
     let stats = h.running.as_ref().unwrap().webhook_stats.clone().unwrap();
     assert_eq!(
         stats.accepted.load(std::sync::atomic::Ordering::Relaxed),
