@@ -145,7 +145,7 @@ where
     };
     // Continue the trace the message carries; logs of the handler show its id.
     let trace = crate::trace::of_message(msg.headers.as_ref());
-    let span = tracing::info_span!("handle", trace_id = %trace.trace_id(), %subject);
+    let span = crate::trace::handler_span(&trace, &subject);
     let work = tokio::time::timeout(
         limit,
         crate::trace::scope(trace, tracing::Instrument::instrument(handler(msg), span)),
@@ -255,7 +255,11 @@ async fn settle(durable: &str, lane: usize, msg: Message, result: Result<(), Err
     let kind = error.kind();
     if kind.is_retryable() {
         let delay = backoff(delivered);
-        tracing::warn!(durable, lane, subject = %msg.subject, delivered, ?kind, %error, ?delay, "handler failed; will retry");
+        if error.is_expected_race() {
+            tracing::debug!(durable, lane, subject = %msg.subject, delivered, %error, ?delay, "another worker has it; will retry");
+        } else {
+            tracing::warn!(durable, lane, subject = %msg.subject, delivered, ?kind, %error, ?delay, "handler failed; will retry");
+        }
         if let Err(error) = msg.ack_with(AckKind::Nak(Some(delay))).await {
             tracing::warn!(durable, %error, "nak failed; the message will be redelivered after ack_wait");
         }

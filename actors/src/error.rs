@@ -50,6 +50,16 @@ impl Error {
         }
     }
 
+    /// Whether this is expected contention (another worker holds the record, a lost
+    /// compare-and-set race): worth a retry, logged at debug, never a warning.
+    pub fn is_expected_race(&self) -> bool {
+        match self {
+            Error::InFlight(_) => true,
+            Error::Records(e) => e.is_conflict(),
+            _ => false,
+        }
+    }
+
     /// How a consumer should treat this failure.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -23,6 +23,7 @@ pub mod consume;
 mod context;
 mod error;
 pub mod leased;
+pub mod observe;
 pub mod poller;
 pub mod pool;
 pub mod provisioner;

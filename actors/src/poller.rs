@@ -121,6 +121,7 @@ async fn poll_loop(ctx: Context, registration: String, holder: String, cancel: C
                 let mut cache = cache.lock().await;
                 match poll_once(&ctx, &registration, &mut cache).await {
                     Ok(published) => {
+                        crate::observe::poll_seen(&ctx, &registration).await;
                         tracing::debug!(%registration, published, elapsed = ?started.elapsed(), "poll round done")
                     }
                     Err(error) => tracing::warn!(%registration, %error, "poll round failed"),
@@ -352,8 +353,9 @@ async fn publish(ctx: &Context, reg: &Registration, job: &Job) -> Result<(), Err
     // Queued is re-reported every round on purpose (a job still queued tells the scheduler
     // to check its runner); started and completed once per job, deduplicated by id.
     let msg_id = (status != "queued").then(|| format!("poll-{}-{}-{status}", reg.name, job.id));
-    ctx.publish(event.subject()?, event.encode()?, msg_id.as_deref())
-        .await
+    let span = tracing::info_span!("poll publish", job = job.id, %status, trace_id = tracing::field::Empty);
+    let publish = ctx.publish(event.subject()?, event.encode()?, msg_id.as_deref());
+    crate::trace::in_new_trace(span, publish).await
 }
 
 #[cfg(test)]

@@ -122,10 +122,24 @@ pub async fn provision(
         spec: cmd.spec.clone(),
         jit_config: cmd.jit_config.clone(),
     };
-    let instance = match provider.create(&request).await {
-        Ok(instance) => instance,
-        Err(error) if error.kind().is_retryable() => return Err(error.into()),
+    let started = std::time::Instant::now();
+    let created = provider.create(&request).await;
+    let metrics = telemetry::metrics::global();
+    let took = started.elapsed().as_secs_f64();
+    let kind_label = provider.kind().to_string();
+    let instance = match created {
+        Ok(instance) => {
+            metrics.provision_took(&kind_label, "created", took);
+            instance
+        }
+        Err(error) if error.kind().is_retryable() => {
+            metrics.provision_took(&kind_label, "retry", took);
+            metrics.provider_error(&kind_label, "create", &crate::observe::label(&error.kind()));
+            return Err(error.into());
+        }
         Err(error) => {
+            metrics.provision_took(&kind_label, "failed", took);
+            metrics.provider_error(&kind_label, "create", &crate::observe::label(&error.kind()));
             return fail(ctx, &cmd, provider.kind(), error.kind(), error.to_string()).await;
         }
     };

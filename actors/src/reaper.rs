@@ -513,6 +513,11 @@ async fn delete_instance(
 ) -> Result<Outcome, Error> {
     let name = &rec.name;
     if let Err(error) = provider.delete(name).await {
+        telemetry::metrics::global().provider_error(
+            &rec.provider.to_string(),
+            "delete",
+            &crate::observe::label(&error.kind()),
+        );
         let message = error.to_string();
         let attempts = cas(&ctx.runners, name, |current| {
             Ok(match current {
@@ -566,6 +571,11 @@ async fn delete_instance(
         )
         .await?;
         tracing::info!(runner = %name, ?reason, "runner reaped");
+        let metrics = telemetry::metrics::global();
+        metrics.runner_reaped(&rec.tenant, &crate::observe::label(&reason));
+        if reason == ReapReason::Orphan {
+            metrics.orphan_reaped(&rec.tenant);
+        }
     }
     Ok(Outcome::Deleted(reason))
 }

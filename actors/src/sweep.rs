@@ -375,7 +375,8 @@ async fn mark(
     })
     .await?;
     if marked {
-        tracing::warn!(runner = %name, instance = ?rec.instance_id, github_runner = ?rec.github_runner_id, "found a runner with no record; marked orphaned");
+        tracing::info!(runner = %name, instance = ?rec.instance_id, github_runner = ?rec.github_runner_id, "found a runner with no record; marked orphaned");
+        telemetry::metrics::global().orphan_found(tenant);
     }
     Ok(marked)
 }

@@ -6,9 +6,13 @@
 //! id. A webhook delivery, the provision command it led to and the runner events of the cloud
 //! call therefore share one trace id, and the logs of every actor show it as `trace_id`.
 //!
+//! When span export is on (see the `telemetry` crate), a handler span made by
+//! [`handler_span`] is the exported child of the span that published the message: the parent
+//! id in `traceparent` is that span's exported id ([`outgoing_headers`]).
+//!
 //! # Caveats
-//! Spans are not exported anywhere yet (no OTLP exporter is wired); the trace id in logs and
-//! headers is what ties the hops together today.
+//! With export off, the parent id is a fresh random id per hop; the trace id in logs and
+//! headers is what ties the hops together.
 
 use std::future::Future;
 
@@ -100,9 +104,45 @@ pub fn of_message(headers: Option<&async_nats::HeaderMap>) -> TraceParent {
         .unwrap_or_else(TraceParent::root)
 }
 
-/// Headers for a message published now: a child of the current trace, or a new trace.
+/// The span a consumer runs a message's handler in: it carries the `trace_id` in logs and,
+/// when spans are exported, is the child of the span that published the message.
+pub fn handler_span(trace: &TraceParent, subject: &str) -> tracing::Span {
+    let span = tracing::info_span!("handle", trace_id = %trace.trace_id(), %subject);
+    telemetry::otel::set_remote_parent(&span, &trace.header_value());
+    span
+}
+
+/// Runs `f` inside `span`, as the start of a new trace unless one is already current. The
+/// span should declare an empty `trace_id` field, which gets the new id. With export on, the
+/// trace id is the exported span's, so the first hop's span is the trace's root.
+pub async fn in_new_trace<F: Future>(span: tracing::Span, f: F) -> F::Output {
+    use tracing::Instrument as _;
+    let trace = match current() {
+        Some(trace) => trace,
+        None => span
+            .in_scope(telemetry::otel::current_span_id)
+            .and_then(|(trace_id, span_id)| {
+                TraceParent::parse(&format!("00-{trace_id}-{span_id}-01"))
+            })
+            .unwrap_or_else(TraceParent::root),
+    };
+    span.record("trace_id", trace.trace_id());
+    scope(trace, f.instrument(span)).await
+}
+
+/// Headers for a message published now: a child of the current trace, or a new trace. The
+/// parent id is the current exported span's id when there is one in the same trace.
 pub fn outgoing_headers() -> async_nats::HeaderMap {
-    let trace = current().map_or_else(TraceParent::root, |t| t.child());
+    let trace = match current() {
+        None => TraceParent::root(),
+        Some(trace) => match telemetry::otel::current_span_id() {
+            Some((trace_id, span_id)) if trace_id == trace.trace_id => TraceParent {
+                trace_id,
+                parent_id: span_id,
+            },
+            _ => trace.child(),
+        },
+    };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(TRACEPARENT_HEADER, trace.header_value().as_str());
     headers
@@ -149,5 +189,20 @@ mod tests {
             TraceParent::parse(outgoing_headers().get(TRACEPARENT_HEADER).unwrap().as_str())
                 .unwrap();
         assert_ne!(outside.trace_id(), root.trace_id(), "no scope: a new trace");
+    }
+
+    #[tokio::test]
+    async fn a_new_trace_is_current_inside_and_kept_when_one_exists() {
+        let span = tracing::info_span!("publish", trace_id = tracing::field::Empty);
+        let inner = in_new_trace(span, async { current() }).await.unwrap();
+        assert_eq!(inner.trace_id().len(), 32);
+        let outer = TraceParent::root();
+        let kept = scope(
+            outer.clone(),
+            in_new_trace(tracing::info_span!("again"), async { current() }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(kept, outer, "inside a trace, no new one starts");
     }
 }

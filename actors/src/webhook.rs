@@ -397,15 +397,26 @@ fn to_event(
 /// Publishes a job event and waits for the JetStream ack. Returns whether it was a duplicate.
 /// Each delivery starts a trace (`traceparent` header) that the actors downstream continue.
 pub async fn publish(bus: &shr_nats::Bus, event: &JobEvent) -> Result<bool, crate::Error> {
-    let ack = bus
-        .publish_durable(
-            &event.subject()?,
-            event.encode()?,
-            event.delivery_id(),
-            Some(crate::trace::outgoing_headers()),
-        )
-        .await?;
-    Ok(ack.duplicate)
+    let span = tracing::info_span!(
+        "webhook publish",
+        delivery = event.delivery_id().unwrap_or("-"),
+        trace_id = tracing::field::Empty
+    );
+    crate::trace::in_new_trace(span, async {
+        let ack = bus
+            .publish_durable(
+                &event.subject()?,
+                event.encode()?,
+                event.delivery_id(),
+                Some(crate::trace::outgoing_headers()),
+            )
+            .await?;
+        if !ack.duplicate {
+            crate::observe::webhook_seen(bus);
+        }
+        Ok(ack.duplicate)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! new subjects; both versions can run side by side during a migration.
 
 mod message;
+mod observed;
 mod pool;
 mod record;
 mod secret;
@@ -24,6 +25,7 @@ pub use message::{
     JobCompleted, JobEvent, JobEventError, JobQueued, JobSource, JobStarted, ProvisionRunner,
     ReapReason, ReapRunner, RunnerCreated, RunnerDeleted, RunnerEvent, RunnerFailed,
 };
+pub use observed::{GitHubSeen, WebhookSeen};
 pub use pool::{PoolSequence, Slots};
 pub use record::{
     IllegalTransition, JobRecord, JobState, RunnerName, RunnerNameError, RunnerRecord, RunnerState,

@@ -276,6 +276,17 @@ pub fn pool_sequence_key(tenant: &str) -> Result<String, SubjectError> {
     Ok(format!("poolseq.{tenant}"))
 }
 
+/// The KV key, in [`JOBS_BUCKET`], of the last accepted webhook delivery
+/// ([`WebhookSeen`](crate::WebhookSeen)). Two tokens, so it never collides with a [`job_key`].
+pub const WEBHOOK_SEEN_KEY: &str = "seen.webhook";
+
+/// The KV key, in [`JOBS_BUCKET`], of a registration's last poll and GitHub rate budget
+/// ([`GitHubSeen`](crate::GitHubSeen)). Two tokens, so it never collides with a [`job_key`].
+pub fn github_seen_key(registration: &str) -> Result<String, SubjectError> {
+    validate_token("registration", registration)?;
+    Ok(format!("github.{registration}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

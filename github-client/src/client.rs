@@ -92,6 +92,8 @@ struct Inner {
     /// The last `ETag` and body of each page URL, so every page of a list is conditional.
     pages: Mutex<HashMap<String, CachedPage>>,
     options: ClientOptions,
+    /// Requests sent, by [`endpoint_class`].
+    requests: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// A page as last received: its validator, its `rel="next"` path and its body.
@@ -177,6 +179,7 @@ impl GitHubClient {
                 mutation_pacer: Pacer::per_minute(options.jit_per_minute),
                 pages: Mutex::new(HashMap::new()),
                 options,
+                requests: Mutex::default(),
             }),
         })
     }
@@ -184,6 +187,16 @@ impl GitHubClient {
     /// The API base this client talks to.
     pub fn api_base(&self) -> &Url {
         &self.inner.api_base
+    }
+
+    /// Requests sent so far (retries included), by endpoint class: `jit`, `runners`, `runs`,
+    /// `jobs`, `repos`, `other`.
+    pub fn request_counts(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.inner
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The credential's primary rate budget as of the last response, if any response had one.
@@ -574,6 +587,13 @@ impl GitHubClient {
                 }
                 Err(err) => return Err(err),
             };
+            *self
+                .inner
+                .requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(endpoint_class(&call.path))
+                .or_default() += 1;
             if mutating {
                 self.inner.mutation_pacer.acquire().await;
             }
@@ -827,6 +847,24 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     base.saturating_mul(1 << attempt.min(16)).min(MAX_BACKOFF)
 }
 
+/// The class of a REST path, for request counts: few enough values for a metric label.
+fn endpoint_class(path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or_default();
+    if path.ends_with("generate-jitconfig") {
+        "jit"
+    } else if path.contains("/runners") {
+        "runners"
+    } else if path.contains("/jobs") {
+        "jobs"
+    } else if path.contains("/runs") {
+        "runs"
+    } else if path.contains("repos") {
+        "repos"
+    } else {
+        "other"
+    }
+}
+
 fn decode<T: serde::de::DeserializeOwned>(op: &str, body: &str) -> Result<T, Error> {
     serde_json::from_str(body).map_err(|source| Error::Decode {
         op: op.to_owned(),
@@ -882,4 +920,24 @@ fn scope_prefix(op: &str, scope: &Scope) -> Result<String, Error> {
         Scope::Repo { owner, repo } => return repo_prefix(op, owner, repo),
     };
     Ok(scope.api_prefix())
+}
+
+#[cfg(test)]
+mod class_tests {
+    use super::endpoint_class;
+
+    #[test]
+    fn paths_fall_into_few_endpoint_classes() {
+        for (path, class) in [
+            ("orgs/acme/actions/runners/generate-jitconfig", "jit"),
+            ("repos/o/r/actions/runners/7", "runners"),
+            ("repos/o/r/actions/runs/9/jobs?per_page=100", "jobs"),
+            ("repos/o/r/actions/jobs/5", "jobs"),
+            ("repos/o/r/actions/runs?status=queued", "runs"),
+            ("orgs/acme/repos", "repos"),
+            ("app/installations/1/access_tokens", "other"),
+        ] {
+            assert_eq!(endpoint_class(path), class, "{path}");
+        }
+    }
 }

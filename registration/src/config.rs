@@ -63,6 +63,9 @@ pub struct Controller {
     pub tenants: Option<BTreeSet<String>>,
     /// Working directory for local state (local runners, logs).
     pub work_dir: Option<PathBuf>,
+    /// Where `/metrics`, `/healthz`, `/readyz` and the status page are served; `None` means
+    /// a free port on 127.0.0.1, printed at start-up.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// One kind of actor.

@@ -6,8 +6,12 @@ pub mod chaos;
 pub mod clouds;
 pub mod demo;
 pub mod harness;
+pub mod metrics_server;
 pub mod registration_cmd;
 pub mod sim;
+pub mod status;
+pub mod status_cmd;
+pub mod status_page;
 pub mod wiring;
 
 /// Exit code for bad input (BSD `EX_USAGE`/`EX_DATAERR` family): configuration or arguments.

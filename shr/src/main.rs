@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use shr::{EXIT_BAD_INPUT, bench, demo, registration_cmd, sim, wiring};
+use shr::{EXIT_BAD_INPUT, bench, demo, registration_cmd, sim, status_cmd, wiring};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,20 +40,24 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    /// What is queued, running and stuck, read from the records.
+    Status(status_cmd::Source),
+    /// Runner records.
+    #[command(subcommand)]
+    Runners(status_cmd::RunnersCommand),
+    /// What the reaper and the sweep would do, and why (`--dry-run`).
+    Reap(status_cmd::ReapArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let _telemetry = match telemetry::Settings::from_env().and_then(|s| telemetry::init(&s)) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -71,6 +75,9 @@ fn main() -> ExitCode {
             Command::Registration(cmd) => registration_cmd::run(cmd),
             Command::Sim(cmd) => sim::run(cmd).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Status(source) => status_cmd::status(source).await,
+            Command::Runners(cmd) => status_cmd::runners(cmd).await,
+            Command::Reap(args) => status_cmd::reap(args).await,
         }
     });
     match result {
@@ -165,6 +172,8 @@ async fn serve(
     if let Some(addr) = running.webhook_addr {
         eprintln!("webhook listening on {addr}");
     }
+    let metrics = shr::metrics_server::start(&running, Default::default()).await?;
+    eprintln!("metrics listening on {}", metrics.addr);
     eprintln!(
         "shr running (pid {}); SIGTERM or SIGINT stops it",
         std::process::id()

@@ -30,6 +30,7 @@ pub(super) struct RawController {
     pub actors: Option<Vec<Actor>>,
     pub tenants: Option<Vec<String>>,
     pub work_dir: Option<PathBuf>,
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

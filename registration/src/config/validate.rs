@@ -164,12 +164,23 @@ fn controller(
         }
         names.into_iter().collect()
     });
+    let metrics_listen = raw.metrics_listen.and_then(|a| match a.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            c.push(
+                "controller.metrics_listen",
+                format!("`{a}` is not an address and port (like 127.0.0.1:9464)"),
+            );
+            None
+        }
+    });
     Controller {
         id,
         nats_url,
         actors,
         tenants: served,
         work_dir: raw.work_dir,
+        metrics_listen,
     }
 }
 
