@@ -383,7 +383,13 @@ mod tests {
                 "{grace:?} {active_for:?} finished={finished} listed={listed}"
             );
         }
-        assert_eq!(webhook_grace(Duration::from_secs(5)), Duration::from_secs(30));
-        assert_eq!(webhook_grace(Duration::from_secs(60)), Duration::from_secs(180));
+        assert_eq!(
+            webhook_grace(Duration::from_secs(5)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            webhook_grace(Duration::from_secs(60)),
+            Duration::from_secs(180)
+        );
     }
 }

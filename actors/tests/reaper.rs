@@ -673,9 +673,15 @@ async fn a_runner_that_ran_its_job_is_deleted_without_a_github_call() {
     env.runner(name, RunnerState::Running, now_millis()).await;
     let (mut record, revision) = env.ctx.runners.get(name).await.unwrap().unwrap();
     record.transition(RunnerState::Busy, now_millis()).unwrap();
-    record.transition(RunnerState::Completed, now_millis()).unwrap();
+    record
+        .transition(RunnerState::Completed, now_millis())
+        .unwrap();
     record.ran_job_id = Some(14);
-    env.ctx.runners.update(name, &record, revision).await.unwrap();
+    env.ctx
+        .runners
+        .update(name, &record, revision)
+        .await
+        .unwrap();
     let before = env.sim.exchanges().len();
     let cmd = ReapRunner {
         tenant: TENANT.into(),

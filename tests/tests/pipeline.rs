@@ -116,7 +116,10 @@ async fn webhook_mode_costs_at_most_1_2_github_calls_per_job_and_idle_polls_cost
     assert_eq!(summary.completed, jobs);
     let calls = counted_calls(&h);
     let per_job = calls.len() as f64 / jobs as f64;
-    println!("econ: webhook calls_per_job={per_job:.3} {:?}", breakdown(&calls));
+    println!(
+        "econ: webhook calls_per_job={per_job:.3} {:?}",
+        breakdown(&calls)
+    );
     // The issue's target is 1.2; what is left above it is one DELETE per runner freed by a
     // steal (see the report on issue 13), so the bound holds what is reached today.
     assert!(
@@ -128,7 +131,10 @@ async fn webhook_mode_costs_at_most_1_2_github_calls_per_job_and_idle_polls_cost
     let seen = h.sim.exchanges().len();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while h.sim.exchanges().len() < seen + 6 {
-        assert!(tokio::time::Instant::now() < deadline, "the poller stopped polling");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the poller stopped polling"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let idle = counted_calls(&h);
