@@ -10,10 +10,28 @@ use shr_nats::Records;
 
 use crate::Error;
 
+/// Records addressed by name: the bucket, and the key a name is stored under. Plain
+/// [`Records`] use the name as the key; runner records lead with their tenant
+/// ([`RunnerRecords`](crate::RunnerRecords)).
+pub trait Keyed<T> {
+    fn records(&self) -> &Records<T>;
+    fn key(&self, name: &str) -> Result<String, Error>;
+}
+
+impl<T> Keyed<T> for Records<T> {
+    fn records(&self) -> &Records<T> {
+        self
+    }
+
+    fn key(&self, name: &str) -> Result<String, Error> {
+        Ok(name.to_owned())
+    }
+}
+
 /// Reads `key`, lets `decide` return the new value (or `None` for "leave it") and a result,
 /// and writes the value with the revision it read. On a revision conflict it re-reads and
 /// decides again, so `decide` must be a pure function of what it is given.
-pub async fn cas<T, R, F>(records: &Records<T>, key: &str, decide: F) -> Result<R, Error>
+pub async fn cas<T, R, F>(records: &impl Keyed<T>, key: &str, decide: F) -> Result<R, Error>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
     F: FnMut(Option<&T>) -> Result<(Option<T>, R), Error>,
@@ -23,17 +41,19 @@ where
 
 /// [`cas`], also returning the revision written (`None` when nothing was written).
 pub async fn cas_revision<T, R, F>(
-    records: &Records<T>,
-    key: &str,
+    records: &impl Keyed<T>,
+    name: &str,
     mut decide: F,
 ) -> Result<(R, Option<u64>), Error>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
     F: FnMut(Option<&T>) -> Result<(Option<T>, R), Error>,
 {
+    let key = records.key(name)?;
     let mut result = None;
     let modified = records
-        .modify::<Error, _>(key, |current| {
+        .records()
+        .modify::<Error, _>(&key, |current| {
             let (next, r) = decide(current)?;
             result = Some(r);
             Ok(next)
@@ -52,15 +72,16 @@ where
 /// Writes `value` over `key` only if it is still at `revision`: one compare-and-set, no retry.
 /// `Ok(None)` when someone else wrote first.
 pub async fn replace_at<T>(
-    records: &Records<T>,
-    key: &str,
+    records: &impl Keyed<T>,
+    name: &str,
     value: &T,
     revision: u64,
 ) -> Result<Option<u64>, Error>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
 {
-    match records.update(key, value, revision).await {
+    let key = records.key(name)?;
+    match records.records().update(&key, value, revision).await {
         Ok(revision) => Ok(Some(revision)),
         Err(error) if error.is_conflict() => Ok(None),
         Err(error) => Err(error.into()),

@@ -31,7 +31,9 @@ use crate::Error;
 pub struct ConsumerSpec {
     pub stream: &'static str,
     pub durable: String,
-    pub filters: Vec<String>,
+    /// One filter subject: async-nats puts a single filter into the create subject
+    /// (`$JS.API.CONSUMER.CREATE.<stream>.<durable>.<filter>`), so a grant can name it.
+    pub filter: String,
     pub lanes: usize,
     /// How long one handler may run before it is abandoned and the message retried.
     pub handler_timeout: Duration,
@@ -89,7 +91,7 @@ where
             }
         }
     };
-    tracing::info!(durable = %spec.durable, filters = ?spec.filters, lanes, "consumer started");
+    tracing::info!(durable = %spec.durable, filter = %spec.filter, lanes, "consumer started");
     while !cancel.is_cancelled() {
         if pull(&consumer, &spec, lanes, &cancel, &key, &senders).await == Pulled::Stop {
             break;
@@ -222,28 +224,32 @@ where
     }
 }
 
-/// Gets (or creates) the durable pull consumer of `spec`.
+/// Gets (or creates) the durable pull consumer of `spec`, by name: no stream look-up, so a
+/// tenant agent needs grants on its own consumer's subjects only.
 async fn bind_consumer(
     js: &jetstream::Context,
     spec: &ConsumerSpec,
     lanes: usize,
 ) -> Result<jetstream::consumer::PullConsumer, Error> {
-    js.get_stream(spec.stream)
+    if let Ok(consumer) = js
+        .get_consumer_from_stream::<pull::Config, _, _>(&spec.durable, spec.stream)
         .await
-        .map_err(|e| Error::bus("get stream", e))?
-        .get_or_create_consumer(
-            &spec.durable,
-            pull::Config {
-                durable_name: Some(spec.durable.clone()),
-                filter_subjects: spec.filters.clone(),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
-                max_ack_pending: i64::try_from(lanes * 4).unwrap_or(1024),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| Error::bus("create consumer", e))
+    {
+        return Ok(consumer);
+    }
+    js.create_consumer_on_stream(
+        pull::Config {
+            durable_name: Some(spec.durable.clone()),
+            filter_subject: spec.filter.clone(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: ACK_WAIT,
+            max_ack_pending: i64::try_from(lanes * 4).unwrap_or(1024),
+            ..Default::default()
+        },
+        spec.stream,
+    )
+    .await
+    .map_err(|e| Error::bus("create consumer", e))
 }
 
 async fn settle(durable: &str, lane: usize, msg: Message, result: Result<(), Error>) {
@@ -268,6 +274,29 @@ async fn settle(durable: &str, lane: usize, msg: Message, result: Result<(), Err
         if let Err(error) = msg.ack_with(AckKind::Term).await {
             tracing::warn!(durable, %error, "term failed");
         }
+    }
+}
+
+/// Refuses a message that names another tenant than its subject (or is otherwise not this
+/// consumer's to act on): logs it and returns `Ok`, so it is acked and changes nothing.
+pub fn refuse(subject: &str, why: &dyn std::fmt::Display) -> Result<(), Error> {
+    tracing::warn!(%subject, reason = %why, "message refused: it is not about this subject's tenant; acked, nothing changed");
+    Ok(())
+}
+
+/// Checks that `registration`, if this process knows it, is one of `tenant`'s.
+pub fn registration_of(
+    ctx: &crate::Context,
+    tenant: &str,
+    registration: &str,
+) -> Result<(), Error> {
+    match ctx.config.registration(registration) {
+        Some(reg) if reg.tenant == tenant => Ok(()),
+        Some(reg) => Err(Error::Config(format!(
+            "registration `{registration}` belongs to tenant `{}`, not `{tenant}`",
+            reg.tenant
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -22,6 +22,7 @@ mod cas;
 pub mod consume;
 mod context;
 mod error;
+pub mod ingress;
 pub mod leased;
 pub mod observe;
 pub mod poller;
@@ -37,6 +38,6 @@ pub mod tls;
 pub mod trace;
 pub mod webhook;
 
-pub use context::{Context, Stats};
+pub use context::{Context, JitKeys, RunnerRecords, Stats};
 pub use error::Error;
 pub use provisioner::ProviderSet;

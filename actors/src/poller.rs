@@ -352,7 +352,8 @@ async fn publish(ctx: &Context, reg: &Registration, job: &Job) -> Result<(), Err
     };
     // Queued is re-reported every round on purpose (a job still queued tells the scheduler
     // to check its runner); started and completed once per job, deduplicated by id.
-    let msg_id = (status != "queued").then(|| format!("poll-{}-{}-{status}", reg.name, job.id));
+    let msg_id = (status != "queued")
+        .then(|| bus_schema::msg_id::poll(&reg.tenant, &reg.name, job.id, status));
     let span = tracing::info_span!("poll publish", job = job.id, %status, trace_id = tracing::field::Empty);
     let publish = ctx.publish(event.subject()?, event.encode()?, msg_id.as_deref());
     crate::trace::in_new_trace(span, publish).await

@@ -154,7 +154,7 @@ async fn poke(
             delivery_id: None,
             observed_at: now_millis(),
         });
-        let msg_id = cause.map(|c| format!("slot-{}-{job_id}-{c}", reg.name));
+        let msg_id = cause.map(|c| bus_schema::msg_id::slot(&reg.tenant, &reg.name, *job_id, c));
         ctx.publish(event.subject()?, event.encode()?, msg_id.as_deref())
             .await?;
         published += 1;

@@ -14,6 +14,9 @@
 //! - A create that finishes after the runner was marked for deletion is undone at once.
 //! - Transient provider errors are retried with backoff (the command is nak'ed); permanent
 //!   ones mark the runner failed and tell the scheduler, which may provision again.
+//! - A sealed JIT config is opened with the tenant's private key (from [`Context::jit_keys`])
+//!   only here, right before the create; one that does not open fails the runner for good.
+//! - The provision stream has work-queue retention: an acked command leaves the stream.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,7 +51,7 @@ pub async fn run(
         let spec = ConsumerSpec {
             stream: PROVISION_STREAM,
             durable: subject::provisioner_consumer(&tenant, kind)?,
-            filters: vec![subject::provision(&tenant, kind)?],
+            filter: subject::provision(&tenant, kind)?,
             lanes: 16,
             // Cloud creates can be slow; progress reports keep the message meanwhile.
             handler_timeout: std::time::Duration::from_secs(600),
@@ -69,7 +72,10 @@ pub async fn run(
                 let controller_id = controller_id.clone();
                 async move {
                     let result = match bus_schema::decode::<ProvisionRunner>(&msg.payload) {
-                        Ok(cmd) => provision(&ctx, provider.as_ref(), &controller_id, cmd).await,
+                        Ok(cmd) => match confined(&ctx, &msg.subject, provider.kind(), &cmd) {
+                            Ok(()) => provision(&ctx, provider.as_ref(), &controller_id, cmd).await,
+                            Err(error) => consume::refuse(&msg.subject, &error),
+                        },
                         Err(error) => Err(error.into()),
                     };
                     (msg, result)
@@ -81,6 +87,25 @@ pub async fn run(
         done.map_err(|e| Error::bus("provisioner task", e))??;
     }
     Ok(())
+}
+
+/// Whether a provision command is about the tenant and provider of the subject it came on,
+/// and names a registration of that tenant. NATS permissions vouch for the subject only.
+pub fn confined(
+    ctx: &Context,
+    subject_str: &str,
+    provider: ProviderKind,
+    cmd: &ProvisionRunner,
+) -> Result<(), Error> {
+    let on = subject::parse_provision(subject_str)?;
+    subject::confined_to(&on.tenant, &cmd.tenant, Some(&cmd.runner_name))?;
+    if on.provider != provider || cmd.spec.provider != provider {
+        return Err(Error::Config(format!(
+            "provision command for {} arrived on {subject_str}",
+            cmd.spec.provider
+        )));
+    }
+    consume::registration_of(ctx, &on.tenant, &cmd.registration)
 }
 
 /// Handles one provision command. Public so tests can drive it directly.
@@ -114,13 +139,30 @@ pub async fn provision(
         tracing::debug!(runner = %name, "provision command is stale or already done");
         return Ok(());
     }
+    let jit_config = match (&cmd.sealed_jit_config, ctx.jit_keys.private(&cmd.tenant)) {
+        (None, _) => cmd.jit_config.clone(),
+        (Some(sealed), Some(key)) => match key.open(sealed) {
+            Ok(jit) => jit,
+            Err(error) => {
+                let reason = error.to_string();
+                return fail(ctx, &cmd, provider.kind(), ErrorKind::Permanent, reason).await;
+            }
+        },
+        (Some(_), None) => {
+            let reason = format!(
+                "the JIT config is sealed but this process has no jit_private_key for tenant {}",
+                cmd.tenant
+            );
+            return fail(ctx, &cmd, provider.kind(), ErrorKind::Permanent, reason).await;
+        }
+    };
     let request = CreateRequest {
         controller_id: controller_id.to_owned(),
         tenant: cmd.tenant.clone(),
         registration: cmd.registration.clone(),
         runner_name: name.clone(),
         spec: cmd.spec.clone(),
-        jit_config: cmd.jit_config.clone(),
+        jit_config,
     };
     let started = std::time::Instant::now();
     let created = provider.create(&request).await;
@@ -160,7 +202,7 @@ pub async fn provision(
     ctx.publish(
         subject::runner_event(&cmd.tenant)?,
         bus_schema::encode(&event)?,
-        Some(&format!("created-{name}")),
+        Some(&Context::unguessable_id(&cmd.tenant, "created", &name)),
     )
     .await?;
     tracing::info!(runner = %name, instance = %instance.id, provider = %provider.kind(), "runner instance created");
@@ -226,7 +268,11 @@ async fn fail(
     ctx.publish(
         subject::runner_event(&cmd.tenant)?,
         bus_schema::encode(&event)?,
-        Some(&format!("failed-{}", cmd.runner_name)),
+        Some(&Context::unguessable_id(
+            &cmd.tenant,
+            "failed",
+            &cmd.runner_name,
+        )),
     )
     .await?;
     let reap = ReapRunner {
@@ -238,7 +284,11 @@ async fn fail(
     ctx.publish(
         subject::reap(&cmd.tenant)?,
         bus_schema::encode(&reap)?,
-        Some(&format!("reap-{}-failed", cmd.runner_name)),
+        Some(&Context::unguessable_id(
+            &cmd.tenant,
+            "reap-failed",
+            &cmd.runner_name,
+        )),
     )
     .await
 }

@@ -17,7 +17,10 @@
 //! 4. Older than the max runtime (the registration's limit, or the spec's if smaller): hard
 //!    stop, busy or not.
 //! 5. `Orphaned` (marked by the sweep): kept while GitHub says busy, else deregistered and
-//!    deleted once the mark is `grace` old.
+//!    deleted once the mark is `grace` old. A cloud-only orphan (no GitHub runner) waits at
+//!    least [`CREATE_RETRY_WINDOW`] too: a create still being retried is not a stray. The sweep
+//!    only ever marks instances that [`Provider::list`] returns, which are those carrying this
+//!    deployment's controller tag.
 //! 6. `Running`/`Busy` whose instance is gone or stopped, that GitHub does not report busy and
 //!    whose record has not changed for `grace`: delete (its runner is dead).
 //! 7. Took a job (record `Busy` or `ran_job_id`, or GitHub says busy): keep; the job's
@@ -66,6 +69,10 @@ use crate::{Context, Error};
 pub const MAX_DELETE_ATTEMPTS: u32 = 5;
 /// The grace a command-driven look uses (see the rules); the sweep uses half its interval.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);
+/// The longest a provisioner keeps retrying one create before the record fails: the
+/// consumer's redelivery backoff cap ([`consume::backoff`]) and ack wait
+/// ([`consume::ACK_WAIT`]). A cloud-only orphan younger than this is never deleted.
+pub const CREATE_RETRY_WINDOW: Duration = Duration::from_secs(30);
 /// Limits for a record whose registration is gone from the configuration (the config's
 /// defaults).
 const FALLBACK_IDLE_TIMEOUT_SECS: u64 = 600;
@@ -213,7 +220,7 @@ pub fn decide(
         }
         _ if age >= t.max_runtime_ms => Action::Delete(ReapReason::MaxRuntime),
         Orphaned if github_busy => Action::Keep(KeepReason::Busy),
-        Orphaned if age >= t.grace_ms => Action::ReapIfIdle(ReapReason::Orphan),
+        Orphaned if age >= orphan_due_ms(rec, t) => Action::ReapIfIdle(ReapReason::Orphan),
         Orphaned => Action::Keep(KeepReason::NotDue),
         Requested | Creating | Running | Busy => {
             let took_job = rec.state == Busy || rec.ran_job_id.is_some();
@@ -243,6 +250,17 @@ pub fn decide(
         }
         // Unreachable: `Deleted` returned above.
         Deleted => Action::Keep(KeepReason::Deleted),
+    }
+}
+
+/// How old an orphan mark must be before the orphan is deleted: `grace`, and for a cloud-only
+/// orphan (no GitHub runner) at least [`CREATE_RETRY_WINDOW`].
+fn orphan_due_ms(rec: &RunnerRecord, t: Timeouts) -> i64 {
+    if rec.github_runner_id.is_some() {
+        t.grace_ms
+    } else {
+        let window = i64::try_from(CREATE_RETRY_WINDOW.as_millis()).unwrap_or(i64::MAX);
+        t.grace_ms.max(window)
     }
 }
 
@@ -276,7 +294,7 @@ pub async fn run(
         let spec = ConsumerSpec {
             stream: REAP_STREAM,
             durable: subject::reaper_consumer(&tenant)?,
-            filters: vec![subject::reap(&tenant)?],
+            filter: subject::reap(&tenant)?,
             lanes: 8,
             handler_timeout: Duration::from_secs(120),
         };
@@ -295,7 +313,12 @@ pub async fn run(
                 let providers = providers.clone();
                 async move {
                     let result = match bus_schema::decode::<ReapRunner>(&msg.payload) {
-                        Ok(cmd) => reap(&ctx, &providers, cmd).await,
+                        Ok(cmd) => match subject::parse_runner_tenant(&msg.subject).and_then(|t| {
+                            subject::confined_to(&t, &cmd.tenant, Some(&cmd.runner_name))
+                        }) {
+                            Ok(()) => reap(&ctx, &providers, cmd).await,
+                            Err(error) => consume::refuse(&msg.subject, &error),
+                        },
                         Err(error) => Err(error.into()),
                     };
                     (msg, result)
@@ -567,7 +590,7 @@ async fn delete_instance(
         ctx.publish(
             subject::runner_event(&rec.tenant)?,
             bus_schema::encode(&event)?,
-            Some(&format!("deleted-{name}")),
+            Some(&Context::unguessable_id(&rec.tenant, "deleted", name)),
         )
         .await?;
         tracing::info!(runner = %name, ?reason, "runner reaped");

@@ -180,6 +180,16 @@ async fn jit_config(ctx: &Context, new: NewRunner<'_>) -> Result<JitConfig, Erro
 
 async fn publish_provision(ctx: &Context, new: NewRunner<'_>, jit: JitConfig) -> Result<(), Error> {
     let spec = new.spec;
+    // Sealed to the tenant's agent when the tenant has a key: the stream and every other
+    // reader see ciphertext only.
+    let (jit_config, sealed_jit_config) = match ctx.jit_keys.public(new.tenant) {
+        Some(key) => {
+            let sealed = (key.seal(&jit.encoded_jit_config))
+                .map_err(|e| Error::Config(format!("sealing the JIT config: {e}")))?;
+            (bus_schema::Secret::default(), Some(sealed))
+        }
+        None => (jit.encoded_jit_config, None),
+    };
     let command = ProvisionRunner {
         tenant: new.tenant.to_owned(),
         registration: new.registration.to_owned(),
@@ -188,10 +198,11 @@ async fn publish_provision(ctx: &Context, new: NewRunner<'_>, jit: JitConfig) ->
         attempt: new.name.parse::<RunnerName>().map_or(0, |n| n.attempt),
         spec: spec.clone(),
         github_runner_id: jit.runner_id,
-        jit_config: jit.encoded_jit_config,
+        jit_config,
         requested_at: now_millis(),
+        sealed_jit_config,
     };
-    let msg_id = format!("{}-{}", new.name, jit.runner_id);
+    let msg_id = bus_schema::msg_id::provision(new.tenant, new.name, jit.runner_id);
     ctx.publish(
         subject::provision(new.tenant, spec.provider)?,
         bus_schema::encode(&command)?,
@@ -217,7 +228,8 @@ pub async fn delete_github_runner(ctx: &Context, registration: &str, id: u64) ->
         .map_err(Error::from)
 }
 
-/// Publishes a reap command for `runner` (deduplicated per runner and reason).
+/// Publishes a reap command for `runner`. Tenants publish into the reap stream too, so its
+/// message id is unguessable rather than deduplicating (the reaper is idempotent).
 pub async fn reap(
     ctx: &Context,
     tenant: &str,
@@ -230,7 +242,7 @@ pub async fn reap(
         reason,
         requested_at: now_millis(),
     };
-    let msg_id = format!("reap-{runner}-{reason:?}");
+    let msg_id = Context::unguessable_id(tenant, &format!("reap-{reason:?}"), runner);
     ctx.publish(
         subject::reap(tenant)?,
         bus_schema::encode(&command)?,

@@ -18,6 +18,22 @@ pub trait Routing: Send + Sync {
         org: Option<&str>,
         enterprise: Option<&str>,
     ) -> Option<Route>;
+
+    /// Every registration a job goes to: each one whose scope covers the repository and
+    /// whose labels admit the job's. When none admits it, the most specific scope match (its
+    /// scheduler declines and records why). The default is [`Routing::route`]'s one answer.
+    fn routes(
+        &self,
+        host: &str,
+        repo_full_name: &str,
+        org: Option<&str>,
+        enterprise: Option<&str>,
+        _labels: &[String],
+    ) -> Vec<Route> {
+        self.route(host, repo_full_name, org, enterprise)
+            .into_iter()
+            .collect()
+    }
 }
 
 impl Routing for registration::Config {
@@ -33,5 +49,30 @@ impl Routing for registration::Config {
                 tenant: reg.tenant.clone(),
                 registration: reg.name.clone(),
             })
+    }
+
+    fn routes(
+        &self,
+        host: &str,
+        repo_full_name: &str,
+        org: Option<&str>,
+        enterprise: Option<&str>,
+        labels: &[String],
+    ) -> Vec<Route> {
+        let covering = self.registrations_for_job(host, repo_full_name, org, enterprise);
+        let admitted: Vec<_> = (covering.iter())
+            .filter(|reg| registration::labels::admit(labels, reg).is_ok())
+            .collect();
+        let chosen = if admitted.is_empty() {
+            covering.first().into_iter().collect()
+        } else {
+            admitted
+        };
+        (chosen.into_iter())
+            .map(|reg| Route {
+                tenant: reg.tenant.clone(),
+                registration: reg.name.clone(),
+            })
+            .collect()
     }
 }

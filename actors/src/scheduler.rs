@@ -77,7 +77,7 @@ pub async fn run(ctx: Context, cancel: CancellationToken) -> Result<(), Error> {
         ConsumerSpec {
             stream: JOBS_STREAM,
             durable: subject::SCHEDULER_CONSUMER.into(),
-            filters: vec![ALL_JOB_EVENTS.into()],
+            filter: ALL_JOB_EVENTS.into(),
             lanes: 16,
             handler_timeout: HANDLER_TIMEOUT,
         },
@@ -93,7 +93,19 @@ pub async fn run(ctx: Context, cancel: CancellationToken) -> Result<(), Error> {
                 let ctx = ctx.clone();
                 async move {
                     let result = match JobEvent::decode(&msg.subject, &msg.payload) {
-                        Ok(event) => on_job_event(&ctx, event).await,
+                        Ok(event) => {
+                            match consume::registration_of(
+                                &ctx,
+                                event.tenant(),
+                                event.registration(),
+                            ) {
+                                Ok(()) => on_job_event(&ctx, event).await,
+                                Err(error) => consume::refuse(&msg.subject, &error),
+                            }
+                        }
+                        Err(error @ bus_schema::JobEventError::TenantMismatch { .. }) => {
+                            consume::refuse(&msg.subject, &error)
+                        }
                         Err(error) => Err(Error::Config(format!("undecodable job event: {error}"))),
                     };
                     (msg, result)
@@ -106,7 +118,7 @@ pub async fn run(ctx: Context, cancel: CancellationToken) -> Result<(), Error> {
         ConsumerSpec {
             stream: RUNNER_EVENTS_STREAM,
             durable: subject::SCHEDULER_RUNNER_EVENTS_CONSUMER.into(),
-            filters: vec![ALL_RUNNER_EVENTS.into()],
+            filter: ALL_RUNNER_EVENTS.into(),
             lanes: 4,
             handler_timeout: HANDLER_TIMEOUT,
         },
@@ -120,7 +132,10 @@ pub async fn run(ctx: Context, cancel: CancellationToken) -> Result<(), Error> {
             let ctx = ctx.clone();
             async move {
                 let result = match bus_schema::decode::<RunnerEvent>(&msg.payload) {
-                    Ok(event) => on_runner_event(&ctx, event).await,
+                    Ok(event) => match runner_event_confined(&ctx, &msg.subject, &event) {
+                        Ok(()) => on_runner_event(&ctx, event).await,
+                        Err(error) => consume::refuse(&msg.subject, &error),
+                    },
                     Err(error) => Err(error.into()),
                 };
                 (msg, result)
@@ -129,6 +144,25 @@ pub async fn run(ctx: Context, cancel: CancellationToken) -> Result<(), Error> {
     );
     let (a, b) = tokio::join!(jobs, runner_events);
     a.and(b)
+}
+
+/// Whether a runner event is about the tenant of the subject it came on: its tenant, its
+/// runner's name and (for a failure) its registration. The tenant comes from the subject,
+/// which NATS permissions vouch for; a tenant agent can publish only on its own.
+pub fn runner_event_confined(
+    ctx: &Context,
+    subject_str: &str,
+    event: &RunnerEvent,
+) -> Result<(), Error> {
+    let tenant = subject::parse_runner_tenant(subject_str)?;
+    subject::confined_to(&tenant, event.tenant(), Some(event.runner_name()))?;
+    match event {
+        RunnerEvent::Failed(failed) => consume::registration_of(ctx, &tenant, &failed.registration),
+        RunnerEvent::Created(created) => {
+            consume::registration_of(ctx, &tenant, &created.registration)
+        }
+        RunnerEvent::Deleted(_) => Ok(()),
+    }
 }
 
 /// Handles one job event. Public so tests can drive the scheduler without a consumer.

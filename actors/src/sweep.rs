@@ -168,7 +168,7 @@ pub async fn sweep_once(
     let listings = list(ctx, providers, tenant, &mut report).await;
     let mut names: BTreeSet<String> = ctx
         .runners
-        .keys()
+        .names_of(tenant)
         .await?
         .into_iter()
         .filter(|k| ours(tenant, k))

@@ -12,6 +12,8 @@
 //! # Guarantees
 //! - Handshakes run in their own tasks with a [`HANDSHAKE_TIMEOUT`], so a slow or silent
 //!   client never holds up other connections; a failed handshake is logged and dropped.
+//! - At most [`MAX_HANDSHAKES`] handshakes run at once; a connection beyond that is closed
+//!   unanswered, so a flood of half-open handshakes costs a bounded amount of work.
 //! - The accept task ends when the listener is dropped.
 
 use std::io;
@@ -32,6 +34,9 @@ use tokio_rustls::server::TlsStream;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for axum to take them.
 const BACKLOG: usize = 64;
+/// TLS handshakes in progress at once; a connection beyond it is closed at once (it cannot be
+/// told 503 before TLS is up), and its client retries.
+pub const MAX_HANDSHAKES: usize = 128;
 
 /// A TLS setup that failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +92,8 @@ impl TlsListener {
         let local_addr = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(BACKLOG);
         let acceptor = TlsAcceptor::from(config);
-        let accept_task = tokio::spawn(accept_loop(tcp, acceptor, tx)).abort_handle();
+        let accept_task =
+            tokio::spawn(accept_loop(tcp, acceptor, tx, MAX_HANDSHAKES)).abort_handle();
         Ok(Self {
             local_addr,
             ready,
@@ -106,7 +112,9 @@ async fn accept_loop(
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    max_handshakes: usize,
 ) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(max_handshakes));
     loop {
         let (stream, peer) = match tcp.accept().await {
             Ok(conn) => conn,
@@ -117,10 +125,17 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many TLS handshakes in progress; closing");
+            drop(stream);
+            continue;
+        };
         let (acceptor, tx) = (acceptor.clone(), tx.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
+                    drop(_permit);
                     let _ = tx.send((tls, peer)).await;
                 }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),

@@ -7,7 +7,12 @@
 //!
 //! # Guarantees
 //! - The signature (`X-Hub-Signature-256`, HMAC-SHA256 of the raw body) is checked in
-//!   constant time before the body is parsed. Missing or bad → 401 and nothing published.
+//!   constant time before the body is parsed: it must verify with the global secret or one
+//!   registration's own secret. Missing or bad → 401 and nothing published.
+//! - A delivery goes to every registration whose scope covers the repository and whose labels
+//!   admit the job, among those whose secret (its own, else the global one) signed it; a
+//!   delivery signed only by another registration's secret → 401. The first registration's
+//!   event keeps the delivery id as message id, the others get `<delivery>:<registration>`.
 //! - Both content types GitHub offers are accepted: `application/json`, and
 //!   `application/x-www-form-urlencoded` whose `payload` field holds the JSON (the signature
 //!   still covers the raw, encoded body).
@@ -26,6 +31,7 @@
 //! `GET /healthz`: 200 while the process serves HTTP.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -107,6 +113,8 @@ impl WebhookStats {
 #[derive(Clone)]
 pub struct WebhookState {
     secret: Arc<SecretString>,
+    /// Registrations with their own webhook secret.
+    registration_secrets: Arc<BTreeMap<String, SecretString>>,
     bus: shr_nats::Bus,
     routing: Arc<dyn Routing>,
     pub stats: Arc<WebhookStats>,
@@ -125,10 +133,24 @@ impl WebhookState {
     pub fn new(secret: SecretString, bus: shr_nats::Bus, routing: Arc<dyn Routing>) -> Self {
         Self {
             secret: Arc::new(secret),
+            registration_secrets: Arc::default(),
             bus,
             routing,
             stats: Arc::default(),
         }
+    }
+
+    /// The same state, with registrations that have their own webhook secret.
+    pub fn with_registration_secrets(mut self, secrets: BTreeMap<String, SecretString>) -> Self {
+        self.registration_secrets = Arc::new(secrets);
+        self
+    }
+
+    /// The secret that signs `registration`'s deliveries: its own, else the global one.
+    fn secret_of(&self, registration: &str) -> &SecretString {
+        self.registration_secrets
+            .get(registration)
+            .unwrap_or(&self.secret)
     }
 }
 
@@ -260,7 +282,11 @@ async fn deliver(
         }
     };
     let signature = header(&headers, "x-hub-signature-256");
-    if !signature_valid(state.secret.expose_secret().as_bytes(), &body, signature) {
+    let signed_by = |secret: &SecretString| {
+        signature_valid(secret.expose_secret().as_bytes(), &body, signature)
+    };
+    let known = signed_by(&state.secret) || state.registration_secrets.values().any(signed_by);
+    if !known {
         stats.bad_signature.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             delivery = header(&headers, "x-github-delivery").unwrap_or("-"),
@@ -308,12 +334,14 @@ async fn deliver(
         .and_then(|u| url::Url::parse(u).ok())
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| "github.com".to_owned());
-    let Some(route) = state.routing.route(
+    let routes = state.routing.routes(
         &host,
         &delivery.repository.full_name,
         delivery.organization.as_ref().map(|o| o.login.as_str()),
         delivery.enterprise.as_ref().map(|e| e.slug.as_str()),
-    ) else {
+        &delivery.workflow_job.labels,
+    );
+    if routes.is_empty() {
         stats.unrouted.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             delivery = delivery_id,
@@ -321,31 +349,53 @@ async fn deliver(
             "webhook ignored: no registration covers this repository"
         );
         return (StatusCode::ACCEPTED, "no registration for repository\n");
-    };
-    let Some(event) = to_event(delivery, route.tenant, route.registration, delivery_id) else {
-        stats.ignored_action.fetch_add(1, Ordering::Relaxed);
-        return (StatusCode::ACCEPTED, "action ignored\n");
-    };
-    match publish(&state.bus, &event).await {
-        Ok(duplicate) => {
-            if duplicate {
-                stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                (StatusCode::OK, "duplicate\n")
-            } else {
-                stats.accepted.fetch_add(1, Ordering::Relaxed);
-                (StatusCode::OK, "accepted\n")
+    }
+    let signed: Vec<_> = (routes.into_iter())
+        .filter(|r| signed_by(state.secret_of(&r.registration)))
+        .collect();
+    if signed.is_empty() {
+        stats.bad_signature.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            delivery = delivery_id,
+            "webhook rejected: not signed with the secret of a registration it is for"
+        );
+        return (StatusCode::UNAUTHORIZED, "bad signature\n");
+    }
+    let mut events = Vec::with_capacity(signed.len());
+    for (i, route) in signed.into_iter().enumerate() {
+        let msg_id = if i == 0 {
+            delivery_id.to_owned()
+        } else {
+            format!("{delivery_id}:{}", route.registration)
+        };
+        let Some(event) = to_event(&delivery, route.tenant, route.registration, &msg_id) else {
+            stats.ignored_action.fetch_add(1, Ordering::Relaxed);
+            return (StatusCode::ACCEPTED, "action ignored\n");
+        };
+        events.push(event);
+    }
+    let mut duplicate = true;
+    for event in &events {
+        match publish(&state.bus, event).await {
+            Ok(dup) => duplicate &= dup,
+            Err(error) => {
+                stats.publish_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(delivery = delivery_id, %error, "webhook could not publish");
+                return (StatusCode::SERVICE_UNAVAILABLE, "bus unavailable\n");
             }
         }
-        Err(error) => {
-            stats.publish_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(delivery = delivery_id, %error, "webhook could not publish");
-            (StatusCode::SERVICE_UNAVAILABLE, "bus unavailable\n")
-        }
+    }
+    if duplicate {
+        stats.duplicates.fetch_add(1, Ordering::Relaxed);
+        (StatusCode::OK, "duplicate\n")
+    } else {
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        (StatusCode::OK, "accepted\n")
     }
 }
 
 fn to_event(
-    d: Delivery,
+    d: &Delivery,
     tenant: String,
     registration: String,
     delivery_id: &str,
@@ -353,9 +403,9 @@ fn to_event(
     let job = JobRef {
         job_id: d.workflow_job.id,
         run_id: d.workflow_job.run_id,
-        repo: d.repository.full_name,
-        labels: d.workflow_job.labels,
-        name: d.workflow_job.name,
+        repo: d.repository.full_name.clone(),
+        labels: d.workflow_job.labels.clone(),
+        name: d.workflow_job.name.clone(),
     };
     let observed_at = bus_schema::now_millis();
     let delivery_id = Some(delivery_id.to_owned());
@@ -373,7 +423,7 @@ fn to_event(
             tenant,
             registration,
             job,
-            runner_name: d.workflow_job.runner_name?,
+            runner_name: d.workflow_job.runner_name.clone()?,
             runner_id: d.workflow_job.runner_id,
             source: JobSource::Webhook,
             delivery_id,
@@ -383,8 +433,8 @@ fn to_event(
             tenant,
             registration,
             job,
-            conclusion: d.workflow_job.conclusion,
-            runner_name: d.workflow_job.runner_name,
+            conclusion: d.workflow_job.conclusion.clone(),
+            runner_name: d.workflow_job.runner_name.clone(),
             runner_id: d.workflow_job.runner_id,
             source: JobSource::Webhook,
             delivery_id,
@@ -402,12 +452,16 @@ pub async fn publish(bus: &shr_nats::Bus, event: &JobEvent) -> Result<bool, crat
         delivery = event.delivery_id().unwrap_or("-"),
         trace_id = tracing::field::Empty
     );
+    // Deduplicated on `X-GitHub-Delivery` within the event's tenant and registration.
+    let msg_id = event
+        .delivery_id()
+        .map(|id| bus_schema::msg_id::delivery(event.tenant(), event.registration(), id));
     crate::trace::in_new_trace(span, async {
         let ack = bus
             .publish_durable(
                 &event.subject()?,
                 event.encode()?,
-                event.delivery_id(),
+                msg_id.as_deref(),
                 Some(crate::trace::outgoing_headers()),
             )
             .await?;

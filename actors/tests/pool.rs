@@ -244,7 +244,7 @@ async fn runner(ctx: &Context, name: &str) -> RunnerRecord {
 
 async fn all_runners(ctx: &Context) -> Vec<RunnerRecord> {
     let mut out = Vec::new();
-    for key in ctx.runners.keys().await.unwrap() {
+    for key in ctx.runners.names().await.unwrap() {
         if let Some((rec, _)) = ctx.runners.get(&key).await.unwrap() {
             out.push(rec);
         }
@@ -457,7 +457,7 @@ async fn cap_holds_across_two_schedulers_and_every_job_gets_a_runner() {
     let replicas = [env.ctx(0, CAP).await, env.ctx(0, CAP).await];
     let ctx = replicas[0].clone();
     // Every runner record write, in the bucket's order: the live count at every moment.
-    let mut watch = ctx.runners.store().watch_all().await.unwrap();
+    let mut watch = ctx.runners.0.store().watch_all().await.unwrap();
     let peak = Arc::new(AtomicUsize::new(0));
     let watcher = {
         let peak = peak.clone();

@@ -69,6 +69,39 @@ const TIMEOUTS: Timeouts = Timeouts {
 };
 
 #[test]
+fn a_cloud_only_orphan_waits_out_the_create_retry_window() {
+    use ReapReason::Orphan;
+    let window = i64::try_from(reaper::CREATE_RETRY_WINDOW.as_millis()).unwrap();
+    // A sweep with a short grace (a fast sweep interval).
+    let t = Timeouts {
+        grace_ms: 1_000,
+        ..TIMEOUTS
+    };
+    let alive = seen(Seen::Present(InstanceStatus::Running), Seen::Absent);
+    let cloud_only = RunnerRecord {
+        github_runner_id: None,
+        ..rec(RunnerState::Orphaned, None)
+    };
+    for (age, want) in [
+        (1_000, Action::Keep(KeepReason::NotDue)),
+        (window - 1, Action::Keep(KeepReason::NotDue)),
+        (window, Action::ReapIfIdle(Orphan)),
+    ] {
+        assert_eq!(
+            reaper::decide(&cloud_only, alive, None, age, t),
+            want,
+            "age {age}"
+        );
+    }
+    // One GitHub also knows is due after the grace alone.
+    let with_github = rec(RunnerState::Orphaned, None);
+    assert_eq!(
+        reaper::decide(&with_github, alive, None, 1_000, t),
+        Action::ReapIfIdle(Orphan)
+    );
+}
+
+#[test]
 fn decide_applies_each_rule() {
     use Action::*;
     use InstanceStatus::{Running as Up, Stopped};
@@ -544,6 +577,30 @@ impl Env {
             .unwrap()
     }
 
+    /// Starts an instance tagged with another deployment's controller id, in the same place
+    /// as ours (a shared cloud account), and returns that deployment's view of the provider.
+    async fn foreign_instance(&self, name: &str) -> LocalProvider {
+        let theirs = LocalProvider::new(LocalConfig {
+            controller_id: "another-deployment".into(),
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), "sleep 60".into()],
+            state_dir: self._dir.path().join("local"),
+        })
+        .unwrap();
+        theirs
+            .create(&CreateRequest {
+                controller_id: "another-deployment".into(),
+                tenant: TENANT.into(),
+                registration: REGISTRATION.into(),
+                runner_name: name.into(),
+                spec: spec(0),
+                jit_config: Secret::new("not-a-real-jit-config"),
+            })
+            .await
+            .unwrap();
+        theirs
+    }
+
     async fn instance_exists(&self, name: &str) -> bool {
         self.provider.get(name).await.unwrap().is_some()
     }
@@ -838,6 +895,37 @@ async fn reaper_deletes_orphan_after_two_sweeps() {
 }
 
 #[tokio::test]
+async fn a_planted_instance_of_another_controller_survives_the_sweep() {
+    let env = Env::start().await;
+    let foreign = "shr-acme-9101-1";
+    let ours = "shr-acme-9102-1";
+    let theirs = env.foreign_instance(foreign).await;
+    env.instance(ours).await;
+    let t0 = now_millis();
+    // Mark, then sweep before and after the create-retry window has passed.
+    let first = env.sweep(t0).await;
+    assert_eq!(first.marked, vec![ours.to_owned()], "{first:?}");
+    let window = i64::try_from(reaper::CREATE_RETRY_WINDOW.as_millis()).unwrap();
+    let early = env.sweep(t0 + window - 1).await;
+    assert!(early.deleted.is_empty(), "{early:?}");
+    assert!(env.instance_exists(ours).await);
+    let late = env.sweep(t0 + window).await;
+    assert_eq!(late.deleted, vec![ours.to_owned()], "{late:?}");
+    env.sweep(t0 + 10 * window).await;
+    // Ours is gone; theirs was never marked, never deleted, and still runs.
+    assert!(!env.instance_exists(ours).await);
+    assert!(env.state(foreign).await.is_none());
+    let survivor = theirs
+        .get(foreign)
+        .await
+        .unwrap()
+        .expect("foreign instance survives");
+    assert_eq!(survivor.status, InstanceStatus::Running);
+    assert_eq!(env.provider.delete_calls.load(Ordering::SeqCst), 1);
+    theirs.delete(foreign).await.unwrap();
+}
+
+#[tokio::test]
 async fn sweep_removes_leftovers_of_deleted_runners_and_reaps_timers() {
     let env = Env::start().await;
     let t0 = now_millis();
@@ -914,7 +1002,9 @@ async fn delete_failures_end_in_pending_force_delete_and_the_sweep_retries() {
 async fn sweeper_removes_orphans_under_its_lease() {
     let env = Env::start().await;
     let name = "shr-acme-40-1";
+    // Known to GitHub too, so only the sweep's grace applies (not the create-retry window).
     env.instance(name).await;
+    env.jit(name).await;
     let cancel = CancellationToken::new();
     let sweeper = tokio::spawn(sweep::run_sweeper(
         env.ctx.clone(),

@@ -76,14 +76,19 @@ struct Harness {
 }
 
 async fn harness(max_body: usize) -> Harness {
+    harness_with(max_body, Arc::new(FixedRouting), Default::default()).await
+}
+
+async fn harness_with(
+    max_body: usize,
+    routing: Arc<dyn Routing>,
+    secrets: std::collections::BTreeMap<String, SecretString>,
+) -> Harness {
     let server = NatsServer::start(Default::default()).await.unwrap();
     let client = shr_nats::connect(&server.url()).await.unwrap();
     let bus = shr_nats::ensure_bus(&client).await.unwrap();
-    let state = WebhookState::new(
-        SecretString::from(SECRET),
-        bus.clone(),
-        Arc::new(FixedRouting),
-    );
+    let state = WebhookState::new(SecretString::from(SECRET), bus.clone(), routing)
+        .with_registration_secrets(secrets);
     let stats = state.stats.clone();
     let router = webhook::router(state, PATH, max_body);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -166,7 +171,9 @@ async fn queued_delivery_is_published_once_with_the_delivery_id() {
         .headers
         .get("Nats-Msg-Id")
         .map(|v| v.as_str().to_owned());
-    assert_eq!(msg_id.as_deref(), Some("d-1"));
+    // Deduplicated within the tenant and registration: the id leads with both.
+    let expected = bus_schema::msg_id::delivery(TENANT, REGISTRATION, "d-1");
+    assert_eq!(msg_id.as_deref(), Some(expected.as_str()));
     let JobEvent::Queued(event) = JobEvent::decode(&subject, &msg.payload).unwrap() else {
         panic!("not a queued event");
     };
@@ -476,4 +483,125 @@ async fn form_encoded_delivery_is_signed_over_the_raw_body_and_needs_a_payload()
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(h.stored().await, 0);
     assert_eq!(h.stats.malformed.load(Ordering::Relaxed), 1);
+}
+
+/// Two tenants' registrations on one repository, with disjoint labels and their own secrets.
+fn two_registrations_on_one_repo() -> Arc<registration::Config> {
+    let text = r#"
+[controller]
+[webhook]
+secret = "env:GLOBAL_HOOK_SECRET"
+[tenants.acme.providers.local]
+[tenants.globex.providers.local]
+[[registrations]]
+name = "acme-hello"
+tenant = "acme"
+scope = "repo"
+url = "https://github.com/Codertocat/Hello-World"
+auth = { pat = "env:P" }
+labels = ["acme-runner"]
+webhook_secret = "env:ACME_HOOK_SECRET"
+[[registrations]]
+name = "globex-hello"
+tenant = "globex"
+scope = "repo"
+url = "https://github.com/Codertocat/Hello-World"
+auth = { pat = "env:P" }
+labels = ["globex-runner"]
+webhook_secret = "env:GLOBEX_HOOK_SECRET"
+"#;
+    Arc::new(registration::Config::parse(text, "two.toml", &clouds::Registry).unwrap())
+}
+
+#[tokio::test]
+async fn two_registrations_on_one_repo_with_disjoint_labels_both_get_their_jobs() {
+    const ACME: &str = "acme-hook-secret";
+    const GLOBEX: &str = "globex-hook-secret";
+    let secrets = [
+        ("acme-hello".to_owned(), SecretString::from(ACME)),
+        ("globex-hello".to_owned(), SecretString::from(GLOBEX)),
+    ]
+    .into_iter()
+    .collect();
+    let h = harness_with(1 << 20, two_registrations_on_one_repo(), secrets).await;
+    let job = |id: u64, label: &str| {
+        let label = label.to_owned();
+        queued_with(move |v| {
+            v["workflow_job"]["id"] = id.into();
+            v["workflow_job"]["labels"] = serde_json::json!([label]);
+        })
+    };
+    let signed_with = |secret: &str, id: &'static str, body: Vec<u8>| Delivery {
+        event: "workflow_job",
+        id: Some(id),
+        signature: Some(webhook::sign(secret.as_bytes(), &body)),
+        body,
+    };
+    let (status, _) = h
+        .deliver(signed_with(ACME, "a-1", job(1, "acme-runner")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = h
+        .deliver(signed_with(GLOBEX, "g-1", job(2, "globex-runner")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Another tenant's secret, or the global one, cannot deliver to a registration that has
+    // its own.
+    for (secret, id) in [(ACME, "x-1"), (SECRET, "x-2")] {
+        let (status, _) = h
+            .deliver(signed_with(secret, id, job(3, "globex-runner")))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "signed with {secret}");
+    }
+    assert_eq!(h.stored().await, 2);
+
+    let stream = h.bus.js.get_stream(JOBS_STREAM).await.unwrap();
+    for (tenant, registration, job_id) in [("acme", "acme-hello", 1), ("globex", "globex-hello", 2)]
+    {
+        let subject = format!("shr.v1.job.queued.{tenant}");
+        let msg = stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .unwrap();
+        let JobEvent::Queued(event) = JobEvent::decode(&subject, &msg.payload).unwrap() else {
+            panic!("not a queued event");
+        };
+        assert_eq!(event.registration, registration);
+        assert_eq!(event.job.job_id, job_id);
+    }
+}
+
+#[tokio::test]
+async fn a_job_both_registrations_admit_reaches_both() {
+    // Same scope, both admit `shared`: each gets its own event (distinct message ids).
+    let text = r#"
+[controller]
+[webhook]
+secret = "env:GLOBAL_HOOK_SECRET"
+[tenants.acme.providers.local]
+[tenants.globex.providers.local]
+[[registrations]]
+name = "acme-hello"
+tenant = "acme"
+scope = "repo"
+url = "https://github.com/Codertocat/Hello-World"
+auth = { pat = "env:P" }
+labels = ["shared"]
+[[registrations]]
+name = "globex-org"
+tenant = "globex"
+scope = "org"
+url = "https://github.com/Codertocat"
+auth = { pat = "env:P" }
+labels = ["shared"]
+"#;
+    let config =
+        Arc::new(registration::Config::parse(text, "both.toml", &clouds::Registry).unwrap());
+    let h = harness_with(1 << 20, config, Default::default()).await;
+    let body = queued_with(|v| v["workflow_job"]["labels"] = serde_json::json!(["shared"]));
+    let (status, _) = h
+        .deliver(Delivery::signed("workflow_job", "d-9", body))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.stored().await, 2);
 }

@@ -14,9 +14,11 @@
 //! new subjects; both versions can run side by side during a migration.
 
 mod message;
+pub mod msg_id;
 mod observed;
 mod pool;
 mod record;
+mod seal;
 mod secret;
 mod spec;
 pub mod subject;
@@ -30,6 +32,7 @@ pub use pool::{PoolSequence, Slots};
 pub use record::{
     IllegalTransition, JobRecord, JobState, RunnerName, RunnerNameError, RunnerRecord, RunnerState,
 };
+pub use seal::{JitPrivateKey, JitPublicKey, SealError, SealedSecret};
 pub use secret::Secret;
 pub use spec::{
     Capabilities, ErrorKind, JobRef, Network, ProviderKind, RunnerSpec, Scope, UnknownProvider,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::subject::{self, JobEventKind, SubjectError};
-use crate::{ErrorKind, JobRef, ProviderKind, RunnerSpec, Secret, UnixMillis};
+use crate::{ErrorKind, JobRef, ProviderKind, RunnerSpec, SealedSecret, Secret, UnixMillis};
 
 /// Which actor observed a job event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,17 +81,29 @@ pub enum JobEventError {
     Subject(#[from] SubjectError),
     #[error(transparent)]
     Codec(#[from] crate::CodecError),
+    /// The payload names another tenant than the subject it arrived on.
+    #[error("job event on tenant `{subject}`'s subject names tenant `{payload}`")]
+    TenantMismatch { subject: String, payload: String },
 }
 
 impl JobEvent {
     /// Decodes a job event, taking its kind from the subject it arrived on.
     pub fn decode(subject_str: &str, payload: &[u8]) -> Result<Self, JobEventError> {
         let parsed = subject::parse_job_event(subject_str)?;
-        Ok(match parsed.kind {
+        let event = match parsed.kind {
             JobEventKind::Queued => JobEvent::Queued(crate::decode(payload)?),
             JobEventKind::Started => JobEvent::Started(crate::decode(payload)?),
             JobEventKind::Completed => JobEvent::Completed(crate::decode(payload)?),
-        })
+        };
+        // The subject is what NATS permissions vouch for; a payload naming another tenant
+        // is refused.
+        if event.tenant() != parsed.tenant {
+            return Err(JobEventError::TenantMismatch {
+                subject: parsed.tenant,
+                payload: event.tenant().to_owned(),
+            });
+        }
+        Ok(event)
     }
 
     /// The subject this event is published on.
@@ -164,9 +176,14 @@ pub struct ProvisionRunner {
     pub spec: RunnerSpec,
     /// The GitHub runner id the JIT config registered.
     pub github_runner_id: u64,
-    /// The encoded JIT config. Redacted in `Debug`.
+    /// The encoded JIT config in clear; empty when [`Self::sealed_jit_config`] is set.
+    /// Redacted in `Debug`.
     pub jit_config: Secret,
     pub requested_at: UnixMillis,
+    /// The JIT config sealed to the tenant's public key (see [`crate::JitPublicKey`]); only
+    /// the tenant's agent opens it. Absent from commands of tenants without a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_jit_config: Option<SealedSecret>,
 }
 
 /// Why a runner is to be reaped.
@@ -259,5 +276,36 @@ impl RunnerEvent {
             RunnerEvent::Failed(e) => &e.runner_name,
             RunnerEvent::Deleted(e) => &e.runner_name,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(tenant: &str) -> JobQueued {
+        JobQueued {
+            tenant: tenant.into(),
+            registration: "reg".into(),
+            job: JobRef {
+                job_id: 1,
+                run_id: 2,
+                repo: "o/r".into(),
+                labels: vec![],
+                name: String::new(),
+            },
+            source: JobSource::Webhook,
+            delivery_id: None,
+            observed_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_job_event_naming_another_tenant_than_its_subject_is_refused() {
+        let payload = crate::encode(&queued("b")).unwrap();
+        let err = JobEvent::decode("shr.v1.job.queued.a", &payload).unwrap_err();
+        assert!(matches!(err, JobEventError::TenantMismatch { .. }), "{err}");
+        let ok = JobEvent::decode("shr.v1.job.queued.b", &payload).unwrap();
+        assert_eq!(ok.tenant(), "b");
     }
 }

@@ -17,23 +17,29 @@ pub enum ProviderKind {
     GcpCloudrun,
     /// Google Cloud Batch, used when a job needs docker-in-docker on GCP.
     GcpBatch,
+    /// AWS ECS tasks on Fargate (optionally Fargate Spot).
+    AwsFargate,
 }
 
 /// A provider name that is not one of [`ProviderKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown provider `{0}` (expected one of: local, alibaba-eci, azure-aci, gcp-cloudrun, gcp-batch)"
-)]
+#[error("unknown provider `{0}` (expected one of: {known})", known = known_tokens())]
 pub struct UnknownProvider(pub String);
+
+/// Every provider's token, comma-separated, so the error lists a new provider by itself.
+fn known_tokens() -> String {
+    ProviderKind::ALL.map(ProviderKind::token).join(", ")
+}
 
 impl ProviderKind {
     /// Every provider, in a stable order.
-    pub const ALL: [ProviderKind; 5] = [
+    pub const ALL: [ProviderKind; 6] = [
         ProviderKind::Local,
         ProviderKind::AlibabaEci,
         ProviderKind::AzureAci,
         ProviderKind::GcpCloudrun,
         ProviderKind::GcpBatch,
+        ProviderKind::AwsFargate,
     ];
 
     /// The provider's name in subjects, configuration and logs.
@@ -44,6 +50,7 @@ impl ProviderKind {
             ProviderKind::AzureAci => "azure-aci",
             ProviderKind::GcpCloudrun => "gcp-cloudrun",
             ProviderKind::GcpBatch => "gcp-batch",
+            ProviderKind::AwsFargate => "aws-fargate",
         }
     }
 }

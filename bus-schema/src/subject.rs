@@ -29,7 +29,8 @@ pub const RUNNER_EVENTS_STREAM: &str = "SHR_RUNNER_EVENTS";
 /// KV bucket of [`JobRecord`](crate::JobRecord)s, keyed by [`job_key`]; also holds the
 /// scheduler's per-registration [`slots_key`] and per-tenant [`pool_sequence_key`] records.
 pub const JOBS_BUCKET: &str = "shr-jobs";
-/// KV bucket of [`RunnerRecord`](crate::RunnerRecord)s, keyed by runner name.
+/// KV bucket of [`RunnerRecord`](crate::RunnerRecord)s, keyed by [`runner_key`]
+/// (`<tenant>.<runner name>`).
 pub const RUNNERS_BUCKET: &str = "shr-runners";
 /// KV bucket of leases (poller per registration, reaper sweep), entries expire by TTL.
 pub const LEASES_BUCKET: &str = "shr-leases";
@@ -71,6 +72,13 @@ pub enum SubjectError {
         token: String,
         reason: &'static str,
     },
+    /// A payload that names another tenant (directly, or through a runner name) than the
+    /// subject it arrived on. NATS permissions vouch for the subject only.
+    #[error("message on tenant `{subject_tenant}`'s subject names tenant `{named}`")]
+    ForeignTenant {
+        subject_tenant: String,
+        named: String,
+    },
     /// A subject that is not one of ours.
     #[error("`{subject}` is not a {expected} subject")]
     Unrecognised {
@@ -101,6 +109,31 @@ pub fn validate_token(what: &'static str, token: &str) -> Result<(), SubjectErro
         }),
         None => Ok(()),
     }
+}
+
+/// Checks that a message that arrived on `subject_tenant`'s subject is about that tenant
+/// only: its payload's tenant and, if given, the tenant in its runner name. Consumers call
+/// this before acting, and refuse (ack, log, change nothing) a message that fails it.
+pub fn confined_to(
+    subject_tenant: &str,
+    payload_tenant: &str,
+    runner_name: Option<&str>,
+) -> Result<(), SubjectError> {
+    let foreign = |named: &str| SubjectError::ForeignTenant {
+        subject_tenant: subject_tenant.to_owned(),
+        named: named.to_owned(),
+    };
+    if payload_tenant != subject_tenant {
+        return Err(foreign(payload_tenant));
+    }
+    if let Some(name) = runner_name {
+        match tenant_of_runner(name) {
+            Some(t) if t == subject_tenant => {}
+            Some(t) => return Err(foreign(&t)),
+            None => return Err(foreign(name)),
+        }
+    }
+    Ok(())
 }
 
 /// `shr.v1.job.<kind>.<tenant>`.
@@ -244,6 +277,44 @@ pub fn job_key(tenant: &str, registration: &str, job_id: u64) -> Result<String, 
     Ok(format!("{tenant}.{registration}.{job_id}"))
 }
 
+/// The KV key of a runner record in [`RUNNERS_BUCKET`]: `<tenant>.<runner name>`, the tenant
+/// taken from the name (`shr-<tenant>-<job id>-<attempt>`). The tenant leads, so a grant on
+/// `$KV.shr-runners.<tenant>.>` confines a tenant agent to its own runners.
+pub fn runner_key(runner_name: &str) -> Result<String, SubjectError> {
+    validate_token("runner name", runner_name)?;
+    let name: crate::RunnerName = runner_name
+        .parse()
+        .map_err(|_| SubjectError::InvalidToken {
+            what: "runner name",
+            token: runner_name.to_owned(),
+            reason: "it is not of the form shr-<tenant>-<job id>-<attempt>",
+        })?;
+    validate_token("tenant", &name.tenant)?;
+    Ok(format!("{}.{runner_name}", name.tenant))
+}
+
+/// The runner name held in a [`runner_key`], if `key` is one.
+pub fn runner_name_of_key(key: &str) -> Option<&str> {
+    let (tenant, name) = key.split_once('.')?;
+    let parsed: crate::RunnerName = name.parse().ok()?;
+    (parsed.tenant == tenant).then_some(name)
+}
+
+/// The KV key filter (below the bucket's `$KV.<bucket>.` prefix) of one tenant's runner
+/// records: `<tenant>.>`.
+pub fn runner_keys_of(tenant: &str) -> Result<String, SubjectError> {
+    validate_token("tenant", tenant)?;
+    Ok(format!("{tenant}.>"))
+}
+
+/// The tenant a runner name belongs to (`shr-<tenant>-…`), if it is one of ours.
+pub fn tenant_of_runner(runner_name: &str) -> Option<String> {
+    runner_name
+        .parse::<crate::RunnerName>()
+        .ok()
+        .map(|n| n.tenant)
+}
+
 /// The KV key of a poller lease for one registration.
 pub fn poll_lease_key(registration: &str) -> Result<String, SubjectError> {
     validate_token("registration", registration)?;
@@ -358,6 +429,47 @@ mod tests {
             assert_eq!(key.matches('.').count(), 1, "{key}");
         }
         assert!(slots_key("a.b").is_err() && pool_sequence_key("*").is_err());
+    }
+
+    #[test]
+    fn messages_naming_another_tenant_are_not_confined() {
+        assert!(confined_to("a", "a", Some("shr-a-1-1")).is_ok());
+        assert!(confined_to("a", "a", None).is_ok());
+        for (payload, runner) in [
+            ("b", Some("shr-a-1-1")),
+            ("a", Some("shr-b-1-1")),
+            ("a", Some("not-a-runner")),
+        ] {
+            assert!(
+                matches!(
+                    confined_to("a", payload, runner),
+                    Err(SubjectError::ForeignTenant { .. })
+                ),
+                "{payload} {runner:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn runner_keys_lead_with_the_tenant_of_the_name() {
+        assert_eq!(
+            runner_key("shr-team-a-42-1").unwrap(),
+            "team-a.shr-team-a-42-1"
+        );
+        assert_eq!(
+            runner_name_of_key("team-a.shr-team-a-42-1"),
+            Some("shr-team-a-42-1")
+        );
+        // A key whose tenant prefix disagrees with the name is not a runner key.
+        assert_eq!(runner_name_of_key("team-b.shr-team-a-42-1"), None);
+        assert_eq!(runner_keys_of("team-a").unwrap(), "team-a.>");
+        assert_eq!(
+            tenant_of_runner("shr-team-a-42-1").as_deref(),
+            Some("team-a")
+        );
+        for bad in ["runner-1", "shr-a.b-1-1", "shr-*-1-1", "", "shr--1-1"] {
+            assert!(runner_key(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -143,8 +143,58 @@ fn provision_runner_is_pinned() {
             github_runner_id: 17,
             jit_config: Secret::new("eyJqaXQiOiJjb25maWcifQ=="),
             requested_at: 1_764_000_000_100,
+            sealed_jit_config: None,
         },
     );
+}
+
+#[test]
+fn sealed_provision_runner_is_pinned() {
+    // The ciphertext is random per seal, so the sample carries fixed base64 bytes.
+    check(
+        "provision_runner_sealed",
+        &ProvisionRunner {
+            tenant: "acme".into(),
+            registration: "acme-org".into(),
+            runner_name: "shr-acme-29679449-1".into(),
+            job_id: 29_679_449,
+            attempt: 1,
+            spec: spec(),
+            github_runner_id: 17,
+            jit_config: Secret::default(),
+            requested_at: 1_764_000_000_100,
+            sealed_jit_config: Some(SealedSecret::from_base64(
+                "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=",
+            )),
+        },
+    );
+}
+
+#[test]
+fn a_sealed_provision_command_opens_only_for_its_tenant() {
+    let (acme, globex) = (JitPrivateKey::generate(), JitPrivateKey::generate());
+    let jit = Secret::new("eyJqaXQiOiJhY21lIn0=");
+    let cmd = ProvisionRunner {
+        tenant: "acme".into(),
+        registration: "acme-org".into(),
+        runner_name: "shr-acme-1-1".into(),
+        job_id: 1,
+        attempt: 1,
+        spec: spec(),
+        github_runner_id: 1,
+        jit_config: Secret::default(),
+        requested_at: 0,
+        sealed_jit_config: Some(acme.public_key().seal(&jit).unwrap()),
+    };
+    let bytes = encode(&cmd).unwrap();
+    assert!(
+        !bytes.windows(8).any(|w| w == b"eyJqaXQi"),
+        "the JIT config is not on the wire in clear"
+    );
+    let received: ProvisionRunner = decode(&bytes).unwrap();
+    let sealed = received.sealed_jit_config.unwrap();
+    assert_eq!(acme.open(&sealed).unwrap(), jit);
+    assert!(matches!(globex.open(&sealed), Err(SealError::Open)));
 }
 
 #[test]
@@ -321,6 +371,7 @@ fn provision_command_debug_hides_the_jit_config() {
         github_runner_id: 1,
         jit_config: Secret::new("TOPSECRETJIT"),
         requested_at: 0,
+        sealed_jit_config: None,
     };
     assert!(!format!("{cmd:?}").contains("TOPSECRETJIT"));
 }

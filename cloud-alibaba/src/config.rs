@@ -30,11 +30,15 @@ pub struct EciConfig {
     /// Default security group (`sg-…`) when the runner spec names none.
     #[serde(default)]
     pub security_group_id: Option<String>,
-    /// The runner container's command. It must start the runner with the JIT config read
-    /// from the file named by `ACTIONS_RUNNER_INPUT_JITCONFIG_FILE`, never passing the
+    /// The runner container's command; `None` reads the JIT config from the file named by
+    /// `ACTIONS_RUNNER_INPUT_JITCONFIG_FILE` into env and execs `/home/runner/run.sh`
+    /// (starting dockerd first under dind). An override must do the same, never passing the
     /// content as an argument.
-    #[serde(default = "default_runner_command")]
-    pub runner_command: Vec<String>,
+    #[serde(default)]
+    pub runner_command: Option<Vec<String>>,
+    /// Private registries the image is pulled from (`ImageRegistryCredential.N`).
+    #[serde(default)]
+    pub registry_credentials: Vec<RegistryCredential>,
     /// OSS settings for `disk-<bucket>` mounts; without them such runners are refused.
     #[serde(default)]
     pub oss: Option<OssConfig>,
@@ -53,12 +57,13 @@ pub struct OssConfig {
     pub ram_role: String,
 }
 
-fn default_runner_command() -> Vec<String> {
-    vec![
-        "/bin/sh".into(),
-        "-c".into(),
-        "export ACTIONS_RUNNER_INPUT_JITCONFIG=\"$(cat \"$ACTIONS_RUNNER_INPUT_JITCONFIG_FILE\")\" && exec /home/runner/run.sh".into(),
-    ]
+/// A private registry login; the password is secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCredential {
+    pub server: String,
+    pub username: String,
+    pub password: SecretString,
 }
 
 fn default_timeout_secs() -> u64 {
@@ -81,7 +86,8 @@ impl EciConfig {
             controller_id: controller_id.into(),
             vswitch_id: None,
             security_group_id: None,
-            runner_command: default_runner_command(),
+            runner_command: None,
+            registry_credentials: Vec::new(),
             oss: None,
             timeout_secs: default_timeout_secs(),
         }
@@ -114,7 +120,7 @@ impl EciConfig {
         if self.controller_id.is_empty() || self.controller_id.len() > 128 {
             return bad("controller_id", "must be 1 to 128 characters");
         }
-        if self.runner_command.is_empty() {
+        if self.runner_command.as_ref().is_some_and(Vec::is_empty) {
             return bad("runner_command", "must not be empty");
         }
         if self.timeout_secs == 0 {

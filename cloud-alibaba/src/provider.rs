@@ -171,11 +171,31 @@ impl EciProvider {
         put("Container.1.Cpu", cpu);
         put("Container.1.Memory", memory);
         put("Container.1.ImagePullPolicy", "IfNotPresent".into());
-        for (i, part) in self.config.runner_command.iter().enumerate() {
-            put(&format!("Container.1.Command.{}", i + 1), part.clone());
+        let command = providers::command::runner_command(
+            self.config.runner_command.as_deref(),
+            providers::command::JitFrom::File,
+            spec.dind,
+        );
+        for (i, part) in command.into_iter().enumerate() {
+            put(&format!("Container.1.Command.{}", i + 1), part);
+        }
+        for (i, c) in self.config.registry_credentials.iter().enumerate() {
+            let n = i + 1;
+            put(
+                &format!("ImageRegistryCredential.{n}.Server"),
+                c.server.clone(),
+            );
+            put(
+                &format!("ImageRegistryCredential.{n}.UserName"),
+                c.username.clone(),
+            );
+            put(
+                &format!("ImageRegistryCredential.{n}.Password"),
+                secrecy::ExposeSecret::expose_secret(&c.password).to_owned(),
+            );
         }
         if spec.dind {
-            put("Container.1.SecurityContext.Privileged", "true".into());
+            put("Container.1.SecurityContextPrivileged", "true".into());
         }
         put(
             "Container.1.EnvironmentVar.1.Key",

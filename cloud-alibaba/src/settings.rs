@@ -12,7 +12,7 @@ use registration::{FieldError, Fields, ProviderSettings, SecretRef};
 use serde::Deserialize;
 use url::Url;
 
-use crate::{EciConfig, EciProvider, rules};
+use crate::{EciConfig, EciProvider, OssConfig, RegistryCredential, rules};
 
 /// The section as written.
 #[derive(Debug, Deserialize)]
@@ -25,6 +25,39 @@ pub struct RawEciSettings {
     pub vswitch_id: String,
     pub security_group_id: String,
     pub zone: Option<String>,
+    /// Replaces the default container command (reads the JIT config file, execs
+    /// `/home/runner/run.sh`; dockerd first under dind).
+    pub runner_command: Option<Vec<String>>,
+    /// `[{ server, username, password = "env:…" }]`: private registry logins.
+    #[serde(default)]
+    pub registry_credentials: Vec<RawRegistryCredential>,
+    /// `{ endpoint, ram_role }`: how `disk-<bucket>` labels mount OSS buckets.
+    pub oss: Option<RawOss>,
+}
+
+/// A registry login as written; the password is a secret reference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistryCredential {
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// The OSS mount settings as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOss {
+    pub endpoint: String,
+    pub ram_role: String,
+}
+
+/// A validated registry login.
+#[derive(Debug, Clone)]
+pub struct RegistryLogin {
+    pub server: String,
+    pub username: String,
+    pub password: SecretRef,
 }
 
 /// A tenant's validated ECI account.
@@ -40,10 +73,14 @@ pub struct EciSettings {
     /// Default security group, and the runner spec's network default.
     pub security_group_id: String,
     pub zone: Option<String>,
+    pub runner_command: Option<Vec<String>>,
+    pub registry_credentials: Vec<RegistryLogin>,
+    /// OSS settings for `disk-<bucket>` mounts; without them such runners are refused.
+    pub oss: Option<OssConfig>,
 }
 
 /// What ECI hosts: the instance shapes of [`rules::shapes`], dind, and bucket mounts only
-/// when OSS is configured (the settings section has no OSS keys yet).
+/// when OSS is configured.
 pub fn capabilities(oss: bool) -> Capabilities {
     let shapes = rules::shapes();
     Capabilities {
@@ -61,7 +98,7 @@ impl ProviderSettings for EciSettings {
     }
 
     fn capabilities(&self) -> Capabilities {
-        capabilities(false)
+        capabilities(self.oss.is_some())
     }
 
     fn default_network(&self) -> Network {
@@ -91,6 +128,29 @@ security_group_id = "sg-example1"
         f.prefixed_id("security_group_id", &raw.security_group_id, "sg-");
         let endpoint = f.http_url("endpoint", raw.endpoint.as_deref());
         let secret = f.secret("access_key_secret", &raw.access_key_secret);
+        f.runner_command("runner_command", raw.runner_command.as_deref());
+        let mut registry_credentials = Vec::new();
+        for (i, c) in raw.registry_credentials.into_iter().enumerate() {
+            f.non_empty(&format!("registry_credentials[{i}].server"), &c.server);
+            f.non_empty(&format!("registry_credentials[{i}].username"), &c.username);
+            if let Some(password) =
+                f.secret(&format!("registry_credentials[{i}].password"), &c.password)
+            {
+                registry_credentials.push(RegistryLogin {
+                    server: c.server,
+                    username: c.username,
+                    password,
+                });
+            }
+        }
+        let oss = raw.oss.map(|o| {
+            f.non_empty("oss.endpoint", &o.endpoint);
+            f.non_empty("oss.ram_role", &o.ram_role);
+            OssConfig {
+                endpoint: o.endpoint,
+                ram_role: o.ram_role,
+            }
+        });
         let settings = secret.map(|access_key_secret| EciSettings {
             endpoint,
             region: raw.region,
@@ -99,6 +159,9 @@ security_group_id = "sg-example1"
             vswitch_id: raw.vswitch_id,
             security_group_id: raw.security_group_id,
             zone: raw.zone,
+            runner_command: raw.runner_command,
+            registry_credentials,
+            oss,
         });
         f.finish(settings)
     }
@@ -113,6 +176,15 @@ security_group_id = "sg-example1"
         config.endpoint = self.endpoint.as_ref().map(ToString::to_string);
         config.vswitch_id = Some(self.vswitch_id.clone());
         config.security_group_id = Some(self.security_group_id.clone());
+        config.runner_command = self.runner_command.clone();
+        config.oss = self.oss.clone();
+        for c in &self.registry_credentials {
+            config.registry_credentials.push(RegistryCredential {
+                server: c.server.clone(),
+                username: c.username.clone(),
+                password: resolve("registry_credentials.password", &c.password)?,
+            });
+        }
         let provider =
             EciProvider::new(config).map_err(|e| BuildError::configure("configuring", e))?;
         Ok(Arc::new(provider))

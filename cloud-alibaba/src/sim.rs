@@ -12,29 +12,34 @@
 //!   parameters → the same `ContainerGroupId`; different parameters →
 //!   `IdempotentParameterMismatch`).
 //!
+//! - Every request against the ECI 2018-08-08 metadata ([`simulators::conformance::eci`]):
+//!   an unknown parameter or a bad value → `InvalidParameter`, a missing one → `MissingParameter`.
+//!
 //! Errors are ECI's JSON body `{RequestId, HostId, Code, Message, Recommend}`.
 //!
 //! # Lifecycle
-//! A group starts `Pending`. With [`SimConfig::launch`] set, the sim writes the
-//! `ConfigFileVolume` files into a temp dir and starts the program with
-//! `--jitconfig-file <path>` (the content never on its command line); the group turns
-//! `Running`, then `Succeeded`/`Failed` with the child's exit status, or `Failed` when
-//! `ActiveDeadlineSeconds` passes. Deleting the group kills the child. Without `launch` the
-//! group just turns `Running`.
+//! A group starts `Pending`. With [`SimConfig::launch`] set, the sim runs the first container
+//! through the image model ([`simulators::image`]): image, `Command.N`, `Arg.N` and env, with
+//! the `ConfigFileVolume` files written at their mount paths, by a real `sh` whose fake
+//! `/home/runner/run.sh` starts the launch program (the JIT config never on its command
+//! line). The group turns `Running`, then `Succeeded`/`Failed` with the process's exit status,
+//! or `Failed` when `ActiveDeadlineSeconds` passes. Deleting the group kills the process. A
+//! container that ends without starting a runner is counted
+//! ([`SimHandle::exited_without_runner`]). Without `launch` the group just turns `Running`.
 
 mod actions;
 mod launch;
 mod server;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rand::SeedableRng as _;
-use rand::rngs::StdRng;
+use bus_schema::ProviderKind;
 use secrecy::SecretString;
+pub use simulators::cloud::Launch;
+use simulators::cloud::{CloudFault, CloudSim, FaultPlan, ServeHandle, SimInstanceTags};
 use tokio::sync::oneshot;
 
 /// How the simulator is set up.
@@ -64,13 +69,6 @@ impl SimConfig {
             launch: None,
         }
     }
-}
-
-/// The program the sim starts when a group starts.
-#[derive(Debug, Clone)]
-pub struct Launch {
-    pub program: PathBuf,
-    pub args: Vec<String>,
 }
 
 /// A failure the sim injects instead of serving a call.
@@ -151,21 +149,19 @@ struct Group {
     kill: Option<oneshot::Sender<()>>,
 }
 
-#[derive(Default)]
-struct Faults {
-    queue: VecDeque<Fault>,
-    rate: Option<(u8, Fault, StdRng)>,
-}
-
 struct State {
     groups: BTreeMap<String, Group>,
     /// ClientToken → (parameter fingerprint, group id).
     tokens: HashMap<String, (u64, String)>,
     nonces: HashSet<String>,
-    faults: Faults,
+    faults: FaultPlan<Fault>,
     calls: Vec<String>,
-    /// Names of the groups a runner process was started for, one entry per start.
+    /// Names of the groups a container process was started for, one entry per start.
     launched: Vec<String>,
+    /// Groups whose container ended (or failed to start) without starting a runner.
+    exited_without_runner: usize,
+    /// Requests refused for departing from the ECI metadata.
+    conformance_rejections: usize,
     next_id: u64,
 }
 
@@ -195,8 +191,7 @@ pub struct Sim;
 #[derive(Debug)]
 pub struct SimHandle {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
+    server: ServeHandle,
 }
 
 impl std::fmt::Debug for Shared {
@@ -213,45 +208,30 @@ impl Sim {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| SimError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| SimError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
             config,
             state: Mutex::new(State {
                 groups: BTreeMap::new(),
                 tokens: HashMap::new(),
                 nonces: HashSet::new(),
-                faults: Faults::default(),
+                faults: FaultPlan::default(),
                 calls: Vec::new(),
                 launched: Vec::new(),
+                exited_without_runner: 0,
+                conformance_rejections: 0,
                 next_id: 1,
             }),
         });
-        let (tx, rx) = oneshot::channel::<()>();
-        let app = server::router(shared.clone());
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(error = %error, "ECI simulator stopped");
-            }
-        });
-        Ok(SimHandle {
-            shared,
-            addr,
-            shutdown: Some(tx),
-        })
+        let server = simulators::cloud::serve("eci", listener, server::router(shared.clone()))
+            .map_err(|source| SimError::Bind { addr, source })?;
+        Ok(SimHandle { shared, server })
     }
 }
 
 impl SimHandle {
     /// `http://127.0.0.1:<port>/`, to use as the provider's endpoint.
     pub fn base_url(&self) -> String {
-        format!("http://{}/", self.addr)
+        format!("http://{}/", self.server.addr())
     }
 
     /// Every group, ordered by id.
@@ -278,6 +258,18 @@ impl SimHandle {
     /// name twice means a runner was launched twice).
     pub fn launched(&self) -> Vec<String> {
         self.shared.state().launched.clone()
+    }
+
+    /// How many groups' containers ended, or failed to start, without starting a runner
+    /// (a command the image model could not take to `/home/runner/run.sh`).
+    pub fn exited_without_runner(&self) -> usize {
+        self.shared.state().exited_without_runner
+    }
+
+    /// How many requests were refused for departing from the ECI 2018-08-08 metadata
+    /// (unknown parameters, missing required ones, wrong types or values).
+    pub fn conformance_rejections(&self) -> usize {
+        self.shared.state().conformance_rejections
     }
 
     /// Creates a running group behind the provider's back (an orphan); returns its id.
@@ -307,37 +299,89 @@ impl SimHandle {
 
     /// The next `n` authenticated calls fail with `fault`.
     pub fn fail_next(&self, n: usize, fault: Fault) {
-        self.shared
-            .state()
-            .faults
-            .queue
-            .extend(std::iter::repeat_n(fault, n));
+        self.shared.state().faults.push(fault, n);
     }
 
     /// From now on `percent`% of authenticated calls fail with `fault`, drawn from an RNG
     /// seeded with `seed` (reproducible).
     pub fn set_failure_rate(&self, percent: u8, fault: Fault, seed: u64) {
-        self.shared.state().faults.rate =
-            Some((percent.min(100), fault, StdRng::seed_from_u64(seed)));
+        self.shared.state().faults.set_rate(percent, fault, seed);
     }
 
     /// Removes every pending and random fault.
     pub fn clear_faults(&self) {
-        let mut state = self.shared.state();
-        state.faults.queue.clear();
-        state.faults.rate = None;
+        self.shared.state().faults.clear();
     }
 }
 
 impl Drop for SimHandle {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        // The server stops when `self.server` drops.
         for group in self.shared.state().groups.values_mut() {
             if let Some(kill) = group.kill.take() {
                 let _ = kill.send(());
             }
         }
+    }
+}
+
+/// The vSwitch and security group the lab's provider section names.
+pub const LAB_VSWITCH: &str = "vsw-sim0001";
+pub const LAB_SECURITY_GROUP: &str = "sg-sim0001";
+
+impl CloudSim for SimHandle {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::AlibabaEci
+    }
+
+    fn base_url(&self) -> String {
+        SimHandle::base_url(self)
+    }
+
+    fn provider_config(&self, secret: &str) -> BTreeMap<String, String> {
+        let config = &self.shared.config;
+        BTreeMap::from([
+            ("endpoint".into(), SimHandle::base_url(self)),
+            ("region".into(), config.region.clone()),
+            ("access_key_id".into(), config.access_key_id.clone()),
+            ("access_key_secret".into(), secret.to_owned()),
+            ("vswitch_id".into(), LAB_VSWITCH.into()),
+            ("security_group_id".into(), LAB_SECURITY_GROUP.into()),
+        ])
+    }
+
+    fn instances(&self) -> Vec<SimInstanceTags> {
+        self.groups()
+            .into_iter()
+            .map(|g| SimInstanceTags {
+                name: g.name,
+                tags: g.tags,
+            })
+            .collect()
+    }
+
+    fn launched(&self) -> Vec<String> {
+        SimHandle::launched(self)
+    }
+
+    fn create_orphan(&self, runner_name: &str, tags: BTreeMap<String, String>) {
+        SimHandle::create_orphan(self, runner_name, tags);
+    }
+
+    fn inject(&self, fault: CloudFault, count: usize) {
+        let fault = match fault {
+            CloudFault::Throttle => Fault::Throttling,
+            CloudFault::ServerError => Fault::ServerError,
+            CloudFault::Slow(d) => Fault::Slow(d),
+        };
+        self.fail_next(count, fault);
+    }
+
+    fn set_failure_percent(&self, percent: u8, seed: u64) {
+        self.set_failure_rate(percent, Fault::Throttling, seed);
+    }
+
+    fn exited_without_runner(&self) -> usize {
+        SimHandle::exited_without_runner(self)
     }
 }

@@ -43,7 +43,17 @@ async fn create_sends_the_documented_request_shape() {
         f("Container.1.Image"),
         "ghcr.io/actions/actions-runner:2.330.0"
     );
-    assert_eq!(f("Container.1.SecurityContext.Privileged"), "true");
+    assert_eq!(f("Container.1.SecurityContextPrivileged"), "true");
+    // dind: dockerd starts, then the JIT file is read into env and run.sh is exec'd.
+    assert_eq!(f("Container.1.Command.1"), "/bin/sh");
+    assert_eq!(f("Container.1.Command.2"), "-c");
+    let script = f("Container.1.Command.3");
+    assert!(script.starts_with("sudo -n dockerd"), "{script}");
+    assert!(
+        script.contains("cat \"$ACTIONS_RUNNER_INPUT_JITCONFIG_FILE\""),
+        "{script}"
+    );
+    assert!(script.ends_with("exec /home/runner/run.sh"), "{script}");
     assert_eq!(
         f("Container.1.EnvironmentVar.1.Key"),
         "ACTIONS_RUNNER_INPUT_JITCONFIG_FILE"
@@ -264,5 +274,83 @@ async fn status_follows_the_group() {
     assert_eq!(
         provider.get("runner-6").await.unwrap().unwrap().status,
         InstanceStatus::Stopped
+    );
+}
+
+/// The settings section a real operator writes: runner_command, registry logins (secret
+/// references) and OSS, parsed, built, and sent as ECI parameters.
+#[tokio::test]
+async fn settings_runner_command_registry_and_oss_reach_the_request() {
+    use providers::CloudSettings as _;
+    use registration::ProviderSettings as _;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = |name: &str, value: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, value).unwrap();
+        format!("file:{}", path.display())
+    };
+    let sim = sim(sim_config()).await;
+    let section = format!(
+        r#"endpoint = "{base}"
+region = "{REGION}"
+access_key_id = "{KEY_ID}"
+access_key_secret = "{aks}"
+vswitch_id = "vsw-default"
+security_group_id = "sg-default"
+runner_command = ["/bin/sh", "-c", "exec /home/runner/run.sh"]
+registry_credentials = [{{ server = "registry.cn-shanghai.aliyuncs.com", username = "puller", password = "{pw}" }}]
+oss = {{ endpoint = "oss-cn-shanghai-internal.aliyuncs.com", ram_role = "shr-runner" }}
+"#,
+        base = sim.base_url(),
+        aks = secret("aks", SECRET),
+        pw = secret("pw", "registry-pw"),
+    );
+    let raw: cloud_alibaba::settings::RawEciSettings = toml::from_str(&section).unwrap();
+    let settings = cloud_alibaba::EciSettings::validate(raw).unwrap();
+    assert!(settings.capabilities().disk_mount, "oss enables disk-");
+    let p = settings.build(CONTROLLER, "acme").unwrap();
+    assert!(p.capabilities().disk_mount);
+    let mut spec = spec();
+    spec.disk_bucket = Some("cache-bucket".into());
+    p.create(&request("runner-settings", spec)).await.unwrap();
+    let group = sim.group_named("runner-settings").unwrap();
+    let f = |k: &str| group.fields.get(k).map(str::to_owned);
+    assert_eq!(
+        f("Container.1.Command.3").as_deref(),
+        Some("exec /home/runner/run.sh")
+    );
+    assert_eq!(
+        f("ImageRegistryCredential.1.Server").as_deref(),
+        Some("registry.cn-shanghai.aliyuncs.com")
+    );
+    assert_eq!(
+        f("ImageRegistryCredential.1.UserName").as_deref(),
+        Some("puller")
+    );
+    assert_eq!(
+        f("ImageRegistryCredential.1.Password").as_deref(),
+        Some("registry-pw")
+    );
+    assert_eq!(
+        f("Volume.2.FlexVolume.Driver").as_deref(),
+        Some("alicloud/oss")
+    );
+
+    let without_oss: String = section
+        .lines()
+        .filter(|l| !l.starts_with("oss"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let raw: cloud_alibaba::settings::RawEciSettings = toml::from_str(&without_oss).unwrap();
+    let settings = cloud_alibaba::EciSettings::validate(raw).unwrap();
+    assert!(!settings.capabilities().disk_mount, "no oss, no disk-");
+    let bad = section.replace(&secret("pw", "registry-pw"), "plain");
+    let raw: cloud_alibaba::settings::RawEciSettings = toml::from_str(&bad).unwrap();
+    let errors = cloud_alibaba::EciSettings::validate(raw).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == "registry_credentials[0].password"),
+        "{errors:?}"
     );
 }

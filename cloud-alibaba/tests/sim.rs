@@ -234,8 +234,11 @@ fn script(dir: &std::path::Path, wait: bool) -> std::path::PathBuf {
     path
 }
 
+/// The image model runs the provider's command with a real `sh`: it reads the mounted JIT
+/// config file into `ACTIONS_RUNNER_INPUT_JITCONFIG` and execs the fake `run.sh`, which starts
+/// the launch program with only its own args.
 #[tokio::test]
-async fn launch_passes_the_jit_config_as_a_file_and_follows_the_child() {
+async fn launch_runs_the_command_that_reads_the_jit_file_into_env() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = sim_config();
     config.launch = Some(Launch {
@@ -254,16 +257,33 @@ async fn launch_passes_the_jit_config_as_a_file_and_follows_the_child() {
     .await;
 
     let read = |ext: &str| std::fs::read_to_string(dir.path().join(format!("out.{ext}"))).unwrap();
-    assert_eq!(read("jit"), jit_config());
-    let args = read("args");
-    assert!(
-        args.starts_with("sim\nrunner\n--jitconfig-file\n"),
-        "{args}"
-    );
-    assert!(!args.contains(&jit_config()[..20]));
+    assert_eq!(read("args"), "sim\nrunner\n");
     let env = read("env");
-    assert!(env.contains("ACTIONS_RUNNER_INPUT_JITCONFIG_FILE="));
-    assert!(!env.contains(&jit_config()[..20]));
+    assert!(env.contains(&format!("ACTIONS_RUNNER_INPUT_JITCONFIG={}", jit_config())));
+    assert_eq!(sim.exited_without_runner(), 0);
+    assert_eq!(sim.launched(), ["runner-l1"]);
+}
+
+/// A group whose command never reaches `/home/runner/run.sh` ends without a runner and is
+/// counted; the launch program never runs.
+#[tokio::test]
+async fn a_command_that_skips_run_sh_exits_without_a_runner() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sim_config();
+    config.launch = Some(Launch {
+        program: script(dir.path(), false),
+        args: vec![],
+    });
+    let sim = sim(config).await;
+    let mut pconfig = provider_config(&sim, SECRET);
+    pconfig.runner_command = Some(vec!["/bin/sh".into(), "-c".into(), "true".into()]);
+    let provider = cloud_alibaba::EciProvider::new(pconfig).unwrap();
+    provider
+        .create(&request("runner-l3", spec()))
+        .await
+        .unwrap();
+    eventually("no-runner exit", || sim.exited_without_runner() == 1).await;
+    assert!(!dir.path().join("out.args").exists());
 }
 
 #[tokio::test]

@@ -66,9 +66,25 @@ pub struct AciConfig {
     /// Extra, non-secret environment variables for the runner container.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The runner container's command; `None` runs the official image's `run.sh` (starting
+    /// dockerd first under dind), see [`providers::command`].
+    #[serde(default)]
+    pub runner_command: Option<Vec<String>>,
+    /// Private registries the image is pulled from (`imageRegistryCredentials`).
+    #[serde(default)]
+    pub registry_credentials: Vec<RegistryCredential>,
     /// Timeout of each HTTP call, in seconds.
     #[serde(default = "default_timeout")]
     pub request_timeout_secs: u64,
+}
+
+/// A private registry login (`imageRegistryCredentials` item); the password is secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCredential {
+    pub server: String,
+    pub username: String,
+    pub password: SecretString,
 }
 
 /// An Azure Files storage account whose shares back `disk-<bucket>` mounts.
@@ -112,6 +128,8 @@ impl AciConfig {
             max_memory_mib: default_max_memory(),
             allow_dind: true,
             env: BTreeMap::new(),
+            runner_command: None,
+            registry_credentials: Vec::new(),
             request_timeout_secs: default_timeout(),
         }
     }
@@ -149,8 +167,11 @@ fn default_max_memory() -> u32 {
 fn default_timeout() -> u64 {
     30
 }
+/// Where an Azure Files share is mounted unless configured otherwise.
+pub const DEFAULT_MOUNT: &str = "/home/runner/_work";
+
 fn default_mount() -> String {
-    "/home/runner/_work".to_owned()
+    DEFAULT_MOUNT.to_owned()
 }
 fn yes() -> bool {
     true

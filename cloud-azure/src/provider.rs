@@ -3,10 +3,16 @@
 //! - create: GET the group named after the runner; if absent, PUT it. PUT by name is ARM's
 //!   idempotency key, so a racing second create updates the same group instead of adding one.
 //!   The GET first avoids re-PUTting a running group, which ACI may treat as an update.
-//! - delete: DELETE; 200/202/204 and 404 are success.
-//! - list: the resource group's groups (following `nextLink`), filtered by our controller tag.
+//! - delete: GET, then DELETE only a group carrying our controller tag; 200/202/204 and 404
+//!   are success, and so is a group of another controller, which is left alone.
+//! - get and list: only groups carrying our controller tag (another deployment may share the
+//!   resource group).
+//! - list items carry no `instanceView`; each provisioned group is read with a GET for its
+//!   run state, so finished groups show as stopped.
 //! - The JIT config travels only as the container's `secureValue` env var, which ARM never
 //!   returns on GET; nothing here logs a request body.
+//! - The container command starts `/home/runner/run.sh` (the official image has no
+//!   ENTRYPOINT or CMD); under dind the container is privileged and dockerd starts first.
 
 use std::time::Duration;
 
@@ -104,6 +110,32 @@ impl AciProvider {
         })
     }
 
+    /// Whether `group` carries this deployment's controller tag.
+    fn ours(&self, group: &Value) -> bool {
+        group["tags"][providers::tags::CONTROLLER].as_str() == Some(self.cfg.controller_id.as_str())
+    }
+
+    /// The group named after `runner_name`, whoever owns it; `None` when absent.
+    async fn fetch(
+        &self,
+        op: &'static str,
+        runner_name: &str,
+    ) -> Result<Option<Value>, ProviderError> {
+        let url = self.group_url(&limits::group_name(runner_name));
+        let resp = self.call(op, Method::GET, &url, None).await?;
+        if resp.status == 404 {
+            // A missing resource group is a configuration error, not a missing runner.
+            let err = Self::not_found_error(op, &resp);
+            return match &err {
+                AciError::Service { code, .. } if code == "ResourceGroupNotFound" => {
+                    Err(err.into())
+                }
+                _ => Ok(None),
+            };
+        }
+        Ok(Some(Self::parse(op, &resp.body)?))
+    }
+
     fn group_url(&self, name: &str) -> String {
         format!(
             "{}/{name}?api-version={}",
@@ -166,6 +198,26 @@ impl AciProvider {
         }
     }
 
+    /// The instance a list item describes. ARM list items carry no `instanceView`, so a
+    /// provisioned group's run state is unknown from the list alone: such a group is read
+    /// with a GET (which has it). A group gone between list and GET is stopped.
+    async fn listed_instance(&self, group: &Value) -> Result<Instance, ProviderError> {
+        let provisioned = group["properties"]["provisioningState"].as_str() == Some("Succeeded");
+        let has_view = group["properties"]["instanceView"]["state"].is_string();
+        if !provisioned || has_view {
+            return Ok(instance(group));
+        }
+        let name = group["name"].as_str().unwrap_or_default();
+        let url = self.group_url(name);
+        let resp = self.call("list", Method::GET, &url, None).await?;
+        if resp.status == 404 {
+            let mut gone = instance(group);
+            gone.status = InstanceStatus::Stopped;
+            return Ok(gone);
+        }
+        Ok(instance(&Self::parse("list", &resp.body)?))
+    }
+
     fn parse(operation: &'static str, body: &str) -> Result<Value, AciError> {
         serde_json::from_str(body).map_err(|source| AciError::Decode { operation, source })
     }
@@ -212,8 +264,14 @@ impl AciProvider {
                 .iter()
                 .map(|(k, v)| json!({"name": k, "value": v})),
         );
+        let command = providers::command::runner_command(
+            self.cfg.runner_command.as_deref(),
+            providers::command::JitFrom::Env,
+            spec.dind,
+        );
         let mut container = json!({
             "image": spec.image,
+            "command": command,
             "resources": {"requests": {"cpu": cpu, "memoryInGB": memory}},
             "environmentVariables": env,
         });
@@ -224,6 +282,20 @@ impl AciProvider {
         });
         if spec.dind {
             container["securityContext"] = json!({"privileged": true});
+        }
+        if !self.cfg.registry_credentials.is_empty() {
+            props["imageRegistryCredentials"] = self
+                .cfg
+                .registry_credentials
+                .iter()
+                .map(|c| {
+                    json!({
+                        "server": c.server,
+                        "username": c.username,
+                        "password": c.password.expose_secret(),
+                    })
+                })
+                .collect();
         }
         if let Some(bucket) = &spec.disk_bucket {
             let files = self.cfg.azure_files.as_ref().ok_or_else(|| {
@@ -323,8 +395,22 @@ impl Provider for AciProvider {
 
     async fn create(&self, request: &CreateRequest) -> Result<Instance, ProviderError> {
         const OP: &str = "create";
-        if let Some(existing) = self.get(&request.runner_name).await? {
-            return Ok(existing);
+        match self.fetch(OP, &request.runner_name).await? {
+            Some(group) if self.ours(&group) => return Ok(instance(&group)),
+            // Same name, another deployment's group: never PUT over it.
+            Some(_) => {
+                return Err(AciError::Service {
+                    operation: OP,
+                    status: 409,
+                    code: "ForeignContainerGroup".into(),
+                    message: format!(
+                        "a container group named after {} belongs to another controller",
+                        request.runner_name
+                    ),
+                }
+                .into());
+            }
+            None => {}
         }
         let body = self.body(request)?;
         let url = self.group_url(&limits::group_name(&request.runner_name));
@@ -339,6 +425,15 @@ impl Provider for AciProvider {
     }
 
     async fn delete(&self, runner_name: &str) -> Result<(), ProviderError> {
+        // Only a group carrying our controller tag is ours to delete: another deployment may
+        // share the resource group. Missing (or foreign) is success.
+        if !self
+            .fetch("delete", runner_name)
+            .await?
+            .is_some_and(|g| self.ours(&g))
+        {
+            return Ok(());
+        }
         let url = self.group_url(&limits::group_name(runner_name));
         let resp = self.call("delete", Method::DELETE, &url, None).await?;
         tracing::info!(runner = %runner_name, status = resp.status, "container group delete");
@@ -346,20 +441,11 @@ impl Provider for AciProvider {
     }
 
     async fn get(&self, runner_name: &str) -> Result<Option<Instance>, ProviderError> {
-        const OP: &str = "get";
-        let url = self.group_url(&limits::group_name(runner_name));
-        let resp = self.call(OP, Method::GET, &url, None).await?;
-        if resp.status == 404 {
-            // A missing resource group is a configuration error, not a missing runner.
-            let err = Self::not_found_error(OP, &resp);
-            return match &err {
-                AciError::Service { code, .. } if code == "ResourceGroupNotFound" => {
-                    Err(err.into())
-                }
-                _ => Ok(None),
-            };
-        }
-        Ok(Some(instance(&Self::parse(OP, &resp.body)?)))
+        Ok(self
+            .fetch("get", runner_name)
+            .await?
+            .filter(|g| self.ours(g))
+            .map(|g| instance(&g)))
     }
 
     async fn list(&self) -> Result<Vec<Instance>, ProviderError> {
@@ -372,17 +458,14 @@ impl Provider for AciProvider {
                 return Err(Self::not_found_error(OP, &resp).into());
             }
             let page = Self::parse(OP, &resp.body)?;
-            out.extend(
-                page["value"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|g| {
-                        g["tags"][providers::tags::CONTROLLER].as_str()
-                            == Some(self.cfg.controller_id.as_str())
-                    })
-                    .map(instance),
-            );
+            let ours = page["value"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|g| self.ours(g));
+            for group in ours {
+                out.push(self.listed_instance(group).await?);
+            }
             match page["nextLink"].as_str().filter(|l| !l.is_empty()) {
                 // The bearer token goes only to our own ARM endpoint.
                 Some(next) if next.starts_with(&format!("{}/", self.cfg.arm_endpoint)) => {

@@ -12,7 +12,7 @@ use registration::{FieldError, Fields, ProviderSettings, SecretRef};
 use serde::Deserialize;
 use url::Url;
 
-use crate::{AciConfig, AciProvider, limits};
+use crate::{AciConfig, AciProvider, AzureFilesConfig, RegistryCredential, limits};
 
 /// The section as written.
 #[derive(Debug, Deserialize)]
@@ -27,6 +27,50 @@ pub struct RawAciSettings {
     pub client_secret: String,
     pub subnet_id: Option<String>,
     pub login_endpoint: Option<String>,
+    /// Replaces the default container command (`/home/runner/run.sh`, dockerd first under
+    /// dind).
+    pub runner_command: Option<Vec<String>>,
+    /// `[{ server, username, password = "env:…" }]`: private registry logins.
+    #[serde(default)]
+    pub registry_credentials: Vec<RawRegistryCredential>,
+    /// `{ account_name, account_key = "env:…", mount_path }`: the Azure Files account whose
+    /// shares `disk-<share>` labels mount.
+    pub azure_files: Option<RawAzureFiles>,
+}
+
+/// A registry login as written; the password is a secret reference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistryCredential {
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// The Azure Files account as written; the key is a secret reference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAzureFiles {
+    pub account_name: String,
+    pub account_key: String,
+    pub mount_path: Option<String>,
+}
+
+/// A validated registry login.
+#[derive(Debug, Clone)]
+pub struct RegistryLogin {
+    pub server: String,
+    pub username: String,
+    pub password: SecretRef,
+}
+
+/// A validated Azure Files account.
+#[derive(Debug, Clone)]
+pub struct AzureFiles {
+    pub account_name: String,
+    pub account_key: SecretRef,
+    /// Where the share is mounted (default `/home/runner/_work`).
+    pub mount_path: Option<String>,
 }
 
 /// A tenant's validated ACI account.
@@ -44,6 +88,9 @@ pub struct AciSettings {
     pub subnet_id: Option<String>,
     /// Entra ID login endpoint override.
     pub login_endpoint: Option<Url>,
+    pub runner_command: Option<Vec<String>>,
+    pub registry_credentials: Vec<RegistryLogin>,
+    pub azure_files: Option<AzureFiles>,
 }
 
 /// What ACI hosts under the given per-group maxima.
@@ -67,13 +114,14 @@ impl ProviderSettings for AciSettings {
         Some(&self.location)
     }
 
-    /// The defaults [`AciConfig::new`] applies: 4 vCPU / 16 GB, dind, no Azure Files.
+    /// The defaults [`AciConfig::new`] applies (4 vCPU / 16 GB, dind); `disk-` mounts when
+    /// `azure_files` is configured.
     fn capabilities(&self) -> Capabilities {
         capabilities(
             limits::DEFAULT_MAX_CPU_MILLIS,
             limits::DEFAULT_MAX_MEMORY_MIB,
             true,
-            false,
+            self.azure_files.is_some(),
         )
     }
 }
@@ -103,6 +151,35 @@ client_secret = "env:AZURE_CLIENT_SECRET"
         let endpoint = f.http_url("endpoint", raw.endpoint.as_deref());
         let login_endpoint = f.http_url("login_endpoint", raw.login_endpoint.as_deref());
         let secret = f.secret("client_secret", &raw.client_secret);
+        f.runner_command("runner_command", raw.runner_command.as_deref());
+        let mut registry_credentials = Vec::new();
+        for (i, c) in raw.registry_credentials.into_iter().enumerate() {
+            f.non_empty(&format!("registry_credentials[{i}].server"), &c.server);
+            f.non_empty(&format!("registry_credentials[{i}].username"), &c.username);
+            if let Some(password) =
+                f.secret(&format!("registry_credentials[{i}].password"), &c.password)
+            {
+                registry_credentials.push(RegistryLogin {
+                    server: c.server,
+                    username: c.username,
+                    password,
+                });
+            }
+        }
+        let azure_files = raw.azure_files.and_then(|a| {
+            f.non_empty("azure_files.account_name", &a.account_name);
+            if let Some(path) = &a.mount_path
+                && !path.starts_with('/')
+            {
+                f.push("azure_files.mount_path", "must be an absolute path");
+            }
+            let account_key = f.secret("azure_files.account_key", &a.account_key)?;
+            Some(AzureFiles {
+                account_name: a.account_name,
+                account_key,
+                mount_path: a.mount_path,
+            })
+        });
         let settings = secret.map(|client_secret| AciSettings {
             endpoint,
             subscription_id: raw.subscription_id,
@@ -113,6 +190,9 @@ client_secret = "env:AZURE_CLIENT_SECRET"
             client_secret,
             subnet_id: raw.subnet_id,
             login_endpoint,
+            runner_command: raw.runner_command,
+            registry_credentials,
+            azure_files,
         });
         f.finish(settings)
     }
@@ -140,6 +220,25 @@ client_secret = "env:AZURE_CLIENT_SECRET"
             .as_deref()
             .and_then(|id| id.rsplit_once("/subnets/"))
             .map(|(vnet, _)| vnet.to_owned());
+        config.runner_command = self.runner_command.clone();
+        for c in &self.registry_credentials {
+            config.registry_credentials.push(RegistryCredential {
+                server: c.server.clone(),
+                username: c.username.clone(),
+                password: resolve("registry_credentials.password", &c.password)?,
+            });
+        }
+        if let Some(files) = &self.azure_files {
+            let mut azure_files = AzureFilesConfig {
+                account_name: files.account_name.clone(),
+                account_key: resolve("azure_files.account_key", &files.account_key)?,
+                mount_path: crate::config::DEFAULT_MOUNT.to_owned(),
+            };
+            if let Some(path) = &files.mount_path {
+                azure_files.mount_path.clone_from(path);
+            }
+            config.azure_files = Some(azure_files);
+        }
         let provider =
             AciProvider::new(config).map_err(|e| BuildError::configure("configuring", e))?;
         Ok(Arc::new(provider))

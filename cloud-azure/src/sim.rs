@@ -6,34 +6,29 @@
 //! unknown → `InvalidAuthenticationToken`, expired → `ExpiredAuthenticationToken`),
 //! api-version, subscription and resource group, name formats, required fields, cpu/memory
 //! steps and maxima, tag and env sizes, and it answers with ARM's error JSON. GET never returns
-//! `secureValue`s or storage keys. When a group starts, the configured [`Launch`] program runs
-//! with the container's env (the JIT config as `ACTIONS_RUNNER_INPUT_JITCONFIG`, never in
-//! argv); the group's state follows the child, and deleting the group kills it.
+//! `secureValue`s or storage keys. When a group starts, its first container runs through the
+//! image model ([`simulators::image`]): its image, `command` and env (the JIT config as
+//! `ACTIONS_RUNNER_INPUT_JITCONFIG`, never in argv), with the fake `/home/runner/run.sh`
+//! starting the configured [`Launch`] program. The group's state follows the process, and
+//! deleting the group kills it; a container that ends without a runner is counted.
 
 mod arm;
 mod auth;
 mod launch;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
+use bus_schema::ProviderKind;
 use secrecy::SecretString;
 use serde_json::Value;
-use tokio::sync::oneshot;
+pub use simulators::cloud::Launch;
+use simulators::cloud::{CloudFault, CloudSim, FaultPlan, ServeHandle, SimInstanceTags};
 
 /// Token requests kept for [`SimHandle::token_requests`] (the oldest are dropped).
 const MAX_RECORDED_TOKEN_REQUESTS: usize = 100;
-
-/// The program the sim runs for each started container group.
-#[derive(Debug, Clone)]
-pub struct Launch {
-    pub program: PathBuf,
-    pub args: Vec<String>,
-}
 
 /// What the simulated tenant, subscription and region look like.
 #[derive(Debug, Clone)]
@@ -173,19 +168,23 @@ struct Group {
     /// Distinguishes a re-created group from the one a background task was started for.
     generation: u64,
     operation_id: String,
-    kill: Option<oneshot::Sender<()>>,
+    /// The launched runner; dropping it kills the process.
+    kill: Option<simulators::image::Running>,
 }
 
 #[derive(Default)]
 struct Inner {
     groups: BTreeMap<(String, String), Group>,
     tokens: HashMap<String, Instant>,
-    faults: VecDeque<Fault>,
-    failure_rate: Option<(u8, StdRng)>,
+    faults: FaultPlan<Fault>,
     token_requests: Vec<TokenRequest>,
     generation: u64,
     /// Names of the groups a runner process was started for, one entry per start.
     launched: Vec<String>,
+    /// Groups whose container ended (or failed to start) without starting a runner.
+    exited_without_runner: usize,
+    /// PUT bodies refused for departing from the ContainerInstance swagger.
+    conformance_rejections: usize,
 }
 
 struct Shared {
@@ -221,12 +220,12 @@ impl Sim {
             inner: Mutex::new(Inner::default()),
         });
         let app = arm::router(shared.clone()).merge(auth::router(shared.clone()));
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!(error = %e, "ACI simulator stopped");
-            }
-        });
-        Ok(SimHandle { shared, server })
+        let server = simulators::cloud::serve("aci", listener, app)
+            .map_err(|source| SimError::Bind { addr, source })?;
+        Ok(SimHandle {
+            shared,
+            _server: server,
+        })
     }
 }
 
@@ -234,7 +233,7 @@ impl Sim {
 /// server; children still running are killed when their groups are deleted or the runtime ends.
 pub struct SimHandle {
     shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
+    _server: ServeHandle,
 }
 
 impl std::fmt::Debug for SimHandle {
@@ -247,11 +246,9 @@ impl std::fmt::Debug for SimHandle {
 
 impl Drop for SimHandle {
     fn drop(&mut self) {
-        self.server.abort();
+        // The server stops with `_server`; dropping the children kills them.
         for g in self.shared.lock().groups.values_mut() {
-            if let Some(kill) = g.kill.take() {
-                let _ = kill.send(());
-            }
+            g.kill = None;
         }
     }
 }
@@ -320,17 +317,15 @@ impl SimHandle {
 
     /// The next `count` ARM calls fail with `fault`.
     pub fn inject(&self, fault: Fault, count: usize) {
-        self.shared
-            .lock()
-            .faults
-            .extend(std::iter::repeat_n(fault, count));
+        self.shared.lock().faults.push(fault, count);
     }
 
     /// From now on, `percent` of ARM calls fail with 500, drawn from a seeded RNG.
     pub fn set_failure_rate(&self, percent: u8, seed: u64) {
-        use rand::SeedableRng;
-        self.shared.lock().failure_rate =
-            (percent > 0).then(|| (percent.min(100), StdRng::seed_from_u64(seed)));
+        self.shared
+            .lock()
+            .faults
+            .set_rate(percent, Fault::ServerError, seed);
     }
 
     /// Every issued token now counts as expired.
@@ -347,8 +342,94 @@ impl SimHandle {
         self.shared.lock().launched.clone()
     }
 
+    /// How many groups' containers ended, or failed to start, without starting a runner
+    /// (a command the image model could not take to `/home/runner/run.sh`).
+    pub fn exited_without_runner(&self) -> usize {
+        self.shared.lock().exited_without_runner
+    }
+
+    /// How many PUT bodies were refused for departing from the ContainerInstance 2025-09-01
+    /// swagger (unknown or mistyped properties, missing required ones, values outside enums).
+    pub fn conformance_rejections(&self) -> usize {
+        self.shared.lock().conformance_rejections
+    }
+
     /// Token requests received so far (the last 100).
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         self.shared.lock().token_requests.clone()
+    }
+}
+
+impl CloudSim for SimHandle {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::AzureAci
+    }
+
+    fn base_url(&self) -> String {
+        SimHandle::base_url(self)
+    }
+
+    fn provider_config(&self, secret: &str) -> BTreeMap<String, String> {
+        let cfg = &self.shared.cfg;
+        let base = SimHandle::base_url(self);
+        let group = cfg.resource_groups.first().cloned().unwrap_or_default();
+        let subnet = format!(
+            "/subscriptions/{}/resourceGroups/{group}/providers/Microsoft.Network/virtualNetworks/runners/subnets/default",
+            cfg.subscription_id
+        );
+        BTreeMap::from([
+            ("endpoint".into(), base.clone()),
+            ("login_endpoint".into(), base),
+            ("subscription_id".into(), cfg.subscription_id.clone()),
+            ("resource_group".into(), group),
+            ("location".into(), cfg.location.clone()),
+            ("tenant_id".into(), cfg.tenant_id.clone()),
+            ("client_id".into(), cfg.client_id.clone()),
+            ("client_secret".into(), secret.to_owned()),
+            ("subnet_id".into(), subnet),
+        ])
+    }
+
+    fn instances(&self) -> Vec<SimInstanceTags> {
+        SimHandle::instances(self)
+            .into_iter()
+            .map(|i| SimInstanceTags {
+                name: i.name,
+                tags: i.tags,
+            })
+            .collect()
+    }
+
+    fn launched(&self) -> Vec<String> {
+        SimHandle::launched(self)
+    }
+
+    fn create_orphan(&self, runner_name: &str, tags: BTreeMap<String, String>) {
+        let group = self.shared.cfg.resource_groups.first().cloned();
+        SimHandle::create_orphan(
+            self,
+            group.as_deref().unwrap_or_default(),
+            &crate::limits::group_name(runner_name),
+            tags,
+        );
+    }
+
+    fn inject(&self, fault: CloudFault, count: usize) {
+        let fault = match fault {
+            CloudFault::Throttle => Fault::Throttle {
+                retry_after_secs: 1,
+            },
+            CloudFault::ServerError => Fault::ServerError,
+            CloudFault::Slow(d) => Fault::Slow(d),
+        };
+        SimHandle::inject(self, fault, count);
+    }
+
+    fn set_failure_percent(&self, percent: u8, seed: u64) {
+        self.set_failure_rate(percent, seed);
+    }
+
+    fn exited_without_runner(&self) -> usize {
+        SimHandle::exited_without_runner(self)
     }
 }

@@ -108,6 +108,11 @@ async fn create_sends_the_documented_body() {
     let c = &props["containers"][0];
     assert_eq!(c["name"], "runner");
     assert_eq!(c["properties"]["image"], req.spec.image);
+    // The official image has no ENTRYPOINT/CMD: the command starts the runner.
+    assert_eq!(
+        c["properties"]["command"],
+        serde_json::json!(["/home/runner/run.sh"])
+    );
     // Sizes go in the container's resource requests.
     assert_eq!(c["properties"]["resources"]["requests"]["cpu"], 2.0);
     assert_eq!(c["properties"]["resources"]["requests"]["memoryInGB"], 4.0);
@@ -165,6 +170,14 @@ async fn dind_subnet_and_disk_map_to_confidential_subnet_ids_and_azure_files() {
     assert_eq!(props["sku"], "Confidential");
     let c = &props["containers"][0]["properties"];
     assert_eq!(c["securityContext"]["privileged"], true);
+    let command = c["command"].as_array().unwrap();
+    assert_eq!(
+        command[..2],
+        [serde_json::json!("/bin/sh"), serde_json::json!("-c")]
+    );
+    let script = command[2].as_str().unwrap();
+    assert!(script.starts_with("sudo -n dockerd"), "{script}");
+    assert!(script.ends_with("exec /home/runner/run.sh"), "{script}");
     assert_eq!(c["resources"]["requests"]["cpu"], 1.5);
     assert_eq!(c["resources"]["requests"]["memoryInGB"], 1.5);
     assert_eq!(
@@ -415,6 +428,7 @@ async fn launched_child_gets_the_jit_config_in_env_not_argv() {
     .await;
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains(&format!("JIT={JIT}")), "{text}");
+    assert_eq!(sim.exited_without_runner(), 0);
     let args = text.lines().find(|l| l.starts_with("ARGS=")).unwrap();
     assert_eq!(args, "ARGS=sim runner");
     assert_eq!(
@@ -453,4 +467,106 @@ async fn deleting_a_group_kills_its_child() {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
     })
     .await;
+}
+
+/// A container whose command never reaches `run.sh` (here: the official image with its own
+/// empty command, as before providers set one) exits at once and is counted.
+#[tokio::test]
+async fn a_command_that_does_not_start_run_sh_exits_without_a_runner() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ran");
+    let script = write_script(dir.path(), &format!("touch {}", out.display()));
+    let (sim, cfg) = start(SimConfig {
+        launch: Some(Launch {
+            program: script,
+            args: vec![],
+        }),
+        ..sim_config()
+    })
+    .await;
+    let mut pcfg = provider_config(&sim, &cfg);
+    pcfg.runner_command = Some(vec!["/bin/sh".into(), "-c".into(), "exit 0".into()]);
+    let p = AciProvider::new(pcfg).unwrap();
+    p.create(&request("shr-idle")).await.unwrap();
+    poll("container exit", || sim.exited_without_runner() == 1).await;
+    assert!(!out.exists(), "no runner process ran");
+    let c = &sim.instance("shr-idle").unwrap().request["properties"]["containers"][0];
+    assert_eq!(c["properties"]["command"][2], "exit 0");
+}
+
+/// The settings section a real operator writes: runner_command, registry logins and Azure
+/// Files as secret references, parsed, built, and sent in the container group.
+#[tokio::test]
+async fn settings_runner_command_registry_and_azure_files_reach_the_request() {
+    use providers::CloudSettings as _;
+    use registration::ProviderSettings as _;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = |name: &str, value: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, value).unwrap();
+        format!("file:{}", path.display())
+    };
+    let (sim, cfg) = start(sim_config()).await;
+    let section = format!(
+        r#"endpoint = "{base}"
+login_endpoint = "{base}"
+subscription_id = "{sub}"
+resource_group = "{rg}"
+location = "{loc}"
+tenant_id = "{tenant}"
+client_id = "{client}"
+client_secret = "{cs}"
+runner_command = ["/bin/sh", "-c", "exec /home/runner/run.sh --once"]
+registry_credentials = [{{ server = "acme.azurecr.io", username = "puller", password = "{pw}" }}]
+azure_files = {{ account_name = "shrdisks", account_key = "{key}", mount_path = "/cache" }}
+"#,
+        base = sim.base_url(),
+        sub = cfg.subscription_id,
+        rg = cfg.resource_groups[0],
+        loc = cfg.location,
+        tenant = cfg.tenant_id,
+        client = cfg.client_id,
+        cs = secret("cs", SECRET),
+        pw = secret("pw", "registry-pw"),
+        key = secret("key", "storage-key=="),
+    );
+    let raw: cloud_azure::settings::RawAciSettings = toml::from_str(&section).unwrap();
+    let settings = cloud_azure::AciSettings::validate(raw).unwrap();
+    assert!(
+        settings.capabilities().disk_mount,
+        "azure_files enables disk-"
+    );
+    let p = settings.build("ctl-1", "acme").unwrap();
+    assert!(p.capabilities().disk_mount);
+    let mut req = request("shr-settings");
+    req.spec.disk_bucket = Some("cache-share".into());
+    p.create(&req).await.unwrap();
+    let props = sim.instance("shr-settings").unwrap().request["properties"].clone();
+    assert_eq!(
+        props["imageRegistryCredentials"],
+        serde_json::json!([{"server": "acme.azurecr.io", "username": "puller", "password": "registry-pw"}])
+    );
+    assert_eq!(
+        props["volumes"][0]["azureFile"]["storageAccountKey"],
+        "storage-key=="
+    );
+    let c = &props["containers"][0]["properties"];
+    assert_eq!(c["volumeMounts"][0]["mountPath"], "/cache");
+    assert_eq!(c["command"][2], "exec /home/runner/run.sh --once");
+
+    // Without azure_files, disk- is not offered; an empty command and a bare secret are named.
+    let bad = section
+        .replace(
+            "runner_command = [\"/bin/sh\", \"-c\", \"exec /home/runner/run.sh --once\"]",
+            "runner_command = []",
+        )
+        .replace(&secret("pw", "registry-pw"), "plain");
+    let raw: cloud_azure::settings::RawAciSettings = toml::from_str(&bad).unwrap();
+    let errors = cloud_azure::AciSettings::validate(raw).unwrap_err();
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert!(fields.contains(&"runner_command"), "{fields:?}");
+    assert!(
+        fields.contains(&"registry_credentials[0].password"),
+        "{fields:?}"
+    );
 }

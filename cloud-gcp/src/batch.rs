@@ -2,7 +2,9 @@
 //!
 //! Create stores the JIT config as a Secret Manager secret and creates job `{runner name}` with
 //! one task whose container gets it through `environment.secretVariables`; with `spec.dind` the
-//! container runs `--privileged`. Batch starts the job by itself.
+//! container runs `--privileged` and its command starts dockerd before `run.sh`. The container
+//! command (`entrypoint` + `commands`) starts `/home/runner/run.sh`: the official image has
+//! none. Batch starts the job by itself.
 //!
 //! # Guarantees
 //! - Create is idempotent: `ALREADY_EXISTS` for a job labelled with the same runner and
@@ -69,7 +71,18 @@ impl BatchProvider {
             0 => DEFAULT_TIMEOUT_SECS,
             s => s,
         };
-        let mut container = json!({ "imageUri": spec.image });
+        let command = providers::command::runner_command(
+            self.config.runner_command.as_deref(),
+            providers::command::JitFrom::Env,
+            spec.dind,
+        );
+        let (entrypoint, commands) = command.split_first().map_or_else(
+            || (String::new(), Vec::new()),
+            |(first, rest)| (first.clone(), rest.to_vec()),
+        );
+        // `entrypoint` replaces the image's ENTRYPOINT; `commands` are its arguments.
+        let mut container =
+            json!({ "imageUri": spec.image, "entrypoint": entrypoint, "commands": commands });
         if spec.dind {
             container["options"] = json!("--privileged");
         }
@@ -88,6 +101,9 @@ impl BatchProvider {
             "environment": { "secretVariables": { JIT_ENV: secret_version } },
         }]);
         let mut allocation = json!({ "labels": labels });
+        if let Some(account) = &self.config.runner_service_account {
+            allocation["serviceAccount"] = json!({ "email": account });
+        }
         let subnetwork = spec
             .network
             .subnet
@@ -156,7 +172,7 @@ impl BatchProvider {
                 "create job",
                 Method::POST,
                 &self.jobs_url(),
-                &[("job_id", name)],
+                &[("jobId", name)],
                 Some(&body),
             )
             .await;

@@ -75,9 +75,15 @@ impl CloudRunProvider {
             0 => DEFAULT_TIMEOUT_SECS,
             s => s.min(MAX_TIMEOUT_SECS),
         };
+        let command = providers::command::runner_command(
+            self.config.runner_command.as_deref(),
+            providers::command::JitFrom::Env,
+            false,
+        );
         let mut container = json!({
             "name": "runner",
             "image": spec.image,
+            "command": command,
             "resources": { "limits": {
                 "cpu": cpu_quantity(spec.cpu_millis),
                 "memory": memory_quantity(spec.memory_mib),
@@ -99,6 +105,9 @@ impl CloudRunProvider {
             task["volumes"] = json!([{ "name": "work", "gcs": { "bucket": bucket } }]);
         }
         task["containers"] = json!([container]);
+        if let Some(account) = &self.config.runner_service_account {
+            task["serviceAccount"] = json!(account);
+        }
         let subnetwork = spec
             .network
             .subnet

@@ -1,6 +1,6 @@
 //! Configuration shared by the Cloud Run and Batch providers.
 //!
-//! Every endpoint is overridable so the providers can be pointed at [`crate::sim`]. The
+//! Every endpoint is overridable so the providers can be pointed at the simulator (`sim` feature). The
 //! service-account key is held as a [`SecretString`] and never printed by `Debug`.
 
 use std::time::Duration;
@@ -68,6 +68,15 @@ pub struct GcpConfig {
     /// The subnetwork used when `spec.network.subnet` is empty.
     #[serde(default)]
     pub subnetwork: Option<String>,
+    /// The service account runners run as (`name@project.iam.gserviceaccount.com`). When set,
+    /// each runner's JIT secret is readable by this account alone (per-secret IAM); when
+    /// unset, runners run as the project's default compute account.
+    #[serde(default)]
+    pub runner_service_account: Option<String>,
+    /// The runner container's command; `None` runs the official image's `run.sh` (dockerd
+    /// first under dind), see [`providers::command`].
+    #[serde(default)]
+    pub runner_command: Option<Vec<String>>,
     /// How long to wait for a long-running operation before reporting a transient error.
     #[serde(default = "default_operation_timeout_secs")]
     pub operation_timeout_secs: u64,
@@ -93,6 +102,8 @@ impl GcpConfig {
             endpoints: Endpoints::default(),
             network: None,
             subnetwork: None,
+            runner_service_account: None,
+            runner_command: None,
             operation_timeout_secs: default_operation_timeout_secs(),
         }
     }

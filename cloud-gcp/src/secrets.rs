@@ -1,7 +1,9 @@
 //! The JIT config as a Secret Manager secret, referenced by the job instead of a clear env value.
 //!
 //! Each runner gets one secret, `{runner name}-jit`, labelled like its job. Creating it twice
-//! is fine (the second time only adds a version); deleting a missing one is success.
+//! is fine (the second time only adds a version); deleting a missing one is success. With a
+//! `runner_service_account`, the secret's IAM policy grants `secretAccessor` to that account
+//! alone, so a runner of another project-wide identity cannot read it.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,9 @@ use serde_json::json;
 use crate::client::Api;
 use crate::config::GcpConfig;
 use crate::error::GcpError;
+
+/// The role that lets an account read a secret's payload.
+pub(crate) const ACCESSOR_ROLE: &str = "roles/secretmanager.secretAccessor";
 
 /// The secret id holding `runner_name`'s JIT config.
 pub(crate) fn secret_id(runner_name: &str) -> String {
@@ -44,6 +49,21 @@ pub(crate) async fn put(
         Ok(_) => {}
         Err(e) if e.is_already_exists() => {}
         Err(e) => return Err(e),
+    }
+    // Only the runner's own service account may read this secret.
+    if let Some(account) = &config.runner_service_account {
+        let policy = json!({ "policy": { "bindings": [{
+            "role": ACCESSOR_ROLE,
+            "members": [format!("serviceAccount:{account}")],
+        }]}});
+        api.call(
+            "set secret IAM policy",
+            Method::POST,
+            &format!("{base}/v1/projects/{project}/secrets/{id}:setIamPolicy"),
+            &[],
+            Some(&policy),
+        )
+        .await?;
     }
     let data = base64::engine::general_purpose::STANDARD.encode(value.expose());
     let version = api

@@ -26,6 +26,10 @@ pub struct RawGcpSettings {
     pub token_endpoint: Option<String>,
     pub network: Option<String>,
     pub subnetwork: Option<String>,
+    pub runner_service_account: Option<String>,
+    /// Replaces the default container command (`/home/runner/run.sh`; dockerd first under
+    /// dind on Batch).
+    pub runner_command: Option<Vec<String>>,
 }
 
 /// A tenant's validated GCP project and region.
@@ -41,6 +45,9 @@ pub struct GcpSettings {
     pub token_endpoint: Option<Url>,
     pub network: Option<String>,
     pub subnetwork: Option<String>,
+    /// The service account runners run as; it alone may read each runner's JIT secret.
+    pub runner_service_account: Option<String>,
+    pub runner_command: Option<Vec<String>>,
 }
 
 /// `gcp-cloudrun`: Cloud Run v2 jobs.
@@ -87,6 +94,15 @@ impl GcpSettings {
         let endpoint = f.http_url("endpoint", raw.endpoint.as_deref());
         let token_endpoint = f.http_url("token_endpoint", raw.token_endpoint.as_deref());
         let key = f.secret("service_account_key", &raw.service_account_key);
+        if let Some(account) = &raw.runner_service_account
+            && !account.contains('@')
+        {
+            f.push(
+                "runner_service_account",
+                "must be a service account email (name@project.iam.gserviceaccount.com)",
+            );
+        }
+        f.runner_command("runner_command", raw.runner_command.as_deref());
         let settings = key.map(|service_account_key| GcpSettings {
             endpoint,
             project: raw.project,
@@ -95,6 +111,8 @@ impl GcpSettings {
             token_endpoint,
             network: raw.network,
             subnetwork: raw.subnetwork,
+            runner_service_account: raw.runner_service_account,
+            runner_command: raw.runner_command,
         });
         f.finish(settings)
     }
@@ -115,6 +133,8 @@ impl GcpSettings {
         config.endpoints = endpoints;
         config.network = self.network.clone();
         config.subnetwork = self.subnetwork.clone();
+        config.runner_service_account = self.runner_service_account.clone();
+        config.runner_command = self.runner_command.clone();
         Ok(config)
     }
 }

@@ -18,32 +18,32 @@
 //!
 //! # Runners
 //! When a Cloud Run execution or a Batch job starts and [`SimConfig::launch`] is set, the sim
-//! starts that program with the container's env (including `ACTIONS_RUNNER_INPUT_JITCONFIG`,
-//! read from Secret Manager); the execution/job state follows the child, and deleting the
-//! job kills it.
+//! runs its container through the image model ([`simulators::image`]): the image, the
+//! request's command and args (Cloud Run `command`/`args`, Batch `entrypoint`/`commands`) and
+//! env (including `ACTIONS_RUNNER_INPUT_JITCONFIG`, read from Secret Manager), with a fake
+//! `/home/runner/run.sh` that starts that program. The execution/job state follows the
+//! process, deleting the job kills it, and a container that ends without a runner is counted
+//! ([`SimHandle::exited_without_runner`]).
 
 mod api;
+mod conform;
 mod launch;
 mod state;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bus_schema::ProviderKind;
 use serde_json::Value;
+use simulators::cloud::{CloudFault, CloudSim, ServeHandle, SimInstanceTags};
 
 use crate::config::Endpoints;
 use state::State;
 pub use state::{SimJob, SimSecret};
 
-/// The program the sim starts for each runner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Launch {
-    pub program: PathBuf,
-    pub args: Vec<String>,
-}
+pub use simulators::cloud::Launch;
 
 /// The one service account the sim's token endpoint knows.
 #[derive(Debug, Clone)]
@@ -129,13 +129,11 @@ impl Sim {
         let app = axum::Router::new()
             .fallback(api::dispatch)
             .with_state(state.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = simulators::cloud::serve("google", listener, app)?;
         Ok(SimHandle {
             base_url,
             state,
-            server,
+            _server: server,
         })
     }
 }
@@ -145,7 +143,7 @@ impl Sim {
 pub struct SimHandle {
     base_url: String,
     state: Arc<Mutex<State>>,
-    server: tokio::task::JoinHandle<()>,
+    _server: ServeHandle,
 }
 
 impl SimHandle {
@@ -178,6 +176,18 @@ impl SimHandle {
         self.lock().secrets()
     }
 
+    /// Whether a job running as `account` (`None`: the default compute account) could read
+    /// secret `projects/{p}/secrets/{id}`, as the simulator decides when it starts a runner.
+    pub fn secret_readable_by(&self, secret: &str, account: Option<&str>) -> bool {
+        self.lock().secret_readable_by(secret, account)
+    }
+
+    /// How many requests were refused for departing from the vendor's discovery documents
+    /// (unknown query parameters or fields, values outside enums, wrong types).
+    pub fn conformance_rejections(&self) -> usize {
+        self.lock().conformance_rejections
+    }
+
     /// Every API call received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()
@@ -187,6 +197,12 @@ impl SimHandle {
     /// one entry per start (a name twice means a runner was launched twice).
     pub fn launched(&self) -> Vec<String> {
         self.lock().launched.clone()
+    }
+
+    /// How many jobs' containers ended, or failed to start, without starting a runner (a
+    /// command the image model could not take to `/home/runner/run.sh`).
+    pub fn exited_without_runner(&self) -> usize {
+        self.lock().exited_without_runner
     }
 
     /// Creates a running Cloud Run job behind the system's back (`region`, short `name`).
@@ -201,7 +217,7 @@ impl SimHandle {
 
     /// The next `times` API calls fail with `fault`.
     pub fn inject(&self, fault: Fault, times: usize) {
-        self.lock().faults.extend(std::iter::repeat_n(fault, times));
+        self.lock().faults.push(fault, times);
     }
 
     /// From now on, `percent` % of API calls fail with `UNAVAILABLE`, drawn from a seeded RNG.
@@ -217,10 +233,91 @@ impl SimHandle {
 
 impl Drop for SimHandle {
     fn drop(&mut self) {
-        self.server.abort();
+        // The server stops with `_server`.
         self.lock().kill_all();
     }
 }
 
-/// Pending faults, drained one per API call.
-pub(crate) type Faults = VecDeque<Fault>;
+/// The region the lab's provider sections name.
+pub const LAB_REGION: &str = "europe-west1";
+
+/// One simulator seen as one provider: Cloud Run jobs or Batch jobs (the same server plays
+/// both). The lab's [`CloudSim`].
+#[derive(Debug)]
+pub struct LabSim {
+    pub sim: SimHandle,
+    /// [`ProviderKind::GcpCloudrun`] or [`ProviderKind::GcpBatch`].
+    pub kind: ProviderKind,
+}
+
+impl CloudSim for LabSim {
+    fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
+    fn base_url(&self) -> String {
+        self.sim.base_url().to_owned()
+    }
+
+    fn provider_config(&self, secret: &str) -> BTreeMap<String, String> {
+        let base = self.sim.base_url();
+        BTreeMap::from([
+            ("endpoint".into(), base.to_owned()),
+            (
+                "token_endpoint".into(),
+                format!("{}/token", base.trim_end_matches('/')),
+            ),
+            ("project".into(), self.sim.lock().config.project.clone()),
+            ("region".into(), LAB_REGION.into()),
+            ("service_account_key".into(), secret.to_owned()),
+        ])
+    }
+
+    fn instances(&self) -> Vec<SimInstanceTags> {
+        let jobs = if self.kind == ProviderKind::GcpBatch {
+            self.sim.batch_jobs()
+        } else {
+            self.sim.run_jobs()
+        };
+        jobs.into_iter()
+            .map(|j| SimInstanceTags {
+                name: j.name,
+                tags: j.labels,
+            })
+            .collect()
+    }
+
+    fn controller_tag(&self, controller_id: &str) -> String {
+        crate::labels::sanitize_value(controller_id)
+    }
+
+    fn launched(&self) -> Vec<String> {
+        self.sim.launched()
+    }
+
+    fn create_orphan(&self, runner_name: &str, tags: BTreeMap<String, String>) {
+        let labels = crate::labels::to_labels(&tags);
+        if self.kind == ProviderKind::GcpBatch {
+            self.sim.insert_batch_job(LAB_REGION, runner_name, labels);
+        } else {
+            self.sim.insert_run_job(LAB_REGION, runner_name, labels);
+        }
+    }
+
+    fn inject(&self, fault: CloudFault, count: usize) {
+        let fault = match fault {
+            CloudFault::Throttle => Fault::Throttle,
+            CloudFault::ServerError => Fault::Unavailable,
+            CloudFault::Slow(d) => Fault::Slow(d),
+        };
+        self.sim.inject(fault, count);
+    }
+
+    fn set_failure_percent(&self, percent: u8, seed: u64) {
+        self.sim.fail_percent(percent, seed);
+    }
+
+    fn exited_without_runner(&self) -> usize {
+        self.sim.exited_without_runner()
+    }
+}

@@ -34,6 +34,12 @@ async fn create_sends_a_privileged_container_with_a_secret_variable() {
     let task = &body["taskGroups"][0]["taskSpec"];
     let runnable = &task["runnables"][0];
     assert_eq!(runnable["container"]["options"], "--privileged");
+    // dind: the entrypoint is a shell that starts dockerd, then execs run.sh.
+    assert_eq!(runnable["container"]["entrypoint"], "/bin/sh");
+    assert_eq!(runnable["container"]["commands"][0], "-c");
+    let script = runnable["container"]["commands"][1].as_str().unwrap();
+    assert!(script.starts_with("sudo -n dockerd"), "{script}");
+    assert!(script.ends_with("exec /home/runner/run.sh"), "{script}");
     assert_eq!(
         runnable["environment"]["secretVariables"]["ACTIONS_RUNNER_INPUT_JITCONFIG"],
         format!("projects/{PROJECT}/secrets/shr-acme-50-1-jit/versions/1")
@@ -56,7 +62,7 @@ async fn create_sends_a_privileged_container_with_a_secret_variable() {
         .into_iter()
         .find(|r| r.method == "POST" && r.path.ends_with("/jobs"))
         .unwrap();
-    assert_eq!(create.query["job_id"], "shr-acme-50-1");
+    assert_eq!(create.query["jobId"], "shr-acme-50-1");
     assert_eq!(
         provider.get("shr-acme-50-1").await.unwrap().unwrap().status,
         InstanceStatus::Running
@@ -158,4 +164,34 @@ async fn quota_and_throttling_are_told_apart() {
         .create(&request(KIND, "shr-acme-55-1"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_runner_service_account_alone_may_read_the_runners_secret() {
+    let sim = start(sim_config()).await;
+    let mut config = gcp_config(&sim);
+    let account = format!("runner@{PROJECT}.iam.gserviceaccount.com");
+    config.runner_service_account = Some(account.clone());
+    let provider = BatchProvider::new(config).unwrap();
+    provider
+        .create(&request(KIND, "shr-acme-72-1"))
+        .await
+        .unwrap();
+    let body = &sim.batch_jobs()[0].request;
+    assert_eq!(body["allocationPolicy"]["serviceAccount"]["email"], account);
+    let secret = format!("projects/{PROJECT}/secrets/shr-acme-72-1-jit");
+    assert!(sim.secret_readable_by(&secret, Some(&account)));
+    assert!(
+        !sim.secret_readable_by(&secret, None),
+        "the default compute account"
+    );
+    let policy = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("shr-acme-72-1-jit:setIamPolicy"))
+        .expect("a per-secret IAM policy");
+    assert_eq!(
+        policy.body["policy"]["bindings"][0]["role"],
+        "roles/secretmanager.secretAccessor"
+    );
 }

@@ -40,6 +40,11 @@ async fn create_sends_the_jit_config_as_a_secret_ref_never_in_clear() {
     assert_eq!(task["timeout"], "7200s");
     let container = &task["containers"][0];
     assert_eq!(container["image"], "ghcr.io/actions/actions-runner:2.330.0");
+    // The official image has no ENTRYPOINT/CMD: the command starts the runner.
+    assert_eq!(
+        container["command"],
+        serde_json::json!(["/home/runner/run.sh"])
+    );
     assert_eq!(container["resources"]["limits"]["cpu"], "2");
     assert_eq!(container["resources"]["limits"]["memory"], "4Gi");
     let env = &container["env"][0];
@@ -217,4 +222,34 @@ async fn invalid_runner_names_are_refused_before_any_call() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert!(sim.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_runner_service_account_alone_may_read_the_runners_secret() {
+    let sim = start(sim_config()).await;
+    let mut config = gcp_config(&sim);
+    let account = format!("runner@{PROJECT}.iam.gserviceaccount.com");
+    config.runner_service_account = Some(account.clone());
+    let provider = CloudRunProvider::new(config).unwrap();
+    provider
+        .create(&request(KIND, "shr-acme-70-1"))
+        .await
+        .unwrap();
+    let job = &sim.run_jobs()[0];
+    assert_eq!(
+        job.request["template"]["template"]["serviceAccount"],
+        account
+    );
+    let secret = format!("projects/{PROJECT}/secrets/shr-acme-70-1-jit");
+    assert!(sim.secret_readable_by(&secret, Some(&account)));
+    assert!(!sim.secret_readable_by(&secret, Some("other@x.iam.gserviceaccount.com")));
+    assert!(
+        !sim.secret_readable_by(&secret, None),
+        "the default compute account"
+    );
+    // Without the setting, runners use the default account and no per-secret policy is set.
+    let plain = CloudRunProvider::new(gcp_config(&sim)).unwrap();
+    plain.create(&request(KIND, "shr-acme-71-1")).await.unwrap();
+    let secret = format!("projects/{PROJECT}/secrets/shr-acme-71-1-jit");
+    assert!(sim.secret_readable_by(&secret, None));
 }

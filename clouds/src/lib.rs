@@ -27,12 +27,13 @@ use providers::{CloudPlugin, Plugin, Provider};
 use registration::{FieldError, ProviderSettings, SettingsRegistry, Tenant};
 
 /// Every plug-in, one line per cloud, in [`ProviderKind::ALL`] order.
-pub static PLUGINS: [&dyn CloudPlugin; 5] = [
+pub static PLUGINS: &[&dyn CloudPlugin] = &[
     &Plugin::<providers::local::LocalSettings>::NEW,
     &Plugin::<cloud_alibaba::EciSettings>::NEW,
     &Plugin::<cloud_azure::AciSettings>::NEW,
     &Plugin::<cloud_gcp::CloudRunSettings>::NEW,
     &Plugin::<cloud_gcp::BatchSettings>::NEW,
+    &Plugin::<cloud_aws::FargateSettings>::NEW,
 ];
 
 /// The registry over [`PLUGINS`].

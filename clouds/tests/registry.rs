@@ -69,11 +69,16 @@ fn each_plugin_rejects_unknown_fields_by_name() {
 fn each_plugin_names_a_mistyped_field() {
     for plugin in PLUGINS {
         let kind = plugin.kind();
-        for key in table(plugin.example()).keys() {
+        for (key, value) in table(plugin.example()) {
             let mut section = table(plugin.example());
-            section.insert(key.clone(), toml::Value::Array(Vec::new()));
+            // A value of another type than the example's.
+            let wrong = match value {
+                toml::Value::Array(_) => toml::Value::Integer(1),
+                _ => toml::Value::Array(Vec::new()),
+            };
+            section.insert(key.clone(), wrong);
             let errors = Registry.parse(kind, section).unwrap_err();
-            assert_eq!(errors[0].field, *key, "{kind}: {errors:?}");
+            assert_eq!(errors[0].field, key, "{kind}: {errors:?}");
             assert!(
                 errors[0].reason.contains("invalid type"),
                 "{kind}: {errors:?}"
@@ -130,6 +135,21 @@ fn each_plugin_reports_every_invalid_value_with_field_and_reason() {
                 ("token_endpoint", "https/http URL"),
             ],
         ),
+        (
+            ProviderKind::AwsFargate,
+            &[
+                ("region", "eu-west"),
+                ("secret_access_key", "wJalrplaintext"),
+                ("task_role_arn", "role/shr"),
+                ("capacity", "cheap"),
+            ],
+            &[
+                ("region", "not an AWS region"),
+                ("secret_access_key", "inline secrets are not accepted"),
+                ("task_role_arn", "IAM role ARN"),
+                ("capacity", "not one of"),
+            ],
+        ),
     ];
     for (kind, overrides, expected) in cases {
         let mut section = table(clouds::plugin(*kind).unwrap().example());
@@ -155,7 +175,7 @@ fn config(kind: ProviderKind, body: &str) -> Config {
         "[tenants.demo.providers.local]\n".to_owned()
     };
     let text = format!(
-        "[tenants.demo]\n{local}[tenants.demo.providers.{kind}]\n{body}\n\
+        "[controller]\nid = \"demo-prod\"\n[tenants.demo]\n{local}[tenants.demo.providers.{kind}]\n{body}\n\
          [[registrations]]\nname = \"r\"\ntenant = \"demo\"\nscope = \"org\"\n\
          url = \"https://github.com/demo\"\nauth = {{ pat = \"env:P\" }}\ndetection = \"poll\"\n"
     );

@@ -18,6 +18,7 @@ use async_nats::{
     },
 };
 use bus_schema::subject;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::{Error, LEASE_TTL};
 
@@ -42,11 +43,68 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, Error> {
     connect_named(url, "shr").await
 }
 
-/// Connects with a connection name (shown in server monitoring). The first connect must
-/// succeed; after that the client reconnects forever with backoff, buffering publishes, and
-/// logs connection events.
+/// How a process proves who it is to NATS, and where its replies go.
+///
+/// Credentials never travel in the URL (see [`redact_url`]); `Debug` shows which kind is set,
+/// never the secret.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// An nkey user seed (`SU…`): the server knows the public key.
+    pub nkey_seed: Option<SecretString>,
+    /// The contents of a `.creds` file (user JWT and seed), for operator/JWT deployments.
+    pub creds: Option<SecretString>,
+    /// The inbox prefix of this identity (`_INBOX_<tenant>` for a tenant agent): replies,
+    /// JetStream acks and pulled messages arrive below it, and its grant allows no other
+    /// inbox. `None` keeps the client's default `_INBOX`.
+    pub inbox_prefix: Option<String>,
+}
+
+/// Connects with a connection name (shown in server monitoring) and no credentials; see
+/// [`connect_as`].
 pub async fn connect_named(url: &str, name: &str) -> Result<async_nats::Client, Error> {
-    async_nats::ConnectOptions::new()
+    connect_as(url, name, &Identity::default()).await
+}
+
+/// `url` with any user information (`user:password@`) replaced by `***@`, for logs, errors
+/// and summaries.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let redacted = match rest[..host_end].rfind('@') {
+        Some(at) => format!("***@{}", &rest[at + 1..]),
+        None => rest.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{redacted}"),
+        None => redacted,
+    }
+}
+
+/// Connects as `identity`. The first connect must succeed; after that the client reconnects
+/// forever with backoff, buffering publishes, and logs connection events. Errors and logs
+/// show the URL without user information.
+pub async fn connect_as(
+    url: &str,
+    name: &str,
+    identity: &Identity,
+) -> Result<async_nats::Client, Error> {
+    let shown = redact_url(url);
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(seed) = &identity.nkey_seed {
+        options = options.nkey(seed.expose_secret().to_owned());
+    }
+    if let Some(creds) = &identity.creds {
+        options = options
+            .credentials(creds.expose_secret())
+            .map_err(|source| Error::Credentials { source })?;
+    }
+    if let Some(prefix) = &identity.inbox_prefix {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    options
         .name(name)
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)))
@@ -59,10 +117,7 @@ pub async fn connect_named(url: &str, name: &str) -> Result<async_nats::Client, 
         })
         .connect(url)
         .await
-        .map_err(|source| Error::Connect {
-            url: url.to_owned(),
-            source,
-        })
+        .map_err(|source| Error::Connect { url: shown, source })
 }
 
 /// Tunables of [`ensure_bus_with`].
@@ -124,6 +179,36 @@ pub async fn ensure_bus_with(client: &async_nats::Client, opts: &BusOptions) -> 
         },
     )
     .await?;
+    Ok(Bus {
+        client: client.clone(),
+        js,
+        jobs,
+        runners,
+        leases,
+    })
+}
+
+/// Looks the bus up without creating or changing anything: what a tenant agent (or the
+/// webhook under its own identity) does, whose grant allows no stream or bucket
+/// administration. Streams are not looked up at all (consumers bind by name); the buckets are
+/// (a KV handle needs the bucket's stream info). Fails while the central placement has not
+/// created them yet: callers retry.
+pub async fn lookup_bus(client: &async_nats::Client) -> Result<Bus, Error> {
+    let js = jetstream::new(client.clone());
+    let bucket = |name: &'static str| {
+        let js = js.clone();
+        async move {
+            js.get_key_value(name)
+                .await
+                .map_err(|source| Error::LookupBucket {
+                    bucket: name.to_owned(),
+                    source,
+                })
+        }
+    };
+    let jobs = bucket(subject::JOBS_BUCKET).await?;
+    let runners = bucket(subject::RUNNERS_BUCKET).await?;
+    let leases = bucket(subject::LEASES_BUCKET).await?;
     Ok(Bus {
         client: client.clone(),
         js,

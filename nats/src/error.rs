@@ -49,6 +49,19 @@ pub enum Error {
         #[source]
         source: async_nats::ConnectError,
     },
+    /// The credentials given could not be used (a malformed `.creds` file).
+    #[error("reading NATS credentials")]
+    Credentials {
+        #[source]
+        source: std::io::Error,
+    },
+    /// A KV bucket the central placement should have created could not be looked up.
+    #[error("looking up KV bucket {bucket}")]
+    LookupBucket {
+        bucket: String,
+        #[source]
+        source: async_nats::jetstream::context::KeyValueError,
+    },
     /// Creating or updating a stream failed.
     #[error("creating or updating stream {stream}")]
     EnsureStream {
@@ -125,7 +138,10 @@ impl Error {
             | Error::Codec { .. }
             | Error::AlreadyExists { .. }
             | Error::WrongRevision { .. }
-            | Error::LeaseLost { .. } => ErrorKind::Permanent,
+            | Error::LeaseLost { .. }
+            | Error::Credentials { .. } => ErrorKind::Permanent,
+            // Not there yet: the central placement creates it; retry.
+            Error::LookupBucket { .. } => ErrorKind::Transient,
             Error::ServerNotReady { .. }
             | Error::Connect { .. }
             | Error::TooManyConflicts { .. } => ErrorKind::Transient,

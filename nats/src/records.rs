@@ -8,12 +8,12 @@
 use std::{fmt, marker::PhantomData, time::Duration};
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     Error,
-    error::{create_kind, entry_kind, update_kind, watch_kind, watcher_kind},
+    error::{BoxError, create_kind, entry_kind, update_kind, watch_kind, watcher_kind},
 };
 
 /// How many lost races [`Records::modify`] tolerates before [`Error::TooManyConflicts`].
@@ -144,6 +144,74 @@ impl<T: Serialize + DeserializeOwned> Records<T> {
         keys.try_collect()
             .await
             .map_err(|e| self.kv_error("listing", "*", watcher_kind(e.kind()), e))
+    }
+
+    /// The keys holding a value that match `filter` (a subject pattern below the bucket, such
+    /// as `acme.>`), read through a short-lived, randomly named, headers-only pull consumer
+    /// whose name and filter appear in its create subject, so a grant can confine the listing
+    /// to one tenant's keys (see `nats/conf/README.md`). [`Records::keys`] lists the whole
+    /// bucket through an unnamed consumer, which such a grant cannot confine.
+    pub async fn keys_matching(&self, filter: &str) -> Result<Vec<String>, Error> {
+        use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+        let listing = |source: BoxError| Error::Kv {
+            op: "listing",
+            bucket: self.store.name.clone(),
+            key: filter.to_owned(),
+            kind: bus_schema::ErrorKind::Transient,
+            source,
+        };
+        let name = format!(
+            "keys-{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        let consumer = self
+            .store
+            .stream
+            .create_consumer(pull::Config {
+                name: Some(name),
+                filter_subject: format!("{}{filter}", self.store.prefix),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ack_policy: AckPolicy::None,
+                headers_only: true,
+                memory_storage: true,
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| listing(Box::new(e)))?;
+        let mut pending = consumer.cached_info().num_pending;
+        let mut keys = Vec::new();
+        while pending > 0 {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(512)
+                .expires(Duration::from_secs(5))
+                .messages()
+                .await
+                .map_err(|e| listing(Box::new(e)))?;
+            let mut got = 0;
+            while let Some(msg) = batch.next().await {
+                let msg = msg.map_err(&listing)?;
+                got += 1;
+                pending = msg.info().map_err(&listing)?.pending;
+                let deleted = msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("KV-Operation"))
+                    .is_some_and(|op| op.as_str() != "PUT");
+                if let (false, Some(key)) = (
+                    deleted,
+                    msg.subject.strip_prefix(self.store.prefix.as_str()),
+                ) {
+                    keys.push(key.to_owned());
+                }
+            }
+            if got == 0 {
+                break;
+            }
+        }
+        Ok(keys)
     }
 
     /// Read-modify-write with compare-and-set. `f` sees the current value (`None` when

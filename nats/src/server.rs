@@ -47,6 +47,9 @@ pub struct ServerOptions {
     pub ready_timeout: Duration,
     /// The binary; `None` looks it up (see the module docs).
     pub binary: Option<PathBuf>,
+    /// A server configuration file (`-c`), such as the accounts and users written by
+    /// [`crate::security`]; the address, port, JetStream and store flags still apply.
+    pub config: Option<PathBuf>,
     /// Start the server in a process group of its own, so a Ctrl-C meant for the parent
     /// (the terminal signals the whole foreground group) reaches only the parent, which then
     /// stops its actors while the bus is still up, and the server last.
@@ -60,6 +63,7 @@ impl Default for ServerOptions {
             port: None,
             ready_timeout: Duration::from_secs(20),
             binary: None,
+            config: None,
             own_process_group: false,
         }
     }
@@ -73,6 +77,7 @@ pub struct NatsServer {
     port: u16,
     store_dir: PathBuf,
     ready_timeout: Duration,
+    config: Option<PathBuf>,
     own_process_group: bool,
     /// Ports file, log file and (unless a store dir was given) the store.
     run_dir: tempfile::TempDir,
@@ -105,6 +110,7 @@ impl NatsServer {
             port: opts.port.unwrap_or(0),
             store_dir,
             ready_timeout: opts.ready_timeout,
+            config: opts.config,
             own_process_group: opts.own_process_group,
             run_dir,
         };
@@ -227,6 +233,9 @@ impl NatsServer {
             self.port.to_string()
         };
         let mut command = Command::new(&self.bin);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
         if self.own_process_group {
             command.process_group(0);
         }

@@ -15,6 +15,7 @@
 //! section; the `clouds` crate lists the plug-ins. This crate must not depend on any cloud
 //! crate, on `actors`, or on the lab.
 
+pub mod command;
 pub mod local;
 pub mod plugin;
 

@@ -1,7 +1,8 @@
 //! The local process provider: each runner is a child process on this host.
 //!
-//! It starts `shr sim runner` (or a real `actions/runner` `run.sh`) with the JIT config in the
-//! child's environment as `ACTIONS_RUNNER_INPUT_JITCONFIG`, never on its command line.
+//! It starts the program it is given (an `actions/runner` `run.sh`, or in the lab the fake
+//! runner `shr-lab sim runner`) with the JIT config in the child's environment as
+//! `ACTIONS_RUNNER_INPUT_JITCONFIG`, never on its command line.
 //!
 //! # Guarantees
 //! - Crash safe: each instance is a small JSON file under `<state_dir>/instances/`, written
@@ -10,6 +11,7 @@
 //! - Idempotent create by runner name: an existing state file with a live process is returned.
 //! - Delete of a missing instance is success. A recycled pid is never killed: the process
 //!   start time must match the recorded one.
+//! - `get`, `list` and `delete` see only instances carrying this controller's tag.
 //!
 //! # Caveats
 //! Linux only (reads `/proc`). For development and tests, not for production isolation.
@@ -86,6 +88,11 @@ impl LocalProvider {
         let name = path.file_stem()?.to_str()?.to_owned();
         let text = std::fs::read_to_string(path).ok()?;
         Some((name, serde_json::from_str(&text).ok()?))
+    }
+
+    /// Whether `file` carries this controller's tag.
+    fn ours(&self, file: &InstanceFile) -> bool {
+        file.tags.get(tags::CONTROLLER) == Some(&self.config.controller_id)
     }
 
     fn to_instance(name: String, file: &InstanceFile) -> Instance {
@@ -175,7 +182,8 @@ impl Provider for LocalProvider {
 
     async fn delete(&self, runner_name: &str) -> Result<(), ProviderError> {
         let path = self.state_path(runner_name)?;
-        let Some((_, file)) = Self::read_instance(&path) else {
+        // Missing, or another controller's: nothing of ours to delete.
+        let Some((_, file)) = Self::read_instance(&path).filter(|(_, f)| self.ours(f)) else {
             return Ok(());
         };
         if proc_state(file.pid, file.start_ticks) == ProcState::Alive {
@@ -196,7 +204,9 @@ impl Provider for LocalProvider {
 
     async fn get(&self, runner_name: &str) -> Result<Option<Instance>, ProviderError> {
         let path = self.state_path(runner_name)?;
-        Ok(Self::read_instance(&path).map(|(name, file)| Self::to_instance(name, &file)))
+        Ok(Self::read_instance(&path)
+            .filter(|(_, file)| self.ours(file))
+            .map(|(name, file)| Self::to_instance(name, &file)))
     }
 
     async fn list(&self) -> Result<Vec<Instance>, ProviderError> {
@@ -210,7 +220,7 @@ impl Provider for LocalProvider {
                 continue;
             }
             if let Some((name, file)) = Self::read_instance(&path)
-                && file.tags.get(tags::CONTROLLER) == Some(&self.config.controller_id)
+                && self.ours(&file)
             {
                 out.push(Self::to_instance(name, &file));
             }
@@ -316,8 +326,12 @@ mod tests {
     }
 
     fn provider(dir: &Path, script: &str) -> LocalProvider {
+        provider_of(dir, script, "ctl")
+    }
+
+    fn provider_of(dir: &Path, script: &str, controller_id: &str) -> LocalProvider {
         LocalProvider::new(LocalConfig {
-            controller_id: "ctl".into(),
+            controller_id: controller_id.into(),
             program: PathBuf::from("/bin/sh"),
             args: vec!["-c".into(), script.into()],
             state_dir: dir.to_path_buf(),
@@ -404,6 +418,11 @@ mod tests {
         other.controller_id = "someone-else".into();
         p.create(&other).await.unwrap();
         assert!(p.list().await.unwrap().is_empty());
+        assert!(p.get("shr-t-3-1").await.unwrap().is_none());
+        // Deleting through this controller leaves the other's instance in place.
+        p.delete("shr-t-3-1").await.unwrap();
+        let theirs = provider_of(dir.path(), "exit 0", "someone-else");
+        assert!(theirs.get("shr-t-3-1").await.unwrap().is_some());
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/actions/actions-runner:latest";
 pub const DEFAULT_LABEL: &str = "serverless-hosted-runner";
 /// GitHub's default runner group.
 pub const DEFAULT_RUNNER_GROUP_ID: u64 = 1;
+/// The largest vCPU (in thousandths) a job may ask for unless `limits.max_cpu` raises it:
+/// cost is bounded by default, not by the largest shape a cloud happens to offer.
+pub const DEFAULT_MAX_CPU_MILLIS: u32 = 4000;
+/// The largest memory (MiB) a job may ask for unless `limits.max_memory` raises it.
+pub const DEFAULT_MAX_MEMORY_MIB: u32 = 16 * 1024;
 
 /// A whole configuration file.
 #[derive(Debug, Clone)]
@@ -53,10 +58,15 @@ pub struct Config {
 /// `[controller]`: identity and placement of this process.
 #[derive(Debug, Clone)]
 pub struct Controller {
-    /// Tag value put on every cloud instance this controller creates (default `shr`).
+    /// Tag value put on every cloud instance this deployment creates. Required, and unique per
+    /// deployment: the sweep deletes only cloud instances that carry it.
     pub id: String,
     /// The NATS server; `None` means start or choose a local one.
     pub nats_url: Option<Url>,
+    /// The NATS nkey user seed (`SU…`) of this process's identity, by reference.
+    pub nats_nkey_seed: Option<SecretRef>,
+    /// A NATS `.creds` file (user JWT and seed) of this process's identity, by reference.
+    pub nats_creds: Option<SecretRef>,
     /// The actors this process runs (default: all).
     pub actors: BTreeSet<Actor>,
     /// The tenants whose provisioner and reaper run here; `None` means all.
@@ -135,6 +145,10 @@ pub struct Tenant {
     pub defaults: Defaults,
     /// The cloud accounts the tenant's runners may use.
     pub providers: Providers,
+    /// `jit_public_key`: the scheduler seals this tenant's JIT configs to it.
+    pub jit_public_key: Option<bus_schema::JitPublicKey>,
+    /// `jit_private_key`: opens them; set only in the tenant agent's configuration.
+    pub jit_private_key: Option<SecretRef>,
 }
 
 /// Defaults for a runner spec (tenant or registration level); `None` falls through.
@@ -274,8 +288,10 @@ pub enum Auth {
 pub struct Limits {
     pub min_idle: u32,
     pub max_runners: u32,
-    pub max_cpu_millis: Option<u32>,
-    pub max_memory_mib: Option<u32>,
+    /// `max_cpu`, or [`DEFAULT_MAX_CPU_MILLIS`] when unset.
+    pub max_cpu_millis: u32,
+    /// `max_memory`, or [`DEFAULT_MAX_MEMORY_MIB`] when unset.
+    pub max_memory_mib: u32,
     /// Image refs (`ghcr.io/acme/runner:*`) or tag patterns (`2.3*`); a trailing `*` is a
     /// prefix match. Empty: only the default image.
     pub allowed_images: Vec<String>,
@@ -308,6 +324,9 @@ pub struct Registration {
     pub poll_interval_secs: Option<u64>,
     /// JIT config requests per minute this registration may make.
     pub jit_per_minute: u32,
+    /// The registration's own webhook secret; `None` uses `[webhook] secret`. When set, only
+    /// deliveries signed with it reach this registration.
+    pub webhook_secret: Option<SecretRef>,
     pub defaults: Defaults,
     pub limits: Limits,
     scope: Scope,
@@ -464,7 +483,7 @@ impl Config {
         let actors: Vec<&str> = c.actors.iter().map(|a| a.name()).collect();
         let _ = writeln!(
             out,
-            "controller {}: actors {}; tenants {}; nats {}",
+            "controller {}: actors {}; tenants {}; nats {}{}",
             c.id,
             actors.join(", "),
             c.tenants.as_ref().map_or("all".into(), |t| t
@@ -473,6 +492,11 @@ impl Config {
                 .collect::<Vec<_>>()
                 .join(", ")),
             c.nats_url.as_ref().map_or("local".into(), Url::to_string),
+            match (&c.nats_nkey_seed, &c.nats_creds) {
+                (Some(seed), _) => format!(" (nkey {seed})"),
+                (None, Some(creds)) => format!(" (creds {creds})"),
+                (None, None) => String::new(),
+            },
         );
         if self.runs(Actor::Webhook) {
             let w = &self.webhook;
@@ -497,7 +521,18 @@ impl Config {
                     None => k.to_string(),
                 })
                 .collect();
-            let _ = writeln!(out, "tenant {}: providers {}", t.name, providers.join(", "));
+            let sealing = match (&t.jit_public_key, &t.jit_private_key) {
+                (Some(_), Some(key)) => format!("sealed (private key {key})"),
+                (Some(_), None) => "sealed".to_owned(),
+                (None, _) => "in clear unless generated (all-in-one)".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "tenant {}: providers {}; JIT configs {}",
+                t.name,
+                providers.join(", "),
+                sealing
+            );
             for r in self.registrations.iter().filter(|r| r.tenant == t.name) {
                 let poll = match (&r.scope, r.poll_interval_secs) {
                     (Scope::Enterprise { .. }, _) => {
@@ -521,6 +556,13 @@ impl Config {
                     poll,
                     r.labels.join(", "),
                     auth,
+                );
+                let _ = writeln!(
+                    out,
+                    "    limits: max_runners {}, max_cpu {} vCPU, max_memory {} GiB",
+                    r.limits.max_runners,
+                    crate::labels::thousandths(r.limits.max_cpu_millis),
+                    crate::labels::thousandths(r.limits.max_memory_mib * 1000 / 1024),
                 );
             }
         }

@@ -237,7 +237,8 @@ pub fn resolve(
         };
         match parsed {
             Label::Cpu(v) => {
-                if let Some(max) = limits.max_cpu_millis.filter(|max| v > *max) {
+                if v > limits.max_cpu_millis {
+                    let max = limits.max_cpu_millis;
                     return Err(decline(DeclineReason::ExceedsPolicy {
                         label,
                         reason: format!("at most {} vCPU allowed", thousandths(max)),
@@ -246,7 +247,8 @@ pub fn resolve(
                 cpu_millis = v;
             }
             Label::Memory(v) => {
-                if let Some(max) = limits.max_memory_mib.filter(|max| v > *max) {
+                if v > limits.max_memory_mib {
+                    let max = limits.max_memory_mib;
                     return Err(decline(DeclineReason::ExceedsPolicy {
                         label,
                         reason: format!("at most {max} MiB allowed"),
@@ -347,7 +349,7 @@ fn image_allowed(patterns: &[String], image: &str, tag: &str) -> bool {
 }
 
 /// `1500` → `1.5`.
-fn thousandths(v: u32) -> String {
+pub(crate) fn thousandths(v: u32) -> String {
     let (int, frac) = (v / 1000, v % 1000);
     if frac == 0 {
         int.to_string()

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::{
     Config, ConfigErrors, ScopeKind, SettingsRegistry,
-    config::scope_from_url,
+    config::{DEFAULT_LABEL, scope_from_url},
     error::Collector,
     labels::{Label, parse_label},
     syntax,
@@ -404,7 +404,10 @@ fn convert(c: &mut Collector, out: &mut Output, it: &Item) {
         let _ = writeln!(r, "repos = {}", q_list(&repos));
     }
     if !labels.is_empty() {
-        let _ = writeln!(r, "labels = {}", q_list(&labels));
+        // The predecessor matched `serverless-hosted-runner` plus these: add, never replace.
+        let mut all = vec![DEFAULT_LABEL.to_owned()];
+        all.extend(labels.iter().filter(|l| *l != DEFAULT_LABEL).cloned());
+        let _ = writeln!(r, "labels = {}", q_list(&all));
     }
     let _ = writeln!(r, "charge_labels = {}", q_list(&charge));
     let _ = writeln!(
@@ -598,7 +601,12 @@ impl Output {
         for (var, what) in &self.env_vars {
             let _ = writeln!(s, "#   {var}: {what}");
         }
-        let _ = writeln!(s, "\n[controller]\nid = \"shr\"\n");
+        // Written out, not defaulted: an operator sharing a cloud account between deployments
+        // sees it here and must give each its own.
+        let _ = writeln!(
+            s,
+            "\n[controller]\n# Unique per deployment: the sweep deletes only instances carrying it.\nid = \"shr\"\n"
+        );
         if self.webhook {
             let _ = writeln!(
                 s,

@@ -89,6 +89,13 @@ impl Fields {
         }
     }
 
+    /// An optional container command override: when given, it must not be empty.
+    pub fn runner_command(&mut self, field: &str, value: Option<&[String]>) {
+        if value.is_some_and(<[String]>::is_empty) {
+            self.push(field, "must not be empty (leave it out for the default)");
+        }
+    }
+
     /// An optional `http`/`https` URL with a host.
     pub fn http_url(&mut self, field: &str, value: Option<&str>) -> Option<Url> {
         let value = value?;

@@ -4,13 +4,16 @@
 use bus_schema::Scope;
 use registration::{Actor, Auth, Config, Detection, SecretRef};
 
+/// The `[controller]` table every valid file needs (its id has no default).
+const CONTROLLER: &str = "[controller]\nid = \"acme-prod\"\n";
+
 const TENANT: &str = r#"
 [tenants.acme]
 [tenants.acme.providers.local]
 "#;
 
 fn with_registration(reg: &str) -> String {
-    format!("[webhook]\nsecret = \"env:WH\"\n{TENANT}\n[[registrations]]\n{reg}")
+    format!("{CONTROLLER}[webhook]\nsecret = \"env:WH\"\n{TENANT}\n[[registrations]]\n{reg}")
 }
 
 fn errors(text: &str) -> registration::ConfigErrors {
@@ -27,7 +30,7 @@ auth = { pat = "env:ACME_PAT" }
 #[test]
 fn defaults_fill_a_minimal_file() {
     let config = Config::parse(&with_registration(OK_REG), "shr.toml", &clouds::Registry).unwrap();
-    assert_eq!(config.controller.id, "shr");
+    assert_eq!(config.controller.id, "acme-prod");
     assert!(Actor::ALL.iter().all(|a| config.runs(*a)));
     assert!(config.controller.nats_url.is_none());
     assert_eq!(config.webhook.listen.to_string(), "0.0.0.0:8080");
@@ -250,6 +253,15 @@ max_attempts = 0
 }
 
 #[test]
+fn the_controller_id_is_required() {
+    // No silent default: two deployments sharing a cloud account must not share an id.
+    let text = with_registration(OK_REG).replace(CONTROLLER, "");
+    let e = errors(&text);
+    assert!(e.has_field("controller.id"), "{e}");
+    assert!(e.to_string().contains("unique to this deployment"), "{e}");
+}
+
+#[test]
 fn tenants_controller_and_webhook_are_validated() {
     let text = r#"
 [controller]
@@ -301,11 +313,12 @@ endpoint = "not a url"
 #[test]
 fn webhook_secret_is_required_only_where_webhooks_are_received() {
     let text = format!("{TENANT}\n[[registrations]]\n{OK_REG}");
+    let agent = format!("[controller]\nid = \"a\"\nactors = [\"provisioner\", \"reaper\"]\n{text}");
+    let text = format!("{CONTROLLER}{text}");
     assert!(errors(&text).has_field("webhook.secret"));
     let poll_only = text.replace("scope = \"org\"", "scope = \"org\"\ndetection = \"poll\"");
     let config = Config::parse(&poll_only, "f", &clouds::Registry).unwrap();
     assert_eq!(config.registrations()[0].poll_interval_secs, Some(30));
-    let agent = format!("[controller]\nactors = [\"provisioner\", \"reaper\"]\n{text}");
     Config::parse(&agent, "f", &clouds::Registry).unwrap();
 }
 
@@ -376,7 +389,7 @@ fn routing_config() -> Config {
         ("repo", "repo", "https://github.com/acme/app", ""),
         ("ghes", "org", "https://ghe.example.com/acme", ""),
     ];
-    let mut text = format!("[webhook]\nsecret = \"env:WH\"\n{TENANT}");
+    let mut text = format!("{CONTROLLER}[webhook]\nsecret = \"env:WH\"\n{TENANT}");
     for (name, scope, url, extra) in regs {
         text.push_str(&format!(
             "[[registrations]]\nname = \"{name}\"\ntenant = \"acme\"\nscope = \"{scope}\"\nurl = \"{url}\"\n{extra}auth = {{ pat = \"env:P\" }}\nlabels = [\"{name}-label\"]\n"
@@ -440,4 +453,89 @@ fn debug_output_shows_references_not_values() {
     let config = Config::parse(&with_registration(OK_REG), "f", &clouds::Registry).unwrap();
     let debug = format!("{config:?}");
     assert!(debug.contains("ACME_PAT"));
+}
+
+/// README documents `[webhook] tls = { cert = …, key = … }`; that form parses, the older
+/// `tls_cert`/`tls_key` still does, and mixing or halving them names the field.
+#[test]
+fn webhook_tls_takes_the_documented_table_and_the_older_keys() {
+    let with_webhook = |webhook: &str| {
+        format!(
+            "{CONTROLLER}[webhook]\nsecret = \"env:WH\"\n{webhook}\n{TENANT}\n[[registrations]]\n{OK_REG}"
+        )
+    };
+    for webhook in [
+        r#"tls = { cert = "/etc/shr/tls.crt", key = "/etc/shr/tls.key" }"#,
+        "tls_cert = \"/etc/shr/tls.crt\"\ntls_key = \"/etc/shr/tls.key\"",
+    ] {
+        let config = Config::parse(&with_webhook(webhook), "shr.toml", &clouds::Registry).unwrap();
+        let tls = config.webhook.tls.expect("tls is set");
+        assert_eq!(
+            tls.cert,
+            std::path::Path::new("/etc/shr/tls.crt"),
+            "{webhook}"
+        );
+        assert_eq!(
+            tls.key,
+            std::path::Path::new("/etc/shr/tls.key"),
+            "{webhook}"
+        );
+    }
+    for (webhook, field) in [
+        (r#"tls = { cert = "/c.pem" }"#, "webhook.tls.key"),
+        (r#"tls = { key = "/k.pem" }"#, "webhook.tls.cert"),
+        ("tls = {}", "webhook.tls"),
+        (
+            "tls = { cert = \"/c\", key = \"/k\" }\ntls_cert = \"/c\"",
+            "webhook.tls",
+        ),
+    ] {
+        let e = errors(&with_webhook(webhook));
+        assert!(e.has_field(field), "{webhook}: {field} missing in\n{e}");
+    }
+    let e = Config::parse(
+        &with_webhook(r#"tls = { cert = "/c", key = "/k", chain = "/x" }"#),
+        "shr.toml",
+        &clouds::Registry,
+    )
+    .expect_err("unknown key in tls");
+    assert!(e.to_string().contains("chain"), "{e}");
+}
+
+#[test]
+fn nats_credentials_come_by_reference_and_never_inside_the_url() {
+    let with_controller = |controller: &str| {
+        format!(
+            "{CONTROLLER}{controller}\n{}",
+            with_registration(OK_REG).replace(CONTROLLER, "")
+        )
+    };
+    let ok = with_controller(
+        "nats_url = \"nats://nats.internal:4222\"\nnats_nkey_seed = \"file:/etc/shr/agent-a.nk\"",
+    );
+    let config = Config::parse(&ok, "shr.toml", &clouds::Registry).unwrap();
+    assert_eq!(
+        config.controller.nats_nkey_seed,
+        Some(SecretRef::File("/etc/shr/agent-a.nk".into()))
+    );
+    assert!(config.summary().contains("(nkey file:/etc/shr/agent-a.nk)"));
+
+    let in_url = errors(&with_controller(
+        "nats_url = \"nats://agent:hunter2@nats.internal:4222\"",
+    ));
+    assert!(in_url.has_field("controller.nats_url"), "{in_url}");
+    assert!(
+        !in_url.to_string().contains("hunter2"),
+        "password echoed: {in_url}"
+    );
+
+    let inline = errors(&with_controller(
+        "nats_nkey_seed = \"SUAINLINESEED\"\nnats_creds = \"env:CREDS\"",
+    ));
+    assert!(inline.has_field("controller.nats_nkey_seed"), "{inline}");
+    assert!(!inline.to_string().contains("SUAINLINESEED"), "{inline}");
+    let both = errors(&with_controller(
+        "nats_nkey_seed = \"env:SEED\"\nnats_creds = \"env:CREDS\"",
+    ));
+    assert!(both.has_field("controller.nats_creds"), "{both}");
 }

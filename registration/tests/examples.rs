@@ -39,6 +39,9 @@ fn centralized_example_routes_and_summarizes() {
         "alibaba-eci (cn-shanghai)",
         "registration data-enterprise",
         "enterprises/bigcorp",
+        // Effective limits: raised where the file says so, bounded by default elsewhere.
+        "limits: max_runners 50, max_cpu 8 vCPU, max_memory 16 GiB",
+        "limits: max_runners 100, max_cpu 4 vCPU, max_memory 16 GiB",
     ] {
         assert!(summary.contains(needle), "{needle} missing from\n{summary}");
     }

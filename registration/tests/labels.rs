@@ -69,6 +69,9 @@ fn labels_parse_by_strict_prefix() {
 }
 
 const CONFIG: &str = r#"
+[controller]
+id = "acme-prod"
+
 [webhook]
 secret = "env:WH"
 
@@ -277,7 +280,11 @@ fn policy_declines_what_the_registration_does_not_allow() {
         ("strict", &["vsw-other"], Some("not_allowed")),
         ("strict", &["disk-cache-bucket"], Some("not_allowed")),
         ("strict", &["subnet-gpu"], Some("not_allowed")),
-        ("strict", &["cpu-64"], None),
+        // No limits set: bounded by default at 4 vCPU and 16 GiB.
+        ("strict", &["cpu-4"], None),
+        ("strict", &["cpu-64"], Some("exceeds_policy")),
+        ("strict", &["memory-16"], None),
+        ("strict", &["memory-17"], Some("exceeds_policy")),
     ];
     for (reg, extra, expected) in cases {
         let (reg, runner) = if *reg == "open" {

@@ -85,3 +85,26 @@ fn not_an_array_is_rejected() {
         );
     }
 }
+
+/// The predecessor's `Labels` were added to `serverless-hosted-runner`: the imported
+/// registration keeps that label and adds the legacy ones, once each.
+#[test]
+fn legacy_labels_are_added_to_the_default_label() {
+    for (labels, want) in [
+        (
+            r#""Labels":"gpu,big""#,
+            &["serverless-hosted-runner", "gpu", "big"][..],
+        ),
+        (
+            r#""Labels":"serverless-hosted-runner,gpu""#,
+            &["serverless-hosted-runner", "gpu"][..],
+        ),
+        ("", &["serverless-hosted-runner"][..]),
+    ] {
+        let import = import_legacy(&item(labels), "r.json", &clouds::Registry).unwrap();
+        let config =
+            registration::Config::parse(&import.toml, "r.toml", &clouds::Registry).unwrap();
+        let reg = &config.registrations()[0];
+        assert_eq!(reg.labels, want, "{labels}\n{}", import.toml);
+    }
+}

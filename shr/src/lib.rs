@@ -1,14 +1,12 @@
-//! The `shr` binary's library half: wiring actors from configuration, the demo and test
-//! harness, the simulators as commands, and the benchmarks. `main.rs` only parses arguments.
+//! The `shr` binary's library half: wiring actors from configuration, the cloud providers
+//! built from it, and the registration commands. `main.rs` only parses arguments.
+//!
+//! This is the product. Must not depend on: `simulators`, the lab (`shr-lab`), or any cloud
+//! crate's `sim` feature; a test in `lab/tests/product_deps.rs` checks the dependency graph.
 
-pub mod bench;
-pub mod chaos;
-pub mod clouds;
-pub mod demo;
-pub mod harness;
+pub mod keys_cmd;
 pub mod metrics_server;
 pub mod registration_cmd;
-pub mod sim;
 pub mod status;
 pub mod status_cmd;
 pub mod status_page;

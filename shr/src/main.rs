@@ -1,14 +1,14 @@
 //! `shr`: the serverless-hosted-runner binary.
 //!
-//! One binary for every role: the actors (`shr run`), the all-in-one demo (`shr demo`), the
-//! registration tools, the local simulators and the benchmarks.
+//! One binary for every role: the actors (`shr run`) and the registration tools. The demo,
+//! the simulators and the benchmarks are the lab's (`shr-lab`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use shr::{EXIT_BAD_INPUT, bench, demo, registration_cmd, sim, status_cmd, wiring};
+use shr::{EXIT_BAD_INPUT, registration_cmd, status_cmd, wiring};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,17 +29,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Run everything locally against NATS and the simulators, queue jobs, report.
-    Demo(demo::DemoArgs),
     /// Check or import registrations.
     #[command(subcommand)]
     Registration(registration_cmd::RegistrationCommand),
-    /// Local simulators of GitHub and the clouds, and the fake runner.
+    /// Key pairs for sealed JIT configs.
     #[command(subcommand)]
-    Sim(sim::SimCommand),
-    /// Benchmarks.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Keys(shr::keys_cmd::KeysCommand),
     /// What is queued, running and stuck, read from the records.
     Status(status_cmd::Source),
     /// Runner records.
@@ -71,10 +66,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Run { config } => run(config).await,
-            Command::Demo(args) => demo::run(args).await,
             Command::Registration(cmd) => registration_cmd::run(cmd),
-            Command::Sim(cmd) => sim::run(cmd).await,
-            Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Keys(cmd) => shr::keys_cmd::run(cmd),
             Command::Status(source) => status_cmd::status(source).await,
             Command::Runners(cmd) => status_cmd::runners(cmd).await,
             Command::Reap(args) => status_cmd::reap(args).await,
@@ -158,7 +151,7 @@ async fn serve(
         nats_url,
         holder_id: shr::holder_id(),
         work_dir,
-        runner_program: std::env::current_exe()?,
+        local_runner: None,
         webhook_listener: None,
         sweep_interval: sweep_interval(),
     };

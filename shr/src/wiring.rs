@@ -39,8 +39,9 @@ pub struct StartOptions {
     pub holder_id: String,
     /// Where local state lives (local provider instances, runner logs).
     pub work_dir: PathBuf,
-    /// The program local runners run (`shr sim runner` unless a tenant names a `run.sh`).
-    pub runner_program: PathBuf,
+    /// The program a local provider without `runner_command` runs. The product has none
+    /// (`None`: such a tenant is refused); the lab passes its fake runner.
+    pub local_runner: Option<LocalRunner>,
     /// A listener already bound for the webhook (the demo binds port 0 first).
     pub webhook_listener: Option<std::net::TcpListener>,
     /// How often the reaper sweeps for orphans and timeouts.
@@ -49,6 +50,13 @@ pub struct StartOptions {
 
 /// How long a stop waits by default for the actors to finish the messages in hand.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// A runner program and its arguments, for local providers without `runner_command`.
+#[derive(Debug, Clone)]
+pub struct LocalRunner {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
 
 /// The running actors of this process.
 #[derive(Debug)]
@@ -218,6 +226,90 @@ impl Actors {
     }
 }
 
+/// The registrations whose GitHub credentials this process resolves.
+///
+/// Credentials stay with their owner: the poller and scheduler (central) need every
+/// registration's; a tenant agent (provisioner/reaper for some tenants) needs only its own
+/// tenants', because its reaper and sweeper deregister and list their runners on GitHub;
+/// the webhook and the provisioner need none.
+pub fn github_registrations(config: &Config) -> Vec<&registration::Registration> {
+    let central = config.runs(Actor::Poller) || config.runs(Actor::Scheduler);
+    let agent = config.runs(Actor::Reaper);
+    (config.registrations().iter())
+        .filter(|reg| central || (agent && config.serves_tenant(&reg.tenant)))
+        .collect()
+}
+
+/// The tenants whose cloud credentials this process resolves: those whose provisioner or
+/// reaper runs here, and no others.
+pub fn cloud_tenants(config: &Config) -> Vec<&Tenant> {
+    if !(config.runs(Actor::Provisioner) || config.runs(Actor::Reaper)) {
+        return Vec::new();
+    }
+    (config.tenants())
+        .filter(|t| config.serves_tenant(&t.name))
+        .collect()
+}
+
+/// The JIT sealing keys of this process.
+///
+/// - The scheduler seals to every tenant's `jit_public_key`.
+/// - A provisioner opens with its tenants' `jit_private_key` (required when the tenant has a
+///   public key; it must match it).
+/// - A tenant with no key whose scheduler and provisioner both run here (all-in-one) gets a
+///   key pair generated for this run, so sealing is on without any setup.
+pub fn jit_keys(config: &Config) -> anyhow::Result<actors::JitKeys> {
+    let mut keys = actors::JitKeys::default();
+    let provisions_here =
+        |t: &Tenant| config.runs(Actor::Provisioner) && config.serves_tenant(&t.name);
+    for tenant in config.tenants() {
+        let private = match &tenant.jit_private_key {
+            Some(secret) if provisions_here(tenant) => {
+                use secrecy::ExposeSecret as _;
+                let text = secret
+                    .resolve()
+                    .with_context(|| format!("tenants.{}.jit_private_key", tenant.name))?;
+                let key = bus_schema::JitPrivateKey::parse(text.expose_secret())
+                    .with_context(|| format!("tenants.{}.jit_private_key", tenant.name))?;
+                Some(key)
+            }
+            _ => None,
+        };
+        match (&tenant.jit_public_key, private) {
+            (Some(public), Some(private)) => {
+                anyhow::ensure!(
+                    private.public_key() == *public,
+                    "tenants.{}.jit_private_key does not match its jit_public_key",
+                    tenant.name
+                );
+                keys.add_public(&tenant.name, public.clone());
+                keys.add_private(&tenant.name, private);
+            }
+            (Some(public), None) => {
+                anyhow::ensure!(
+                    !provisions_here(tenant),
+                    "tenants.{}.jit_private_key is required: this process provisions for the tenant and its JIT configs are sealed",
+                    tenant.name
+                );
+                keys.add_public(&tenant.name, public.clone());
+            }
+            (None, private) => {
+                if let Some(private) = private {
+                    keys.add_public(&tenant.name, private.public_key());
+                    keys.add_private(&tenant.name, private);
+                } else if config.runs(Actor::Scheduler) && provisions_here(tenant) {
+                    let private = bus_schema::JitPrivateKey::generate();
+                    keys.add_public(&tenant.name, private.public_key());
+                    keys.add_private(&tenant.name, private);
+                } else if config.runs(Actor::Scheduler) {
+                    tracing::warn!(tenant = %tenant.name, "tenant has no jit_public_key: its JIT configs travel in clear");
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
 /// Resolves a registration's credentials into a GitHub client.
 fn github_client(reg: &registration::Registration) -> anyhow::Result<github_client::GitHubClient> {
     let auth = match &reg.auth {
@@ -262,11 +354,13 @@ fn tenant_providers(
                     .settings_as::<providers::local::LocalSettings>(kind)
                     .cloned()
                     .unwrap_or_default();
-                let (program, args) = match local.runner_command {
-                    Some(run_sh) => (run_sh, Vec::new()),
-                    None => (
-                        opts.runner_program.clone(),
-                        vec!["sim".into(), "runner".into()],
+                let (program, args) = match (local.runner_command, &opts.local_runner) {
+                    (Some(run_sh), _) => (run_sh, Vec::new()),
+                    (None, Some(runner)) => (runner.program.clone(), runner.args.clone()),
+                    (None, None) => anyhow::bail!(
+                        "tenant {}: providers.local: runner_command is required (the path of \
+                         an actions/runner run.sh)",
+                        tenant.name
                     ),
                 };
                 Arc::new(providers::local::LocalProvider::new(
@@ -288,22 +382,80 @@ fn tenant_providers(
 /// How long `start` keeps trying to reach NATS (a server restarting, a cluster electing).
 const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Connects and makes sure the streams and buckets exist, retrying for [`CONNECT_PATIENCE`].
-async fn connect_bus(url: &str, holder: &str) -> anyhow::Result<shr_nats::Bus> {
+/// The NATS identity of this process: `[controller] nats_nkey_seed` or `nats_creds`,
+/// resolved now, and the role its placement implies (see `shr_nats::security`): a process
+/// with no scheduler, poller or webhook that serves exactly one tenant is that tenant's agent;
+/// one that runs only the webhook is the webhook; anything else is central. `None` without
+/// credentials (development: no authentication, the default inbox).
+fn nats_identity(
+    config: &Config,
+) -> anyhow::Result<Option<(shr_nats::security::Role, shr_nats::Identity)>> {
+    use shr_nats::security::Role;
+    let c = &config.controller;
+    let resolve = |secret: &Option<registration::SecretRef>, field: &str| {
+        secret
+            .as_ref()
+            .map(|s| s.resolve())
+            .transpose()
+            .with_context(|| format!("controller.{field}"))
+    };
+    let nkey_seed = resolve(&c.nats_nkey_seed, "nats_nkey_seed")?;
+    let creds = resolve(&c.nats_creds, "nats_creds")?;
+    if nkey_seed.is_none() && creds.is_none() {
+        return Ok(None);
+    }
+    let central = [Actor::Scheduler, Actor::Poller]
+        .into_iter()
+        .any(|a| config.runs(a));
+    let agent_tenant = match &c.tenants {
+        Some(tenants) if tenants.len() == 1 => tenants.iter().next(),
+        _ => None,
+    };
+    let role = match (central, config.runs(Actor::Webhook), agent_tenant) {
+        (false, false, Some(tenant)) => Role::Agent(tenant.clone()),
+        (false, true, _) if c.actors.len() == 1 => Role::Webhook,
+        _ => Role::Central,
+    };
+    let identity = shr_nats::Identity {
+        nkey_seed,
+        creds,
+        inbox_prefix: Some(role.inbox_prefix()),
+    };
+    Ok(Some((role, identity)))
+}
+
+/// Connects and sets the bus up, retrying for [`CONNECT_PATIENCE`]. The central placement (or
+/// a process without credentials) creates or updates streams and buckets; a tenant agent or
+/// the webhook under its own identity only looks them up, as its grant allows.
+async fn connect_bus(url: &str, holder: &str, config: &Config) -> anyhow::Result<shr_nats::Bus> {
+    let identity = nats_identity(config)?;
+    let creates = identity
+        .as_ref()
+        .is_none_or(|(role, _)| *role == shr_nats::security::Role::Central);
+    let (role, identity) = match identity {
+        Some((role, identity)) => (role.name(), identity),
+        None => ("unauthenticated".to_owned(), shr_nats::Identity::default()),
+    };
+    let shown = shr_nats::redact_url(url);
+    tracing::info!(url = %shown, identity = %role, creates, "connecting to NATS");
     let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
     loop {
         let attempt = async {
-            let client = shr_nats::connect_named(url, &format!("shr-{holder}")).await?;
-            shr_nats::ensure_bus(&client).await
+            let client = shr_nats::connect_as(url, &format!("shr-{holder}"), &identity).await?;
+            if creates {
+                shr_nats::ensure_bus(&client).await
+            } else {
+                shr_nats::lookup_bus(&client).await
+            }
         };
         match attempt.await {
             Ok(bus) => return Ok(bus),
             Err(error) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(%url, %error, "NATS not ready; retrying");
+                tracing::warn!(url = %shown, %error, "NATS not ready; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
             Err(error) => {
-                return Err(error).with_context(|| format!("connecting to NATS at {url}"));
+                return Err(error).with_context(|| format!("connecting to NATS at {shown}"));
             }
         }
     }
@@ -311,20 +463,18 @@ async fn connect_bus(url: &str, holder: &str) -> anyhow::Result<shr_nats::Bus> {
 
 /// Connects to NATS, makes sure the streams and buckets exist, and starts the actors.
 pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Result<Running> {
-    let bus = connect_bus(&opts.nats_url, &opts.holder_id).await?;
+    let bus = connect_bus(&opts.nats_url, &opts.holder_id, &config).await?;
 
     let mut github = BTreeMap::new();
-    for reg in config.registrations() {
+    for reg in github_registrations(&config) {
         github.insert(reg.name.clone(), github_client(reg)?);
     }
-    let ctx = Context::new(config.clone(), bus.clone(), github);
+    let ctx = Context::new(config.clone(), bus.clone(), github).with_jit_keys(jit_keys(&config)?);
 
     let mut providers: ProviderSet = BTreeMap::new();
-    if config.runs(Actor::Provisioner) || config.runs(Actor::Reaper) {
-        for tenant in config.tenants().filter(|t| config.serves_tenant(&t.name)) {
-            for (kind, provider) in tenant_providers(&config, tenant, &opts)? {
-                providers.insert((tenant.name.clone(), kind), provider);
-            }
+    for tenant in cloud_tenants(&config) {
+        for (kind, provider) in tenant_providers(&config, tenant, &opts)? {
+            providers.insert((tenant.name.clone(), kind), provider);
         }
     }
 
@@ -339,7 +489,16 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
                 anyhow::bail!("webhook.secret is required when this process runs the webhook actor")
             }
         };
-        let state = actors::webhook::WebhookState::new(secret, bus.clone(), config.clone());
+        let mut own = BTreeMap::new();
+        for reg in config.registrations() {
+            if let Some(secret) = &reg.webhook_secret {
+                let value = (secret.resolve())
+                    .with_context(|| format!("registration {}: webhook_secret", reg.name))?;
+                own.insert(reg.name.clone(), value);
+            }
+        }
+        let state = actors::webhook::WebhookState::new(secret, bus.clone(), config.clone())
+            .with_registration_secrets(own);
         webhook_stats = Some(state.stats.clone());
         let router =
             actors::webhook::router(state, &config.webhook.path, config.webhook.max_body_bytes);
@@ -358,24 +517,20 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
             .context("webhook.tls")?;
         tracing::info!(addr = ?webhook_addr, path = %config.webhook.path, tls = tls.is_some(), "webhook listening");
         let cancel = cancel.clone();
+        // Header/request timeouts and the request cap: see `actors::ingress`.
+        let limits = actors::ingress::Limits::default();
+        let router = actors::ingress::guard(router, &limits);
         tasks.spawn("webhook", async move {
             let shutdown = async move { cancel.cancelled().await };
             match tls {
-                Some(tls) => match actors::tls::TlsListener::new(listener, tls) {
-                    Ok(tls) => {
-                        axum::serve(tls, router)
-                            .with_graceful_shutdown(shutdown)
-                            .await
-                    }
-                    Err(error) => Err(error),
-                },
-                None => {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(shutdown)
-                        .await
+                Some(tls) => {
+                    let tls = actors::tls::TlsListener::new(listener, tls)
+                        .map_err(|e| actors::Error::bus("webhook server", e))?;
+                    actors::ingress::serve(tls, router, &limits, shutdown).await;
                 }
+                None => actors::ingress::serve(listener, router, &limits, shutdown).await,
             }
-            .map_err(|e| actors::Error::bus("webhook server", e))
+            Ok(())
         });
     }
     if config.runs(Actor::Poller) {
@@ -453,6 +608,69 @@ mod tests {
             finished.store(true, Ordering::SeqCst);
             Ok(())
         }
+    }
+
+    fn two_tenants(controller: &str) -> Config {
+        let text = format!(
+            r#"
+[controller]
+{controller}
+[webhook]
+secret = "env:HOOK"
+[tenants.acme.providers.local]
+[tenants.globex.providers.local]
+[[registrations]]
+name = "acme-org"
+tenant = "acme"
+scope = "org"
+url = "https://github.com/acme"
+auth = {{ pat = "env:ACME_PAT" }}
+[[registrations]]
+name = "globex-org"
+tenant = "globex"
+scope = "org"
+url = "https://github.com/globex"
+auth = {{ pat = "env:GLOBEX_PAT" }}
+"#
+        );
+        Config::parse(&text, "test.toml", &::clouds::Registry).unwrap()
+    }
+
+    fn names<'a>(items: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+        items.into_iter().collect()
+    }
+
+    #[test]
+    fn a_tenant_agent_resolves_only_its_own_tenants_credentials() {
+        let agent = two_tenants(
+            r#"actors = ["provisioner", "reaper"]
+tenants = ["acme"]"#,
+        );
+        let regs = github_registrations(&agent);
+        assert_eq!(names(regs.iter().map(|r| r.name.as_str())), ["acme-org"]);
+        let clouds = cloud_tenants(&agent);
+        assert_eq!(names(clouds.iter().map(|t| t.name.as_str())), ["acme"]);
+
+        // A provisioner alone talks to no GitHub at all.
+        let provisioner = two_tenants(
+            r#"actors = ["provisioner"]
+tenants = ["acme"]"#,
+        );
+        assert!(github_registrations(&provisioner).is_empty());
+
+        // The central placement needs every registration's GitHub credentials and no cloud's.
+        let central = two_tenants(r#"actors = ["webhook", "poller", "scheduler"]"#);
+        let regs = github_registrations(&central);
+        assert_eq!(
+            names(regs.iter().map(|r| r.name.as_str())),
+            ["acme-org", "globex-org"]
+        );
+        assert!(cloud_tenants(&central).is_empty());
+
+        // The webhook alone resolves nothing.
+        let webhook = two_tenants(r#"actors = ["webhook"]"#);
+        assert!(github_registrations(&webhook).is_empty());
+        assert!(cloud_tenants(&webhook).is_empty());
     }
 
     #[tokio::test(start_paused = true)]

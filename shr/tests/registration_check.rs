@@ -25,7 +25,7 @@ fn config(kind: ProviderKind, body: &str) -> String {
         "[tenants.acme]\n{local}\n[tenants.acme.providers.{kind}]\n{body}\n\
          [[registrations]]\nname = \"acme\"\ntenant = \"acme\"\nscope = \"org\"\n\
          url = \"https://github.com/acme\"\nauth = {{ pat = \"env:ACME_PAT\" }}\n\
-         detection = \"poll\"\n"
+         detection = \"poll\"\n[controller]\nid = \"acme-prod\"\n"
     )
 }
 

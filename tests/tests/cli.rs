@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn shr(args: &[&str]) -> Output {
-    let bin = shr::harness::runner_program().expect("the shr binary is built (cargo build -p shr)");
+    let bin = shr_lab::bins::product_binary().expect("the shr binary builds");
     Command::new(bin).args(args).output().expect("shr runs")
 }
 

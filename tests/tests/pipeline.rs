@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bus_schema::{JobState, RunnerState};
 use registration::Actor;
-use shr::demo::LABEL_SETS;
-use shr::harness::{Harness, HarnessOptions, Summary};
+use shr_lab::demo::LABEL_SETS;
+use shr_lab::harness::{Harness, HarnessOptions, Summary};
 use simulators::github::JobStatus;
 
 const SETTLE: Duration = Duration::from_secs(300);
@@ -405,5 +405,46 @@ async fn one_trace_runs_from_the_webhook_to_the_cloud_call() {
         }
     }
     assert!(created >= 3, "{created} first runners traced");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn provision_commands_are_sealed_and_leave_the_stream_once_acked() {
+    use futures::StreamExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(&dir, |_| {}).await;
+    let bus = h.running.as_ref().unwrap().ctx.bus.clone();
+    // A plain subscriber sees what any reader of the provision subjects would see.
+    let mut tap = bus
+        .client
+        .subscribe(bus_schema::subject::ALL_PROVISION)
+        .await
+        .unwrap();
+    bus.client.flush().await.unwrap();
+    h.queue_jobs(5, &[&["serverless-hosted-runner"]]);
+    settle(&h).await;
+    assert_each_job_ran_once_on_its_own_runner(&h);
+
+    let mut seen = 0;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(200), tap.next()).await {
+        let cmd: bus_schema::ProvisionRunner = bus_schema::decode(&msg.payload).unwrap();
+        assert!(cmd.jit_config.is_empty(), "no JIT config in clear");
+        assert!(
+            cmd.sealed_jit_config.is_some(),
+            "{} is sealed",
+            cmd.runner_name
+        );
+        seen += 1;
+    }
+    assert!(seen >= 5, "{seen} provision commands seen");
+
+    let mut stream = bus
+        .js
+        .get_stream(bus_schema::subject::PROVISION_STREAM)
+        .await
+        .unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    assert!(state.last_sequence >= 5, "commands were published");
+    assert_eq!(state.messages, 0, "acked commands left the stream");
     h.stop().await;
 }

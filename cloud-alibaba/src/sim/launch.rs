@@ -1,27 +1,32 @@
-//! Runs a simulated container group: starts the configured program the way the container
-//! would see its inputs, and moves the group's status with the child.
-//!
-//! The first container's `ConfigFileVolume` files are written into a private temp dir and
-//! the program gets `--jitconfig-file <dir>/<path>` plus the container's env vars, with
-//! `ACTIONS_RUNNER_INPUT_JITCONFIG_FILE` pointed at the written file. The content is never
-//! an argument.
+//! Runs a simulated container group through the image model
+//! ([`simulators::image::ImageModel`]): the first container's image, `Command.N`, `Arg.N`
+//! and env, with each `ConfigFileVolume` file written at its mount path, run by a real `sh`
+//! against a fake `run.sh` that starts the configured runner program. The group's status
+//! follows the process; a group whose process ended without starting a runner is counted
+//! ([`super::SimHandle::exited_without_runner`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use simulators::image::{ContainerRun, ImageModel};
 use tokio::sync::oneshot;
 
 use super::{GroupStatus, Shared, SimGroup};
-use crate::provider::JITCONFIG_FILE_ENV;
 
 pub(super) async fn run(shared: Arc<Shared>, group: SimGroup, killed: oneshot::Receiver<()>) {
     let Some(launch) = shared.config.launch.clone() else {
         shared.set_status(&group.id, GroupStatus::Running);
         return;
     };
-    let status = match start(&launch, &group) {
-        Ok((dir, mut child)) => {
+    let model = ImageModel::new(launch.program, launch.args);
+    let started = container(&group).and_then(|run| {
+        model
+            .start(&run)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    let status = match started {
+        Ok(mut started) => {
             shared.state().launched.push(group.name.clone());
             shared.set_status(&group.id, GroupStatus::Running);
             let deadline = group
@@ -30,38 +35,62 @@ pub(super) async fn run(shared: Arc<Shared>, group: SimGroup, killed: oneshot::R
                 .and_then(|s| s.parse::<u64>().ok())
                 .filter(|s| *s > 0)
                 .map_or(Duration::MAX, Duration::from_secs);
-            let status = tokio::select! {
-                exit = child.wait() => match exit {
-                    Ok(exit) if exit.success() => GroupStatus::Succeeded,
-                    _ => GroupStatus::Failed,
+            tokio::select! {
+                exit = started.child.wait() => {
+                    if !started.runner_started() {
+                        shared.state().exited_without_runner += 1;
+                        tracing::warn!(group = %group.id, "ECI simulator: the container exited without starting a runner");
+                    }
+                    match exit {
+                        Ok(exit) if exit.success() => GroupStatus::Succeeded,
+                        _ => GroupStatus::Failed,
+                    }
                 },
                 _ = killed => {
-                    let _ = child.kill().await;
+                    let _ = started.child.kill().await;
                     return;
                 }
                 () = tokio::time::sleep(deadline) => {
-                    let _ = child.kill().await;
+                    let _ = started.child.kill().await;
                     GroupStatus::Failed
                 }
-            };
-            drop(dir);
-            status
+            }
         }
         Err(error) => {
-            tracing::warn!(group = %group.id, error = %error, "ECI simulator could not start the runner");
+            tracing::warn!(group = %group.id, error = %error, "ECI simulator could not start the container");
+            shared.state().exited_without_runner += 1;
             GroupStatus::Failed
         }
     };
     shared.set_status(&group.id, status);
 }
 
-fn start(
-    launch: &super::Launch,
-    group: &SimGroup,
-) -> std::io::Result<(tempfile::TempDir, tokio::process::Child)> {
+/// The first container of `group` as the platform runs it.
+fn container(group: &SimGroup) -> std::io::Result<ContainerRun> {
     let fields = &group.fields;
-    let dir = tempfile::Builder::new().prefix("eci-sim-").tempdir()?;
-    let mut first_file = None;
+    let list = |prefix: &str| -> Vec<String> {
+        (1..)
+            .map_while(|m| fields.get(&format!("{prefix}.{m}")).map(str::to_owned))
+            .collect()
+    };
+    let mut run = ContainerRun {
+        image: fields
+            .get("Container.1.Image")
+            .unwrap_or_default()
+            .to_owned(),
+        command: list("Container.1.Command"),
+        args: list("Container.1.Arg"),
+        ..ContainerRun::default()
+    };
+    for m in 1.. {
+        let Some(key) = fields.get(&format!("Container.1.EnvironmentVar.{m}.Key")) else {
+            break;
+        };
+        let value = fields
+            .get(&format!("Container.1.EnvironmentVar.{m}.Value"))
+            .unwrap_or_default();
+        run.env.push((key.to_owned(), value.to_owned()));
+    }
     for n in 1.. {
         let Some(vtype) = fields.get(&format!("Volume.{n}.Type")) else {
             break;
@@ -69,9 +98,16 @@ fn start(
         if vtype != "ConfigFileVolume" {
             continue;
         }
+        let name = fields.get(&format!("Volume.{n}.Name")).unwrap_or_default();
+        let mount = (1..)
+            .map_while(|m| {
+                let at = |k: &str| fields.get(&format!("Container.1.VolumeMount.{m}.{k}"));
+                at("Name").map(|n| (n.to_owned(), at("MountPath").unwrap_or_default()))
+            })
+            .find(|(n, _)| n == name)
+            .map(|(_, path)| path.to_owned());
+        let Some(mount) = mount else { continue };
         let prefix = format!("Volume.{n}.ConfigFileVolume.ConfigFileToPath");
-        let volume_dir = dir.path().join(format!("volume-{n}"));
-        std::fs::create_dir_all(&volume_dir)?;
         for m in 1.. {
             let (Some(path), Some(content)) = (
                 fields.get(&format!("{prefix}.{m}.Path")),
@@ -82,36 +118,13 @@ fn start(
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(content)
                 .map_err(std::io::Error::other)?;
-            let file = volume_dir.join(path.trim_start_matches('/'));
-            write_private(&file, &bytes)?;
-            first_file.get_or_insert(file);
+            let file = format!(
+                "{}/{}",
+                mount.trim_end_matches('/'),
+                path.trim_start_matches('/')
+            );
+            run.files.push((file, bytes));
         }
     }
-
-    let mut command = tokio::process::Command::new(&launch.program);
-    command.args(&launch.args).kill_on_drop(true);
-    for m in 1.. {
-        let Some(key) = fields.get(&format!("Container.1.EnvironmentVar.{m}.Key")) else {
-            break;
-        };
-        let value = fields
-            .get(&format!("Container.1.EnvironmentVar.{m}.Value"))
-            .unwrap_or_default();
-        command.env(key, value);
-    }
-    if let Some(file) = &first_file {
-        command.arg("--jitconfig-file").arg(file);
-        command.env(JITCONFIG_FILE_ENV, file);
-    }
-    let child = command.spawn()?;
-    Ok((dir, child))
-}
-
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
+    Ok(run)
 }

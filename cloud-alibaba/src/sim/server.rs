@@ -8,7 +8,6 @@ use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rand::Rng as _;
 use secrecy::ExposeSecret;
 
 use super::{Fault, Shared, actions};
@@ -173,12 +172,7 @@ fn authenticate(
 
 /// The fault for this call, if one is due.
 fn due_fault(shared: &Shared) -> Option<Fault> {
-    let mut state = shared.state();
-    if let Some(fault) = state.faults.queue.pop_front() {
-        return Some(fault);
-    }
-    let (percent, fault, rng) = state.faults.rate.as_mut()?;
-    (rng.random_range(0..100u8) < *percent).then_some(*fault)
+    shared.state().faults.next_fault()
 }
 
 async fn serve(
@@ -221,6 +215,12 @@ async fn serve(
         }
         Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
         None => {}
+    }
+    if let Some((code, message)) = simulators::conformance::eci::vendor_error(
+        &simulators::conformance::eci::check(&action, &params),
+    ) {
+        shared.state().conformance_rejections += 1;
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, code, message));
     }
     let params = actions::strip_common(params);
     match action.as_str() {

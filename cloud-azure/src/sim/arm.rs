@@ -13,8 +13,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rand::Rng;
 use serde_json::{Value, json};
+use simulators::conformance::swagger;
 
 use super::{Fault, Group, GroupState, Shared, SimInstance, auth, launch};
 use crate::limits;
@@ -55,15 +55,7 @@ async fn preamble(
     rg: Option<&str>,
 ) -> Result<String, Response> {
     auth::check_bearer(shared, headers)?;
-    let fault = {
-        let mut inner = shared.lock();
-        match inner.faults.pop_front() {
-            Some(f) => Some(f),
-            None => inner.failure_rate.as_mut().and_then(|(pct, rng)| {
-                (rng.random_range(0..100u8) < *pct).then_some(Fault::ServerError)
-            }),
-        }
-    };
+    let fault = { shared.lock().faults.next_fault() };
     match fault {
         Some(Fault::Throttle { retry_after_secs }) => {
             return Err((
@@ -139,13 +131,34 @@ async fn preamble(
         })
 }
 
+/// A group as a list answer carries it: like a GET, but without any `instanceView` (the
+/// `ListResultContainerGroup` schema has none, and neither has the vendor's list example).
+fn list_item(mut group: Value) -> Value {
+    if let Some(props) = group["properties"].as_object_mut() {
+        props.remove("instanceView");
+    }
+    for c in group["properties"]["containers"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(props) = c["properties"].as_object_mut() {
+            props.remove("instanceView");
+        }
+    }
+    group
+}
+
 /// The group as ARM returns it: secure values and storage keys removed, state added.
 fn render(shared: &Shared, inst: &SimInstance) -> Value {
     let cfg = &shared.cfg;
     let mut props = inst.request["properties"].clone();
     if let Some(containers) = props["containers"].as_array_mut() {
         for c in containers {
-            if let Some(env) = c["properties"]["environmentVariables"].as_array_mut() {
+            if let Some(env) = c["properties"]
+                .get_mut("environmentVariables")
+                .and_then(Value::as_array_mut)
+            {
                 for var in env.iter_mut().filter_map(Value::as_object_mut) {
                     var.remove("secureValue");
                 }
@@ -162,9 +175,10 @@ fn render(shared: &Shared, inst: &SimInstance) -> Value {
                 json!({"restartCount": 0, "currentState": current, "events": []});
         }
     }
-    if let Some(volumes) = props["volumes"].as_array_mut() {
+    // `get_mut`, not indexing: indexing would add `"volumes": null`, which ARM never sends.
+    if let Some(volumes) = props.get_mut("volumes").and_then(Value::as_array_mut) {
         for v in volumes {
-            if let Some(f) = v["azureFile"].as_object_mut() {
+            if let Some(f) = v.get_mut("azureFile").and_then(Value::as_object_mut) {
                 f.remove("storageAccountKey");
             }
         }
@@ -228,9 +242,7 @@ async fn delete_group(
     let removed = shared.lock().groups.remove(&(rg, name));
     match removed {
         Some(mut g) => {
-            if let Some(kill) = g.kill.take() {
-                let _ = kill.send(());
-            }
+            g.kill = None; // kills the runner
             axum::Json(render(&shared, &g.inst)).into_response()
         }
         None => StatusCode::NO_CONTENT.into_response(),
@@ -263,7 +275,7 @@ async fn list(
         .iter()
         .skip(skip)
         .take(page)
-        .map(|i| render(&shared, i))
+        .map(|i| list_item(render(&shared, i)))
         .collect();
     let mut body = json!({"value": value});
     if skip + page < all.len() {
@@ -345,6 +357,18 @@ async fn put_group(
         Ok(v) => v,
         Err(r) => return r,
     };
+    // The ACI-specific checks above answer with ACI's own codes; what they let through is
+    // held to the swagger.
+    let violations = swagger::check(
+        swagger::CONTAINER_GROUP,
+        &request,
+        swagger::Direction::Request,
+    );
+    if let Some((code, message)) = swagger::vendor_error(&violations) {
+        shared.lock().conformance_rejections += 1;
+        return bad(code, message);
+    }
+    let run = container_run(&request, env);
     let key = (rg.clone(), name.clone());
     let mut inner = shared.lock();
     if let Some(g) = inner.groups.get_mut(&key) {
@@ -380,7 +404,7 @@ async fn put_group(
         },
     );
     drop(inner);
-    launch::start(shared.clone(), key, generation, env);
+    launch::start(shared.clone(), key, generation, run);
     let async_op = format!(
         "{}/subscriptions/{sub}/providers/Microsoft.ContainerInstance/locations/{}/operations/{operation_id}?api-version={}",
         shared.base_url,
@@ -646,4 +670,23 @@ fn validate(shared: &Shared, name: &str, body: &Value) -> Result<Validated, Resp
         ));
     }
     Ok((tags, first_env))
+}
+
+/// The group's first container as the platform runs it: its image and `command` with `env`
+/// (plain and secure values).
+fn container_run(request: &Value, env: Vec<(String, String)>) -> simulators::image::ContainerRun {
+    let container = &request["properties"]["containers"][0]["properties"];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    };
+    simulators::image::ContainerRun {
+        image: container["image"].as_str().unwrap_or_default().to_owned(),
+        command: strings(&container["command"]),
+        env,
+        ..simulators::image::ContainerRun::default()
+    }
 }

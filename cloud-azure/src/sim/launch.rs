@@ -1,10 +1,11 @@
-//! Starting a group's container as a local child process, and following it to its end.
+//! Starting a group's container through the image model ([`simulators::image`]), and
+//! following it to its end.
 //!
-//! The child gets the container's environment variables (plain and secure) in its env and
-//! only the configured args on its command line. Its exit sets the group's state; deleting the
-//! group kills it.
+//! The container runs by its image with the request's `command` and env (plain and secure):
+//! a real `sh` against a fake `/home/runner/run.sh` that starts the launch program. Its exit
+//! sets the group's state; deleting the group kills it. A container that ends without having
+//! started a runner is counted ([`super::SimHandle::exited_without_runner`]).
 
-use std::process::Stdio;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
@@ -16,7 +17,7 @@ pub(super) fn start(
     shared: Arc<Shared>,
     key: (String, String),
     generation: u64,
-    env: Vec<(String, String)>,
+    run: simulators::image::ContainerRun,
 ) {
     tokio::spawn(async move {
         let update = |f: &dyn Fn(&mut super::Group)| {
@@ -36,16 +37,16 @@ pub(super) fn start(
             });
             return;
         };
-        let spawned = tokio::process::Command::new(&launch.program)
-            .args(&launch.args)
-            .envs(env)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match spawned {
+        let model = simulators::image::ImageModel::new(launch.program, launch.args);
+        let (exited, exit) = oneshot::channel();
+        let spawned = model.spawn(&run, move |end| {
+            let _ = exited.send(end);
+        });
+        let child = match spawned {
             Ok(child) => child,
             Err(e) => {
-                tracing::warn!(program = %launch.program.display(), error = %e, "sim launch failed");
+                tracing::warn!(error = %e, "sim launch failed");
+                shared.lock().exited_without_runner += 1;
                 update(&|g| {
                     g.inst.provisioning_state = "Failed".into();
                     g.inst.state = GroupState::Failed;
@@ -53,33 +54,35 @@ pub(super) fn start(
                 return;
             }
         };
-        let (tx, rx) = oneshot::channel();
-        let pid = child.id();
-        let tx = std::sync::Mutex::new(Some(tx));
+        let pid = child.pid();
+        let child = std::sync::Mutex::new(Some(child));
         let alive = update(&|g| {
             g.inst.provisioning_state = "Succeeded".into();
             g.inst.state = GroupState::Running;
             g.inst.pid = pid;
-            g.kill = tx.lock().ok().and_then(|mut t| t.take());
+            g.kill = child.lock().ok().and_then(|mut c| c.take());
         });
         if !alive {
-            let _ = child.kill().await;
-            return;
+            return; // the group is gone: dropping `child` kills the process
         }
         shared.lock().launched.push(key.1.clone());
-        tokio::select! {
-            status = child.wait() => {
-                let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
-                update(&|g| {
-                    g.inst.pid = None;
-                    g.inst.exit_code = Some(code);
-                    g.inst.state = if code == 0 { GroupState::Succeeded } else { GroupState::Failed };
-                    g.kill = None;
-                });
+        // Dropping the group (delete) drops the child, which kills it and drops `exited`.
+        if let Ok(end) = exit.await {
+            if !end.runner_started {
+                shared.lock().exited_without_runner += 1;
+                tracing::warn!(group = %key.1, "ACI simulator: the container exited without starting a runner");
             }
-            _ = rx => {
-                let _ = child.kill().await;
-            }
+            let code = end.code.unwrap_or(-1);
+            update(&|g| {
+                g.inst.pid = None;
+                g.inst.exit_code = Some(code);
+                g.inst.state = if code == 0 {
+                    GroupState::Succeeded
+                } else {
+                    GroupState::Failed
+                };
+                g.kill = None;
+            });
         }
     });
 }

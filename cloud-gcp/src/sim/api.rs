@@ -12,9 +12,8 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::launch;
 use super::state::{ApiError, Execution, Job, OpKind, State as SimState, execution_json, now};
-use super::{Fault, RecordedRequest};
+use super::{Fault, RecordedRequest, launch};
 use crate::auth::{GRANT_TYPE, SCOPE};
 use crate::labels::{job_name_problem, valid_key, valid_value};
 use crate::shapes;
@@ -83,8 +82,15 @@ pub(crate) async fn dispatch(
         query: query.clone(),
         body: json.clone(),
     });
+    if let Err(e) = super::conform::check_request(&method, &path, &query, &json) {
+        st.conformance_rejections += 1;
+        return e.into_response();
+    }
     match route(&mut st, &weak, &method, &path, &query, json) {
-        Ok(v) => axum::Json(v).into_response(),
+        Ok(mut v) => {
+            super::conform::to_wire(&method, &path, &mut v);
+            axum::Json(v).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -198,6 +204,9 @@ fn route(
             let p = p.to_string();
             match (m, id.strip_suffix(":addVersion")) {
                 (Method::POST, Some(id)) => secret_add_version(st, &p, id, body),
+                (Method::POST, None) if id.ends_with(":setIamPolicy") => {
+                    secret_set_iam_policy(st, &p, id.trim_end_matches(":setIamPolicy"), &body)
+                }
                 (Method::DELETE, None) => {
                     let name = format!("projects/{p}/secrets/{id}");
                     st.secrets
@@ -489,14 +498,20 @@ fn start_child(
     st: &mut SimState,
     job: &str,
     weak: &Weak<Mutex<SimState>>,
-    env: &[(String, String)],
+    run: &simulators::image::ContainerRun,
     on_exit: impl FnOnce(&mut SimState, bool) + Send + 'static,
 ) -> Option<launch::Child> {
     let launch = st.config.launch.as_ref()?;
     let weak = weak.clone();
-    let spawned = launch::spawn(launch, env, move |success| {
+    let job_name = job.to_owned();
+    let spawned = launch::spawn(launch, run, move |exit| {
         if let Some(shared) = weak.upgrade() {
-            on_exit(&mut lock(&shared), success);
+            let mut st = lock(&shared);
+            if !exit.runner_started {
+                st.exited_without_runner += 1;
+                tracing::warn!(job = %job_name, "GCP simulator: the container exited without starting a runner");
+            }
+            on_exit(&mut st, exit.code == Some(0));
         }
     });
     match spawned {
@@ -505,10 +520,20 @@ fn start_child(
             Some(child)
         }
         Err(error) => {
-            tracing::warn!(%error, program = %launch.program.display(), "sim could not start runner");
+            st.exited_without_runner += 1;
+            tracing::warn!(%error, "sim could not start the container");
             None
         }
     }
+}
+
+/// The strings of a JSON array.
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
 }
 
 // ---- Cloud Run v2 ---------------------------------------------------------------------
@@ -677,6 +702,9 @@ fn run_execute(st: &mut SimState, weak: &Weak<Mutex<SimState>>, region: &str, fu
     let mut env = Vec::new();
     let mut resolved = true;
     let containers = job.resource["template"]["template"]["containers"].clone();
+    let account = job.resource["template"]["template"]["serviceAccount"]
+        .as_str()
+        .map(str::to_owned);
     for e in containers[0]["env"].as_array().into_iter().flatten() {
         let name = e["name"].as_str().unwrap_or_default().to_owned();
         if let Some(v) = e["value"].as_str() {
@@ -689,15 +717,25 @@ fn run_execute(st: &mut SimState, weak: &Weak<Mutex<SimState>>, region: &str, fu
             } else {
                 format!("projects/{}/secrets/{secret}", st.config.project)
             };
+            // The execution reads the secret as the job's service account.
+            let readable = st.secret_readable_by(&secret, account.as_deref());
             match st.secret_payload(&secret, r["version"].as_str().unwrap_or("latest")) {
-                Some(value) => env.push((name, value)),
-                None => resolved = false,
+                Some(value) if readable => env.push((name, value)),
+                _ => resolved = false,
             }
         }
     }
     let (job_key, exec_key) = (full.to_owned(), execution.clone());
     let child = if resolved {
-        start_child(st, &short, weak, &env, move |st, success| {
+        let container = &containers[0];
+        let run = simulators::image::ContainerRun {
+            image: container["image"].as_str().unwrap_or_default().to_owned(),
+            command: strings(&container["command"]),
+            args: strings(&container["args"]),
+            env,
+            ..simulators::image::ContainerRun::default()
+        };
+        start_child(st, &short, weak, &run, move |st, success| {
             let exec = st
                 .run_jobs
                 .get_mut(&job_key)
@@ -754,8 +792,7 @@ fn batch_create(
     body: Value,
 ) -> Reply {
     let id = query
-        .get("job_id")
-        .or_else(|| query.get("jobId"))
+        .get("jobId")
         .cloned()
         .unwrap_or_else(|| format!("job-{}", uuid::Uuid::new_v4().simple()));
     check_job_id(&id)?;
@@ -802,6 +839,18 @@ fn batch_create(
             .flatten()
         {
             let version = version.as_str().unwrap_or_default();
+            let account = body["allocationPolicy"]["serviceAccount"]["email"].as_str();
+            if let Some((secret, _)) = split_version_name(version)
+                && !st.secret_readable_by(&secret, account)
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "PERMISSION_DENIED",
+                    format!(
+                        "secret_variables[{name}]: the job's service account cannot access {secret}"
+                    ),
+                ));
+            }
             let payload = split_version_name(version)
                 .and_then(|(secret, v)| st.secret_payload(&secret, &v))
                 .ok_or_else(|| {
@@ -842,7 +891,28 @@ fn batch_create(
     resource["updateTime"] = json!(created);
     resource["taskGroups"][0]["name"] = json!(format!("{full}/taskGroups/group0"));
     let key = full.clone();
-    let child = start_child(st, id.as_str(), weak, &env, move |st, success| {
+    // Batch: `entrypoint` replaces the image's ENTRYPOINT, `commands` replace its CMD.
+    let container = runnables
+        .iter()
+        .map(|r| &r["container"])
+        .find(|c| !c.is_null())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let run = simulators::image::ContainerRun {
+        image: container["imageUri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        command: container["entrypoint"]
+            .as_str()
+            .filter(|e| !e.is_empty())
+            .map(|e| vec![e.to_owned()])
+            .unwrap_or_default(),
+        args: strings(&container["commands"]),
+        env,
+        ..simulators::image::ContainerRun::default()
+    };
+    let child = start_child(st, id.as_str(), weak, &run, move |st, success| {
         if let Some(job) = st.batch_jobs.get_mut(&key) {
             if job.batch_state == "RUNNING" {
                 job.batch_state = if success { "SUCCEEDED" } else { "FAILED" };
@@ -949,11 +1019,46 @@ fn secret_create(
             name: name.clone(),
             labels,
             versions: Vec::new(),
+            accessors: None,
         },
     );
     Ok(
         json!({ "name": name, "replication": replication, "createTime": now(), "labels": body["labels"] }),
     )
+}
+
+/// `secrets/{id}:setIamPolicy`: keeps the members of the `secretAccessor` binding.
+fn secret_set_iam_policy(st: &mut SimState, project: &str, id: &str, body: &Value) -> Reply {
+    let name = format!("projects/{project}/secrets/{id}");
+    let bindings = body["policy"]["bindings"]
+        .as_array()
+        .ok_or_else(|| ApiError::invalid("policy.bindings: must be specified"))?;
+    let mut members = Vec::new();
+    for binding in bindings {
+        let role = binding["role"].as_str().unwrap_or_default();
+        if !role.starts_with("roles/") {
+            return Err(ApiError::invalid(format!(
+                "policy.bindings.role: `{role}` is not a role"
+            )));
+        }
+        for member in binding["members"].as_array().into_iter().flatten() {
+            let member = member.as_str().unwrap_or_default();
+            if !member.starts_with("serviceAccount:") && !member.starts_with("user:") {
+                return Err(ApiError::invalid(format!(
+                    "policy.bindings.members: `{member}`"
+                )));
+            }
+            if role == "roles/secretmanager.secretAccessor" {
+                members.push(member.to_owned());
+            }
+        }
+    }
+    let secret = st
+        .secrets
+        .get_mut(&name)
+        .ok_or_else(|| ApiError::not_found(format!("Secret [{name}] not found.")))?;
+    secret.accessors = Some(members);
+    Ok(json!({ "version": 1, "bindings": bindings, "etag": "BwE=" }))
 }
 
 fn secret_add_version(st: &mut SimState, project: &str, id: &str, body: Value) -> Reply {

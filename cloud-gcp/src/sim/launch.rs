@@ -1,41 +1,29 @@
-//! Runner children: the process a started Cloud Run execution or Batch job runs.
+//! Runner containers: the process a started Cloud Run execution or Batch job runs, through
+//! the image model ([`simulators::image`]).
 //!
-//! The child gets the container's environment (the JIT config included) as env vars and only
-//! the configured args on its command line. Dropping the [`Child`] handle kills the process;
-//! a natural exit is reported through the `on_exit` callback.
+//! The container runs by its image with the request's command, args and env (the JIT config
+//! included, as an env var): a real `sh` against a fake `/home/runner/run.sh` that starts the
+//! launch program. Dropping the [`Child`] handle kills the process; a natural exit is reported
+//! through the `on_exit` callback with whether a runner was started.
 
-use std::process::Stdio;
-
-use tokio::sync::oneshot;
+use simulators::image::{ContainerRun, Exit, ImageError, ImageModel, Running};
 
 use super::Launch;
 
-/// A running child; dropping it kills the process.
+/// A running container; dropping it kills the process.
 #[derive(Debug)]
 pub(crate) struct Child {
-    _kill: oneshot::Sender<()>,
+    _running: Running,
 }
 
-/// Starts `launch` with `env`; `on_exit(success)` runs when the child exits by itself.
+/// Starts `run` as the image model runs it with `launch` as the runner program;
+/// `on_exit(exit)` runs when the process exits by itself.
 pub(crate) fn spawn(
     launch: &Launch,
-    env: &[(String, String)],
-    on_exit: impl FnOnce(bool) + Send + 'static,
-) -> std::io::Result<Child> {
-    let mut child = tokio::process::Command::new(&launch.program)
-        .args(&launch.args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let (kill, killed) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        tokio::select! {
-            status = child.wait() => on_exit(status.map(|s| s.success()).unwrap_or(false)),
-            _ = killed => {
-                let _ = child.kill().await;
-            }
-        }
-    });
-    Ok(Child { _kill: kill })
+    run: &ContainerRun,
+    on_exit: impl FnOnce(Exit) + Send + 'static,
+) -> Result<Child, ImageError> {
+    let model = ImageModel::new(launch.program.clone(), launch.args.clone());
+    let running = model.spawn(run, on_exit)?;
+    Ok(Child { _running: running })
 }

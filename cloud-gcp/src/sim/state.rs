@@ -5,12 +5,10 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use super::launch::Child;
-use super::{Fault, Faults, RecordedRequest, SimConfig};
+use super::{Fault, RecordedRequest, SimConfig};
+use simulators::cloud::FaultPlan;
 
 /// A job as the sim holds it, for tests to inspect.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +35,10 @@ pub struct SimSecret {
     pub labels: BTreeMap<String, String>,
     /// The payload of each version, oldest first.
     pub versions: Vec<String>,
+    /// Members granted `roles/secretmanager.secretAccessor` by the secret's own IAM policy
+    /// (`serviceAccount:…`); `None` when no policy was set, so project-level access (the
+    /// default compute account) reads it.
+    pub accessors: Option<Vec<String>>,
 }
 
 /// A Google API error: `{"error": {"code", "message", "status"}}`.
@@ -114,7 +116,7 @@ pub(crate) struct Execution {
     pub create_time: String,
     /// `EXECUTION_RUNNING`, `EXECUTION_SUCCEEDED`, `EXECUTION_FAILED`, `EXECUTION_CANCELLED`.
     pub status: &'static str,
-    pub child: Option<Child>,
+    pub child: Option<super::launch::Child>,
 }
 
 /// A Cloud Run or Batch job.
@@ -174,11 +176,14 @@ pub(crate) struct State {
     pub batch_jobs: BTreeMap<String, Job>,
     pub secrets: BTreeMap<String, SimSecret>,
     pub operations: HashMap<String, Operation>,
-    pub faults: Faults,
-    failure: Option<(u8, StdRng)>,
+    pub faults: FaultPlan<Fault>,
     pub requests: Vec<RecordedRequest>,
+    /// Requests refused because they departed from the discovery documents.
+    pub conformance_rejections: usize,
     /// Short names of the jobs a runner process was started for, one entry per start.
     pub launched: Vec<String>,
+    /// Jobs whose container ended (or failed to start) without starting a runner.
+    pub exited_without_runner: usize,
 }
 
 impl std::fmt::Debug for State {
@@ -211,24 +216,21 @@ impl State {
             batch_jobs: BTreeMap::new(),
             secrets: BTreeMap::new(),
             operations: HashMap::new(),
-            faults: Faults::new(),
-            failure: None,
+            faults: FaultPlan::default(),
             requests: Vec::new(),
+            conformance_rejections: 0,
             launched: Vec::new(),
+            exited_without_runner: 0,
         }
     }
 
     pub fn set_failure_rate(&mut self, percent: u8, seed: u64) {
-        self.failure = Some((percent.min(100), StdRng::seed_from_u64(seed)));
+        self.faults.set_rate(percent, Fault::Unavailable, seed);
     }
 
     /// The fault this call suffers, if any.
     pub fn next_fault(&mut self) -> Option<Fault> {
-        if let Some(fault) = self.faults.pop_front() {
-            return Some(fault);
-        }
-        let (percent, rng) = self.failure.as_mut()?;
-        (rng.random_range(0..100u8) < *percent).then_some(Fault::Unavailable)
+        self.faults.next_fault()
     }
 
     pub fn run_jobs(&self) -> Vec<SimJob> {
@@ -307,6 +309,17 @@ impl State {
             for execution in &mut job.executions {
                 execution.child = None;
             }
+        }
+    }
+
+    /// Whether a job running as `account` (`None`: the default compute account) may read
+    /// `secret`: any account when the secret has no policy of its own, else only its members.
+    pub fn secret_readable_by(&self, secret: &str, account: Option<&str>) -> bool {
+        match self.secrets.get(secret).map(|s| &s.accessors) {
+            Some(Some(members)) => {
+                account.is_some_and(|a| members.contains(&format!("serviceAccount:{a}")))
+            }
+            _ => true,
         }
     }
 

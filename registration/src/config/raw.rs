@@ -27,6 +27,8 @@ pub(super) struct RawConfig {
 pub(super) struct RawController {
     pub id: Option<String>,
     pub nats_url: Option<String>,
+    pub nats_nkey_seed: Option<String>,
+    pub nats_creds: Option<String>,
     pub actors: Option<Vec<Actor>>,
     pub tenants: Option<Vec<String>>,
     pub work_dir: Option<PathBuf>,
@@ -39,9 +41,19 @@ pub(super) struct RawWebhook {
     pub listen: Option<String>,
     pub path: Option<String>,
     pub secret: Option<String>,
+    /// `tls = { cert = …, key = … }`, the documented form.
+    pub tls: Option<RawTls>,
+    /// The older spelling of `tls.cert` / `tls.key`, still accepted.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +61,12 @@ pub(super) struct RawWebhook {
 pub(super) struct RawTenant {
     #[serde(default)]
     pub charge_labels: Vec<String>,
+    /// Base64 X25519 public key the scheduler seals this tenant's JIT configs to.
+    #[serde(default)]
+    pub jit_public_key: Option<String>,
+    /// Secret reference to the matching private key (only in the tenant agent's config).
+    #[serde(default)]
+    pub jit_private_key: Option<String>,
     #[serde(default)]
     pub defaults: RawDefaults,
     /// Provider name → its section, kept opaque: the cloud's settings type parses it.
@@ -95,6 +113,8 @@ pub(super) struct RawRegistration {
     pub detection: Option<Detection>,
     pub poll_interval_secs: Option<u64>,
     pub jit_per_minute: Option<u32>,
+    /// This registration's own webhook secret (secret reference), like an org hook's.
+    pub webhook_secret: Option<String>,
     #[serde(default)]
     pub defaults: RawDefaults,
     #[serde(default)]

@@ -123,6 +123,24 @@ fn url(c: &mut Collector, field: String, value: &str, schemes: &[&str]) -> Optio
     c.check(field, parsed)
 }
 
+/// `controller.nats_url`: a NATS URL without user information. Credentials come from
+/// `nats_nkey_seed` or `nats_creds`, so they never show up in summaries, logs or errors; a
+/// URL carrying them is refused without echoing it.
+fn nats_url(c: &mut Collector, value: &str) -> Option<Url> {
+    let field = "controller.nats_url";
+    let host_part = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let host_part = host_part.split(['/', '?', '#']).next().unwrap_or_default();
+    if host_part.contains('@') {
+        c.push(
+            field,
+            "must not carry a user, password or token (`user:pass@`); give the credentials \
+             by reference in controller.nats_nkey_seed or controller.nats_creds",
+        );
+        return None;
+    }
+    url(c, field.into(), value, &["nats", "tls", "ws", "wss"])
+}
+
 fn http_url(c: &mut Collector, field: String, value: Option<&str>) -> Option<Url> {
     url(c, field, value?, &["https", "http"])
 }
@@ -132,16 +150,35 @@ fn controller(
     raw: RawController,
     tenants: &BTreeMap<String, Tenant>,
 ) -> Controller {
-    let id = raw.id.unwrap_or_else(|| "shr".into());
-    c.check("controller.id", syntax::name(&id));
-    let nats_url = raw.nats_url.and_then(|u| {
-        url(
-            c,
-            "controller.nats_url".into(),
-            &u,
-            &["nats", "tls", "ws", "wss"],
-        )
-    });
+    // No default: two deployments sharing a cloud account under one id would sweep each
+    // other's runners.
+    let id = match raw.id {
+        Some(id) => {
+            c.check("controller.id", syntax::name(&id));
+            id
+        }
+        None => {
+            c.push(
+                "controller.id",
+                "is required: a name unique to this deployment (every cloud instance is tagged \
+                 with it, and the sweep deletes only instances that carry it)",
+            );
+            String::new()
+        }
+    };
+    let nats_url = raw.nats_url.and_then(|u| nats_url(c, &u));
+    let nats_nkey_seed = raw
+        .nats_nkey_seed
+        .and_then(|s| secret(c, "controller.nats_nkey_seed".into(), &s));
+    let nats_creds = raw
+        .nats_creds
+        .and_then(|s| secret(c, "controller.nats_creds".into(), &s));
+    if nats_nkey_seed.is_some() && nats_creds.is_some() {
+        c.push(
+            "controller.nats_creds",
+            "give either nats_nkey_seed or nats_creds, not both",
+        );
+    }
     let actors: BTreeSet<Actor> = match raw.actors {
         Some(a) if a.is_empty() => {
             c.push(
@@ -177,10 +214,49 @@ fn controller(
     Controller {
         id,
         nats_url,
+        nats_nkey_seed,
+        nats_creds,
         actors,
         tenants: served,
         work_dir: raw.work_dir,
         metrics_listen,
+    }
+}
+
+/// `[webhook] tls = { cert, key }` (documented) or the older `tls_cert` / `tls_key`; one
+/// spelling, both halves.
+fn webhook_tls(
+    c: &mut Collector,
+    table: Option<RawTls>,
+    tls_cert: Option<std::path::PathBuf>,
+    tls_key: Option<std::path::PathBuf>,
+) -> Option<Tls> {
+    let (cert, key, cert_field, key_field) = match table {
+        Some(_) if tls_cert.is_some() || tls_key.is_some() => {
+            c.push(
+                "webhook.tls",
+                "set either `tls = { cert = …, key = … }` or the older `tls_cert`/`tls_key`, not both",
+            );
+            return None;
+        }
+        Some(t) => (t.cert, t.key, "webhook.tls.cert", "webhook.tls.key"),
+        None => (tls_cert, tls_key, "webhook.tls_cert", "webhook.tls_key"),
+    };
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some(Tls { cert, key }),
+        (None, None) if cert_field == "webhook.tls.cert" => {
+            c.push("webhook.tls", "needs `cert` and `key` (PEM file paths)");
+            None
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            c.push(key_field, "required with the certificate");
+            None
+        }
+        (None, Some(_)) => {
+            c.push(cert_field, "required with the key");
+            None
+        }
     }
 }
 
@@ -211,18 +287,7 @@ fn webhook(c: &mut Collector, raw: RawWebhook, needs_secret: bool) -> WebhookCon
             "required: a registration uses webhook detection (set env:NAME or file:PATH)",
         );
     }
-    let tls = match (raw.tls_cert, raw.tls_key) {
-        (Some(cert), Some(key)) => Some(Tls { cert, key }),
-        (None, None) => None,
-        (Some(_), None) => {
-            c.push("webhook.tls_key", "required when tls_cert is set");
-            None
-        }
-        (None, Some(_)) => {
-            c.push("webhook.tls_cert", "required when tls_key is set");
-            None
-        }
-    };
+    let tls = webhook_tls(c, raw.tls, raw.tls_cert, raw.tls_key);
     let max_body_bytes = raw.max_body_bytes.unwrap_or(1 << 20);
     let max_body_bytes = match usize::try_from(max_body_bytes) {
         Ok(n) if (1024..=(64 << 20)).contains(&n) => n,
@@ -263,11 +328,22 @@ fn tenant(c: &mut Collector, name: &str, raw: RawTenant, ctx: &Context<'_>) -> T
             format!("`{p}` has no [{at}.providers.{p}] section"),
         );
     }
+    let jit_public_key = raw.jit_public_key.and_then(|key| {
+        c.check(
+            format!("{at}.jit_public_key"),
+            bus_schema::JitPublicKey::parse(&key).map_err(|e| e.to_string()),
+        )
+    });
+    let jit_private_key = raw
+        .jit_private_key
+        .and_then(|key| secret(c, format!("{at}.jit_private_key"), &key));
     Tenant {
         name: name.to_owned(),
         charge_labels: raw.charge_labels,
         defaults,
         providers,
+        jit_public_key,
+        jit_private_key,
     }
 }
 
@@ -464,6 +540,8 @@ fn registration(
     if jit_per_minute == 0 {
         c.push(format!("{at}.jit_per_minute"), "must be greater than zero");
     }
+    let webhook_secret =
+        (raw.webhook_secret.as_deref()).and_then(|s| secret(c, format!("{at}.webhook_secret"), s));
     let defaults = defaults(c, &format!("{at}.defaults"), raw.defaults);
     let limits = limits(c, &format!("{at}.limits"), raw.limits);
     if let Some(tenant) = tenant {
@@ -480,6 +558,7 @@ fn registration(
         detection,
         poll_interval_secs,
         jit_per_minute,
+        webhook_secret,
         defaults,
         limits,
         scope: scope?,
@@ -506,17 +585,20 @@ fn check_effective(c: &mut Collector, at: &str, d: &Defaults, l: &Limits, tenant
         .cpu_millis
         .or(tenant.defaults.cpu_millis)
         .unwrap_or(super::DEFAULT_CPU_MILLIS);
-    if l.max_cpu_millis.is_some_and(|max| cpu > max) {
-        c.push(format!("{at}.limits.max_cpu"), "is below the default cpu");
+    if cpu > l.max_cpu_millis {
+        c.push(
+            format!("{at}.limits.max_cpu"),
+            "is below the default cpu (unset, it is 4 vCPU; raise it to allow more)",
+        );
     }
     let memory = d
         .memory_mib
         .or(tenant.defaults.memory_mib)
         .unwrap_or(super::DEFAULT_MEMORY_MIB);
-    if l.max_memory_mib.is_some_and(|max| memory > max) {
+    if memory > l.max_memory_mib {
         c.push(
             format!("{at}.limits.max_memory"),
-            "is below the default memory",
+            "is below the default memory (unset, it is 16 GiB; raise it to allow more)",
         );
     }
 }
@@ -579,18 +661,24 @@ fn limits(c: &mut Collector, at: &str, raw: RawLimits) -> Limits {
     if min_idle > max_runners {
         c.push(format!("{at}.min_idle"), "must not exceed max_runners");
     }
-    let max_cpu_millis = raw.max_cpu.and_then(|n| {
-        c.check(
-            format!("{at}.max_cpu"),
-            syntax::number_thousandths(n).and_then(syntax::cpu_millis),
-        )
-    });
-    let max_memory_mib = raw.max_memory.and_then(|n| {
-        c.check(
-            format!("{at}.max_memory"),
-            syntax::number_thousandths(n).and_then(syntax::memory_mib),
-        )
-    });
+    let max_cpu_millis = raw
+        .max_cpu
+        .and_then(|n| {
+            c.check(
+                format!("{at}.max_cpu"),
+                syntax::number_thousandths(n).and_then(syntax::cpu_millis),
+            )
+        })
+        .unwrap_or(super::DEFAULT_MAX_CPU_MILLIS);
+    let max_memory_mib = raw
+        .max_memory
+        .and_then(|n| {
+            c.check(
+                format!("{at}.max_memory"),
+                syntax::number_thousandths(n).and_then(syntax::memory_mib),
+            )
+        })
+        .unwrap_or(super::DEFAULT_MAX_MEMORY_MIB);
     let lists: [(&str, &Vec<String>, Check); 5] = [
         ("allowed_images", &raw.allowed_images, image_pattern),
         ("allowed_vswitches", &raw.allowed_vswitches, |s| {

@@ -1,0 +1,124 @@
+//! `shr-lab demo`: the whole system on one machine, against local NATS and the simulators.
+//!
+//! It starts a nats-server (unless `--nats-url`), the GitHub simulator and every actor in
+//! this process ([`crate::harness`]), queues `--jobs` jobs with mixed labels, prints
+//! progress, and ends with one line, which must read `lost=0 duplicates=0 leaked=0` (and
+//! every job completed, every instance reaped) for the exit code to be 0.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bus_schema::ProviderKind;
+use clap::Args;
+
+use crate::harness::{Harness, HarnessOptions};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many jobs to queue.
+    #[arg(long, default_value_t = 20)]
+    pub jobs: usize,
+    /// Where runners are hosted: local, alibaba-eci, azure-aci, gcp-cloudrun, gcp-batch.
+    #[arg(long, default_value = "local")]
+    pub provider: ProviderKind,
+    /// Working directory (NATS store, runner logs, generated config); wiped at start.
+    #[arg(long, default_value = "work/demo")]
+    pub work_dir: PathBuf,
+    /// Use this NATS server instead of starting one.
+    #[arg(long)]
+    pub nats_url: Option<String>,
+    /// How long each job runs on its runner, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub job_duration_ms: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
+    /// Switch webhook delivery off: the poller alone must find every job.
+    #[arg(long)]
+    pub no_webhooks: bool,
+    /// Deliver every webhook twice.
+    #[arg(long)]
+    pub deliver_twice: bool,
+    /// Run the actors as separate processes and kill them while jobs run ([`crate::chaos`]).
+    #[arg(long)]
+    pub chaos: bool,
+    /// The chaos schedule's random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// The label sets the demo cycles through: default size, a sized runner, a pinned runner
+/// with generic labels, a small one.
+pub const LABEL_SETS: [&[&str]; 4] = [
+    &["serverless-hosted-runner"],
+    &["serverless-hosted-runner", "cpu-2", "memory-4"],
+    &[
+        "self-hosted",
+        "linux",
+        "serverless-hosted-runner",
+        "sid-build",
+    ],
+    &["serverless-hosted-runner", "memory-1"],
+];
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.chaos {
+        return crate::chaos::run(args).await;
+    }
+    let started = Instant::now();
+    let mut options = HarnessOptions::new(&args.work_dir);
+    options.provider = args.provider;
+    options.nats_url = args.nats_url.clone();
+    options.job_duration = Duration::from_millis(args.job_duration_ms);
+    options.webhooks = !args.no_webhooks;
+    options.deliver_twice = args.deliver_twice;
+    if args.no_webhooks {
+        options.poll_interval_secs = 5;
+    }
+    let mut harness = Harness::start(options).await?;
+    println!(
+        "demo: {} jobs, provider {}, nats {}, GitHub simulator {}, config {}",
+        args.jobs,
+        args.provider,
+        harness.nats_url,
+        harness.sim.base_url(),
+        harness.config_path.display()
+    );
+    harness.queue_jobs(args.jobs, &LABEL_SETS);
+    let summary = harness
+        .wait_settled(Duration::from_secs(args.timeout_secs), true)
+        .await?;
+    if summary.lost > 0 {
+        print!("{}", harness.explain_lost().await?);
+    }
+    if let Some(stats) = harness
+        .running
+        .as_ref()
+        .and_then(|r| r.webhook_stats.clone())
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        println!(
+            "webhook: accepted={} duplicates={} bad_signature={} unrouted={} ignored={}",
+            stats.accepted.load(Relaxed),
+            stats.duplicates.load(Relaxed),
+            stats.bad_signature.load(Relaxed),
+            stats.unrouted.load(Relaxed),
+            stats.ignored_event.load(Relaxed) + stats.ignored_action.load(Relaxed),
+        );
+    }
+    if let Some(running) = harness.running.as_ref() {
+        let declined = running.ctx.stats.declined();
+        if !declined.is_empty() {
+            println!("declined jobs by reason: {declined:?}");
+        }
+    }
+    harness.stop().await;
+    println!("wall time {:.1}s", started.elapsed().as_secs_f64());
+    println!("{summary}");
+    Ok(if summary.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
