@@ -73,12 +73,25 @@ pub struct PollCache {
     reported: HashMap<u64, RunStatus>,
     /// When each active run was first seen (for [`webhook_grace`]).
     first_seen: HashMap<u64, std::time::Instant>,
+    /// When each repository's runs were last listed (with webhooks on, see [`lists_runs`]).
+    listed_at: HashMap<String, std::time::Instant>,
 }
 
 /// With webhooks on, how long a run may be active before the poller lists its jobs itself:
 /// three poll intervals, at least 30 s.
 pub fn webhook_grace(poll_interval: Duration) -> Duration {
     (poll_interval * 3).max(Duration::from_secs(30))
+}
+
+/// Whether a repository's runs are listed this round. Pure. With webhooks on (`grace` is
+/// `Some`), a run's jobs are looked at only after the grace anyway, so the run lists are
+/// fetched at most every half grace: a busy repository's lists change every round and each
+/// changed answer costs a point. Without webhooks, every round.
+pub fn lists_runs(grace: Option<Duration>, since_listed: Option<Duration>) -> bool {
+    match (grace, since_listed) {
+        (Some(grace), Some(since)) => since >= grace / 2,
+        _ => true,
+    }
 }
 
 /// Whether a run's jobs are listed this round. Pure. `grace` is `None` when the poller is the
@@ -153,6 +166,11 @@ pub async fn poll_once(
     let now = std::time::Instant::now();
     for (owner, repo) in repositories(reg, github).await? {
         let full = format!("{owner}/{repo}");
+        let since_listed = cache.listed_at.get(&full).map(|t| now.duration_since(*t));
+        if !lists_runs(grace, since_listed) {
+            continue;
+        }
+        cache.listed_at.insert(full.clone(), now);
         let mut active = BTreeSet::new();
         for (status, token) in [
             (RunStatus::Queued, "queued"),
@@ -391,6 +409,20 @@ mod tests {
         assert_eq!(
             webhook_grace(Duration::from_secs(60)),
             Duration::from_secs(180)
+        );
+    }
+
+    #[test]
+    fn with_webhooks_run_lists_are_fetched_at_most_every_half_grace() {
+        let grace = Some(Duration::from_secs(30));
+        let s = Duration::from_secs;
+        assert!(lists_runs(grace, None), "first round lists");
+        assert!(!lists_runs(grace, Some(s(5))));
+        assert!(!lists_runs(grace, Some(s(14))));
+        assert!(lists_runs(grace, Some(s(15))));
+        assert!(
+            lists_runs(None, Some(Duration::ZERO)),
+            "poll only: every round"
         );
     }
 }

@@ -37,6 +37,10 @@
 //!   (422) while it runs a job, and the reaper then keeps the runner. After a successful
 //!   deregistration it checks again (GitHub shows it gone or idle, and the record, in the same
 //!   compare-and-set that moves it to `Deleting`, has no job) before deleting the instance.
+//! - API economy: GitHub is read only when its answer could change the decision
+//!   ([`needs_github`]); an ephemeral runner that took a job, or whose instance has exited, is
+//!   not deregistered (GitHub removes a runner that ran its job; an exited idle one is offline
+//!   and the sweep's single runner listing finds it as a leftover of a `Deleted` record).
 //! - Hard deletes (rules 2, 3, 4, 6) deregister best effort: a busy or unreachable GitHub
 //!   runner does not stop the instance delete; the sweep removes the leftover later.
 //! - A failed instance delete is counted in `delete_attempts` and retried with the consumer's
@@ -401,7 +405,18 @@ pub async fn reconcile(
     match action {
         Action::Keep(why) => Ok(Outcome::Kept(why)),
         Action::ReapIfIdle(reason) => {
-            if let Some(gh) = &github {
+            // An exited runner cannot take a job any more: it either ran one (GitHub removed
+            // the ephemeral runner itself, a DELETE would find nothing) or died idle (offline;
+            // the sweep's listing finds it and deregisters it). Only a live one is asked.
+            let live = seen.instance != Seen::Present(InstanceStatus::Stopped);
+            if let Some(gh) = github.as_ref().filter(|_| live) {
+                // The record may have learnt of a job since it was read (a steal's `started`
+                // event races the reap of the thief's own runner): then the DELETE would be
+                // refused or, once the job is done, hit a runner GitHub already removed.
+                if took_job_since(ctx, name).await? {
+                    tracing::info!(runner = %name, ?reason, "reap skipped: the runner took a job");
+                    return Ok(Outcome::Kept(KeepReason::Busy));
+                }
                 match gh.client.delete_runner(&gh.scope, gh.id).await {
                     Ok(()) => {}
                     Err(error) if error.status() == Some(422) => {
@@ -414,18 +429,20 @@ pub async fn reconcile(
                 // re-check is needed; the record is re-checked below.
             }
             // Re-check the record in the same write that claims it for deletion.
-            if !mark_deleting(ctx, name, true, clock.now).await? {
+            if mark_deleting(ctx, name, true, clock.now).await?.is_none() {
                 tracing::info!(runner = %name, ?reason, "reap skipped: the runner took a job");
                 return Ok(Outcome::Kept(KeepReason::Busy));
             }
             delete_instance(ctx, provider, &rec, reason, clock.now).await
         }
         Action::Delete(reason) => {
-            if !mark_deleting(ctx, name, false, clock.now).await? {
+            let Some(marked) = mark_deleting(ctx, name, false, clock.now).await? else {
                 return Ok(Outcome::Kept(KeepReason::Deleted));
-            }
+            };
+            // Judged on the record as just written, not as first read: a job learnt of since
+            // means GitHub removes the ephemeral runner itself.
             if let Some(gh) = &github
-                && needs_deregistration(&rec)
+                && needs_deregistration(&marked)
                 && let Err(error) = gh.client.delete_runner(&gh.scope, gh.id).await
             {
                 tracing::warn!(runner = %name, ?reason, %error, "deregistering failed; deleting the instance anyway, the sweep removes the GitHub runner later");
@@ -499,30 +516,41 @@ async fn observe_github(github: Option<&GitHubSide<'_>>, name: &str) -> Seen<boo
     }
 }
 
-/// Moves the record to `Deleting`. `false` when there is nothing to delete any more, or (with
-/// `only_if_idle`) when the record says the runner took a job.
+/// Moves the record to `Deleting` and returns it. `None` when there is nothing to delete any
+/// more, or (with `only_if_idle`) when the record says the runner took a job.
 async fn mark_deleting(
     ctx: &Context,
     name: &str,
     only_if_idle: bool,
     now: UnixMillis,
-) -> Result<bool, Error> {
+) -> Result<Option<RunnerRecord>, Error> {
     cas(&ctx.runners, name, |current| {
         Ok(match current {
-            None => (None, false),
-            Some(r) if r.state == RunnerState::Deleted => (None, false),
-            Some(r) if only_if_idle && (r.ran_job_id.is_some() || r.state == RunnerState::Busy) => {
-                (None, false)
-            }
-            Some(r) if r.state == RunnerState::Deleting => (None, true),
+            None => (None, None),
+            Some(r) if r.state == RunnerState::Deleted => (None, None),
+            Some(r) if only_if_idle && took_job(r) => (None, None),
+            Some(r) if r.state == RunnerState::Deleting => (None, Some(r.clone())),
             Some(r) => {
                 let mut r = r.clone();
                 r.transition(RunnerState::Deleting, now)?;
-                (Some(r), true)
+                (Some(r.clone()), Some(r))
             }
         })
     })
     .await
+}
+
+fn took_job(rec: &RunnerRecord) -> bool {
+    rec.ran_job_id.is_some() || rec.state == RunnerState::Busy
+}
+
+/// Whether runner `name`'s record, read again now, says it took a job.
+async fn took_job_since(ctx: &Context, name: &str) -> Result<bool, Error> {
+    Ok(ctx
+        .runners
+        .get(name)
+        .await?
+        .is_some_and(|(rec, _)| took_job(&rec)))
 }
 
 /// Deletes the instance and records the result: `Deleted`, a counted failure, or
