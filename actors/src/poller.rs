@@ -15,6 +15,8 @@
 //!   ETag; an unchanged answer (304) costs no primary rate limit.
 //! - Jobs this system is tracking (records not yet terminal) are re-checked one by one, so a
 //!   lost `in_progress` or `completed` delivery is healed as well as a lost `queued` one.
+//! - Optional spending: a round is skipped while the credential's rate budget (shared by
+//!   all replicas) is under its reserve ([`GitHubClient::spare`]).
 //! - API economy with webhooks on (`webhook+poll`): the poller is only the backstop, so a
 //!   run's jobs are listed only once the run has been active for [`webhook_grace`] (its
 //!   webhooks should have done the work by then), and a finished run's jobs only if they were
@@ -158,6 +160,12 @@ pub async fn poll_once(
     let reg = ctx.registration(registration)?;
     let github = ctx.github(registration)?;
     let mut published = 0;
+    // The poller is optional spending: with the credential's budget low (any replica's
+    // reading), the round is skipped and the rest left to JIT registrations.
+    if !github.spare() {
+        tracing::info!(%registration, "rate budget low: skipping this poll round");
+        return Ok(0);
+    }
     let grace = reg.detection.uses_webhook().then(|| {
         webhook_grace(Duration::from_secs(
             reg.poll_interval_secs.unwrap_or(30).max(1),

@@ -505,6 +505,11 @@ async fn observe_instance(provider: &dyn Provider, name: &str) -> Seen<InstanceS
 async fn observe_github(github: Option<&GitHubSide<'_>>, name: &str) -> Seen<bool> {
     match github {
         None => Seen::Unknown,
+        // Optional: with the budget low, decide without it (GitHub's word only refines).
+        Some(gh) if !gh.client.spare() => {
+            tracing::debug!(runner = %name, "rate budget low: not asking GitHub");
+            Seen::Unknown
+        }
         Some(gh) => match gh.client.get_runner(&gh.scope, gh.id).await {
             Ok(Some(runner)) => Seen::Present(runner.busy),
             Ok(None) => Seen::Absent,

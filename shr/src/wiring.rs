@@ -310,8 +310,13 @@ pub fn jit_keys(config: &Config) -> anyhow::Result<actors::JitKeys> {
     Ok(keys)
 }
 
-/// Resolves a registration's credentials into a GitHub client.
-fn github_client(reg: &registration::Registration) -> anyhow::Result<github_client::GitHubClient> {
+/// Resolves a registration's credentials into a GitHub client. With `shared` (the jobs
+/// bucket of a central process: scheduler or poller), its JIT pacing and rate budget are the
+/// cluster's ([`actors::credential`]); a tenant agent paces its own deregistrations.
+fn github_client(
+    reg: &registration::Registration,
+    shared: Option<&async_nats::jetstream::kv::Store>,
+) -> anyhow::Result<github_client::GitHubClient> {
     let auth = match &reg.auth {
         registration::Auth::Pat { token } => github_client::Auth::Pat(
             token
@@ -330,8 +335,22 @@ fn github_client(reg: &registration::Registration) -> anyhow::Result<github_clie
                 .with_context(|| format!("registration {}: auth.private_key", reg.name))?,
         },
     };
+    let shared = match shared {
+        Some(store) => {
+            let credential = actors::credential::KvCredential::new(
+                store.clone(),
+                &actors::credential::credential_name(&auth),
+                reg.jit_per_minute,
+                std::time::Duration::from_secs(60),
+            )
+            .with_context(|| format!("registration {}: shared credential", reg.name))?;
+            Some(Arc::new(credential) as Arc<dyn github_client::SharedCredential>)
+        }
+        None => None,
+    };
     let options = github_client::ClientOptions {
         jit_per_minute: reg.jit_per_minute,
+        shared,
         ..Default::default()
     };
     github_client::GitHubClient::new(reg.api_url(), auth, options)
@@ -466,8 +485,10 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
     let bus = connect_bus(&opts.nats_url, &opts.holder_id, &config).await?;
 
     let mut github = BTreeMap::new();
+    let central = config.runs(Actor::Poller) || config.runs(Actor::Scheduler);
     for reg in github_registrations(&config) {
-        github.insert(reg.name.clone(), github_client(reg)?);
+        let shared = central.then_some(&bus.jobs);
+        github.insert(reg.name.clone(), github_client(reg, shared)?);
     }
     let ctx = Context::new(config.clone(), bus.clone(), github).with_jit_keys(jit_keys(&config)?);
 
