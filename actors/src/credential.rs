@@ -12,8 +12,10 @@
 //!   `b = max(1, rate / 10)`, the interval is `window / (rate - b)` rounded up, so no window
 //!   of that length holds more than `rate - 1` calls (one of headroom for late wake-ups),
 //!   whatever the number of replicas.
-//! - Within one process, reservations are made one at a time (FIFO), so callers of one
-//!   replica never conflict with each other; conflicts between replicas are retried.
+//! - Within one process, one compare-and-set at a time reserves consecutive slots for every
+//!   caller waiting then (a burst costs one KV round trip per batch, not per call), so
+//!   callers of one replica never conflict with each other; conflicts between replicas are
+//!   retried. Time is kept in microseconds, so a lifted pace is not capped at 1,000/s.
 //! - Never fails the caller: if KV cannot be reached the call is paced by this process
 //!   alone (the client's local pacer rate) and a warning is logged.
 //! - The budget any replica reads from GitHub is written at most once per
@@ -43,12 +45,14 @@ pub struct KvCredential {
     budget_key: String,
     pace: Records<CredentialPace>,
     budgets: Records<CredentialBudget>,
-    interval_ms: i64,
-    tolerance_ms: i64,
-    /// Serialises this process's reservations (FIFO).
+    interval_us: i64,
+    tolerance_us: i64,
+    /// Callers waiting for a slot; whoever holds `reserving` reserves for all of them in one
+    /// compare-and-set and tells each its release time (unix µs).
+    waiting: Mutex<Vec<tokio::sync::oneshot::Sender<i64>>>,
     reserving: tokio::sync::Mutex<()>,
     /// Local fallback when KV is unreachable.
-    fallback_next: Mutex<UnixMillis>,
+    fallback_next: Mutex<i64>,
     budget: Arc<Mutex<Option<CredentialBudget>>>,
     written_at: Mutex<UnixMillis>,
     refresher: tokio::task::JoinHandle<()>,
@@ -58,7 +62,7 @@ impl std::fmt::Debug for KvCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KvCredential")
             .field("credential", &self.credential)
-            .field("interval_ms", &self.interval_ms)
+            .field("interval_us", &self.interval_us)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +71,12 @@ impl Drop for KvCredential {
     fn drop(&mut self) {
         self.refresher.abort();
     }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 impl KvCredential {
@@ -83,11 +93,11 @@ impl KvCredential {
         let budget_key = subject::credential_budget_key(credential)?;
         let rate = rate.max(1);
         let burst = (rate / 10).max(1);
-        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
         // Rounded up, and one call of headroom: a caller that wakes late must not let the
         // next window look fuller than the rate.
         let slots = i64::from((rate - burst).max(1));
-        let interval_ms = ((window_ms + slots - 1) / slots).max(1);
+        let interval_us = ((window_us + slots - 1) / slots).max(1);
         let budgets = Records::<CredentialBudget>::new(store.clone());
         let budget = Arc::new(Mutex::new(None));
         let refresher = {
@@ -109,8 +119,9 @@ impl KvCredential {
             budget_key,
             pace: Records::new(store),
             budgets,
-            interval_ms,
-            tolerance_ms: interval_ms * i64::from(burst - 1),
+            interval_us,
+            tolerance_us: interval_us * i64::from(burst - 1),
+            waiting: Mutex::new(Vec::new()),
             reserving: tokio::sync::Mutex::new(()),
             fallback_next: Mutex::new(0),
             budget,
@@ -119,40 +130,56 @@ impl KvCredential {
         })
     }
 
-    /// Reserves the next slot; returns when (wall time) the call may go.
-    async fn reserve(&self) -> UnixMillis {
-        let _turn = self.reserving.lock().await;
-        let now = now_millis();
-        let mut release = now;
-        let (interval, tolerance) = (self.interval_ms, self.tolerance_ms);
+    /// Reserves the next slot; returns when (unix µs) the call may go.
+    async fn reserve(&self) -> i64 {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
+        {
+            let _turn = self.reserving.lock().await;
+            let batch =
+                std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
+            if !batch.is_empty() {
+                let releases = self.reserve_batch(batch.len()).await;
+                for (tx, release) in batch.into_iter().zip(releases) {
+                    let _ = tx.send(release);
+                }
+            }
+        }
+        // Filled by this caller's batch or an earlier holder's.
+        rx.await.unwrap_or_else(|_| now_us())
+    }
+
+    /// One compare-and-set reserving `n` consecutive slots; their release times.
+    async fn reserve_batch(&self, n: usize) -> Vec<i64> {
+        let count = i64::try_from(n).unwrap_or(i64::MAX);
+        let (interval, tolerance) = (self.interval_us, self.tolerance_us);
+        let mut first = 0;
         let written = self
             .pace
             .modify::<shr_nats::Error, _>(&self.pace_key, |current| {
-                let now = now_millis();
-                let tat = current.map_or(now, |c| c.next_at.max(now));
-                release = (tat - tolerance).max(now);
+                let now = now_us();
+                first = current.map_or(now, |c| c.next_at_us.max(now));
                 Ok(Some(CredentialPace {
-                    next_at: tat + interval,
+                    next_at_us: first + interval * count,
                 }))
             })
             .await;
-        match written {
-            Ok(_) => release,
-            Err(error) => {
-                tracing::warn!(credential = %self.credential, %error, "cluster-wide JIT pacing unavailable; pacing this process alone");
-                self.reserve_locally(now)
-            }
+        if let Err(error) = written {
+            tracing::warn!(credential = %self.credential, %error, "cluster-wide JIT pacing unavailable; pacing this process alone");
+            let mut next = self
+                .fallback_next
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            first = (*next).max(now_us());
+            *next = first + interval * count;
         }
-    }
-
-    fn reserve_locally(&self, now: UnixMillis) -> UnixMillis {
-        let mut next = self
-            .fallback_next
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let tat = (*next).max(now);
-        *next = tat + self.interval_ms;
-        (tat - self.tolerance_ms).max(now)
+        let now = now_us();
+        (0..count)
+            .map(|i| (first + interval * i - tolerance).max(now))
+            .collect()
     }
 }
 
@@ -160,9 +187,9 @@ impl SharedCredential for KvCredential {
     fn pace(&self) -> PaceFuture<'_> {
         Box::pin(async move {
             let release = self.reserve().await;
-            let wait = release - now_millis();
+            let wait = release - now_us();
             if wait > 0 {
-                tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
+                tokio::time::sleep(Duration::from_micros(wait.unsigned_abs())).await;
             }
         })
     }

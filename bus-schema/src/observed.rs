@@ -39,7 +39,8 @@ pub struct GitHubSeen {
 /// [`crate::subject::credential_pace_key`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialPace {
-    pub next_at: UnixMillis,
+    /// Unix time in microseconds (a lifted pace spaces calls by less than a millisecond).
+    pub next_at_us: i64,
 }
 
 /// The last primary rate budget any replica read from GitHub for one credential, under
