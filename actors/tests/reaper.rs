@@ -734,9 +734,11 @@ async fn a_runner_that_ran_its_job_is_deleted_without_a_github_call() {
         .transition(RunnerState::Completed, now_millis())
         .unwrap();
     record.ran_job_id = Some(14);
+    let key = bus_schema::subject::runner_key(name).unwrap();
     env.ctx
         .runners
-        .update(name, &record, revision)
+        .0
+        .update(&key, &record, revision)
         .await
         .unwrap();
     let before = env.sim.exchanges().len();
