@@ -46,6 +46,8 @@ pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// A pull stream that delivers nothing for this long is re-created: it recovers a
 /// subscription lost across a server restart that reported no error.
 const IDLE_RESUBSCRIBE: Duration = Duration::from_secs(30);
+/// Failed attempts to bind a consumer (one a second) before it is logged as a warning.
+const UNAVAILABLE_WARN_AFTER: u32 = 10;
 
 /// The delay before redelivery after the `delivered`-th failed attempt: 0.5 s doubling, to 30 s.
 pub fn backoff(delivered: i64) -> Duration {
@@ -79,11 +81,19 @@ where
     let lanes = spec.lanes.max(1);
     let (senders, mut workers) = spawn_lanes(&spec, lanes, handler);
     // The bus may be down when we start (or restarting): keep trying rather than exit.
+    let mut attempts = 0u32;
     let consumer = loop {
         match bind_consumer(&js, &spec, lanes).await {
             Ok(consumer) => break consumer,
             Err(error) => {
-                tracing::warn!(durable = %spec.durable, %error, "consumer unavailable; retrying");
+                attempts += 1;
+                // Expected for a few seconds while another process creates the streams; a
+                // fault an operator should see once it lasts.
+                if attempts < UNAVAILABLE_WARN_AFTER {
+                    tracing::debug!(durable = %spec.durable, %error, "consumer unavailable; retrying");
+                } else {
+                    tracing::warn!(durable = %spec.durable, %error, attempts, "consumer still unavailable; retrying");
+                }
                 tokio::select! {
                     () = cancel.cancelled() => return Ok(()),
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}

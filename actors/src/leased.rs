@@ -87,7 +87,8 @@ impl LeasedLoop {
             Some(mut held) => match held.renew().await {
                 Ok(()) => Some(held),
                 Err(error) => {
-                    tracing::warn!(what = self.what, key = %self.key, %error, "lease lost");
+                    // Another replica took over (a failover): the rounds go on there.
+                    tracing::info!(what = self.what, key = %self.key, %error, "lease lost");
                     None
                 }
             },
@@ -96,7 +97,9 @@ impl LeasedLoop {
                 .try_acquire(&self.key, &self.holder)
                 .await
                 .unwrap_or_else(|error| {
-                    tracing::warn!(what = self.what, key = %self.key, %error, "lease unavailable");
+                    // The bus is unreachable (reported by the connection and `/readyz`);
+                    // tried again next round.
+                    tracing::debug!(what = self.what, key = %self.key, %error, "lease unavailable");
                     None
                 }),
         }
@@ -117,7 +120,7 @@ impl LeasedLoop {
                 () = &mut work => return RoundEnd::Done,
                 () = cancel.cancelled() => return RoundEnd::Cancelled,
                 _ = renew.tick() => if let Err(error) = held.renew().await {
-                    tracing::warn!(what = self.what, key = %self.key, %error, "lease lost mid-round; stopping this round");
+                    tracing::info!(what = self.what, key = %self.key, %error, "lease lost mid-round; stopping this round");
                     return RoundEnd::LeaseLost;
                 },
             }

@@ -420,7 +420,8 @@ pub async fn reconcile(
                 match gh.client.delete_runner(&gh.scope, gh.id).await {
                     Ok(()) => {}
                     Err(error) if error.status() == Some(422) => {
-                        tracing::info!(runner = %name, ?reason, "reap skipped: GitHub says the runner is busy");
+                        // The scale-down race, expected: the job's completion reaps it.
+                        tracing::debug!(runner = %name, ?reason, "reap skipped: GitHub says the runner is busy");
                         return Ok(Outcome::Kept(KeepReason::Busy));
                     }
                     Err(error) => return Err(error.into()),
@@ -430,7 +431,7 @@ pub async fn reconcile(
             }
             // Re-check the record in the same write that claims it for deletion.
             if mark_deleting(ctx, name, true, clock.now).await?.is_none() {
-                tracing::info!(runner = %name, ?reason, "reap skipped: the runner took a job");
+                tracing::debug!(runner = %name, ?reason, "reap skipped: the runner took a job");
                 return Ok(Outcome::Kept(KeepReason::Busy));
             }
             delete_instance(ctx, provider, &rec, reason, clock.now).await
@@ -445,7 +446,8 @@ pub async fn reconcile(
                 && needs_deregistration(&marked)
                 && let Err(error) = gh.client.delete_runner(&gh.scope, gh.id).await
             {
-                tracing::warn!(runner = %name, ?reason, %error, "deregistering failed; deleting the instance anyway, the sweep removes the GitHub runner later");
+                // Heals by itself (the sweep deregisters the leftover), so not a warning.
+                tracing::info!(runner = %name, ?reason, %error, "deregistering failed; deleting the instance anyway, the sweep removes the GitHub runner later");
             }
             delete_instance(ctx, provider, &rec, reason, clock.now).await
         }
@@ -626,7 +628,8 @@ async fn delete_instance(
             Some(&Context::unguessable_id(&rec.tenant, "deleted", name)),
         )
         .await?;
-        tracing::info!(runner = %name, ?reason, "runner reaped");
+        // The one line per reap: only the `Deleting -> Deleted` write gets here.
+        tracing::info!(runner = %name, job = rec.job_id, reason = %crate::observe::label(&reason), trace_id = %crate::trace::current_id(), "runner reaped");
         let metrics = telemetry::metrics::global();
         metrics.runner_reaped(&rec.tenant, &crate::observe::label(&reason));
         if reason == ReapReason::Orphan {

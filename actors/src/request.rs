@@ -82,7 +82,8 @@ pub async fn ensure_runner(
         .await?
         .is_none()
     {
-        tracing::warn!(runner = %name, "runner record changed during JIT; dropping this attempt");
+        // Another worker moved the record meanwhile: an expected race.
+        tracing::debug!(runner = %name, "runner record changed during JIT; dropping this attempt");
         return delete_github_runner(ctx, registration, jit.runner_id).await;
     }
     publish_provision(ctx, new, jit).await
@@ -106,7 +107,8 @@ async fn claim(ctx: &Context, new: NewRunner<'_>) -> Result<Option<(RunnerRecord
     match claimed {
         (Claim::Created, Some(rec)) => Ok(revision.map(|r| (rec, r))),
         (Claim::TakenOver { stale }, Some(rec)) => {
-            tracing::warn!(runner = %new.name, "taking over a stale runner request");
+            // A worker died mid-request; its message came back to this one.
+            tracing::info!(runner = %new.name, "taking over a stale runner request");
             if let Some(stale) = stale {
                 delete_github_runner(ctx, new.registration, stale).await?;
             }

@@ -335,15 +335,24 @@ async fn on_queued(ctx: &Context, e: JobQueued) -> Result<(), Error> {
         }
     }
     let spec = admission.as_ref().ok();
-    carry_out(ctx, &e.tenant, &e.registration, decision.actions, spec).await
+    carry_out(
+        ctx,
+        &e.tenant,
+        &e.registration,
+        e.job.job_id,
+        decision.actions,
+        spec,
+    )
+    .await
 }
 
-/// Carries out the actions of a decision about a job of `registration`; `spec` is the job's
-/// admitted spec, for provisioning.
+/// Carries out the actions of a decision about job `job` of `registration`; `spec` is the
+/// job's admitted spec, for provisioning.
 async fn carry_out(
     ctx: &Context,
     tenant: &str,
     registration: &str,
+    job: u64,
     actions: Vec<Action>,
     spec: Option<&RunnerSpec>,
 ) -> Result<(), Error> {
@@ -351,13 +360,15 @@ async fn carry_out(
         match action {
             Action::Decline(decline) => {
                 ctx.stats.count_decline(decline.code);
-                tracing::info!(code = decline.code, tenant, registration, reason = %decline.reason, "job declined");
+                // The one line per declined job: only the write that created the record
+                // as declined carries this action.
+                tracing::info!(job, code = decline.code, tenant, registration, reason = %decline.reason, trace_id = %crate::trace::current_id(), "job declined");
             }
             Action::Provision { runner, job_id } => match spec {
                 Some(spec) => {
                     request::ensure_runner(ctx, tenant, registration, job_id, &runner, spec).await?
                 }
-                None => tracing::warn!(job = job_id, "job no longer admissible"),
+                None => tracing::info!(job = job_id, "job no longer admissible; no runner"),
             },
             Action::Reap { runner, reason } => reap(ctx, tenant, &runner, reason).await?,
             Action::Bind { runner, job } => bind(ctx, &job, &runner).await?,
@@ -391,7 +402,15 @@ async fn on_started(ctx: &Context, e: JobStarted) -> Result<(), Error> {
     };
     let decision = decide_job(ctx, &key, Event::Started { started: &e, ours }, &facts).await?;
     tracing::debug!(job = e.job.job_id, runner = %e.runner_name, source = ?e.source, "started event");
-    carry_out(ctx, &e.tenant, &e.registration, decision.actions, None).await
+    carry_out(
+        ctx,
+        &e.tenant,
+        &e.registration,
+        e.job.job_id,
+        decision.actions,
+        None,
+    )
+    .await
 }
 
 async fn on_completed(ctx: &Context, e: JobCompleted) -> Result<(), Error> {
@@ -415,7 +434,15 @@ async fn on_completed(ctx: &Context, e: JobCompleted) -> Result<(), Error> {
     };
     let decision = decide_job(ctx, &key, event, &facts).await?;
     tracing::debug!(job = e.job.job_id, runner = ?e.runner_name, source = ?e.source, actions = decision.actions.len(), "completed event");
-    carry_out(ctx, &e.tenant, &e.registration, decision.actions, None).await
+    carry_out(
+        ctx,
+        &e.tenant,
+        &e.registration,
+        e.job.job_id,
+        decision.actions,
+        None,
+    )
+    .await
 }
 
 /// A runner made for a finished job: marked for deletion if not created yet, and reaped if
@@ -524,6 +551,7 @@ async fn repair_stolen(
         ctx,
         &b.tenant,
         &b.registration,
+        b.job.job_id,
         decision.actions,
         spec.as_ref(),
     ))
@@ -587,12 +615,14 @@ async fn on_runner_failed(ctx: &Context, failed: &RunnerFailed) -> Result<(), Er
     let Some(b) = decision.write.as_ref() else {
         return Ok(());
     };
-    tracing::warn!(job = b.job.job_id, runner = %failed.runner_name, reason = %failed.reason, attempt = b.attempts, "runner failed to start; provisioning again");
+    // The provisioner logged the cloud's failure; this is the decision that follows it.
+    tracing::info!(job = b.job.job_id, runner = %failed.runner_name, reason = %failed.reason, attempt = b.attempts, "runner failed to start; provisioning again");
     let spec = admit(ctx, &b.registration, &b.tenant, &b.job.labels)?.ok();
     carry_out(
         ctx,
         &b.tenant,
         &b.registration,
+        b.job.job_id,
         decision.actions,
         spec.as_ref(),
     )

@@ -199,7 +199,7 @@ async fn sweep_name(
     match ctx.runners.get(name).await? {
         None => {
             if let Some(found) = found
-                && mark(ctx, providers, tenant, name, found, clock).await?
+                && in_trace(name, mark(ctx, providers, tenant, name, found, clock)).await?
             {
                 report.marked.push(name.to_owned());
             }
@@ -207,7 +207,7 @@ async fn sweep_name(
         Some((rec, _)) if rec.state == RunnerState::Deleted => {
             if let Some(found) = found
                 && clock.now.saturating_sub(rec.updated_at) >= grace_ms
-                && clean(ctx, providers, tenant, name, found).await?
+                && in_trace(name, clean(ctx, providers, tenant, name, found)).await?
             {
                 report.cleaned.push(name.to_owned());
             }
@@ -225,7 +225,7 @@ async fn sweep_name(
             if let Action::Keep(_) = reaper::decide(&rec, seen, None, clock.now, timeouts) {
                 return Ok(());
             }
-            match reaper::reconcile(ctx, providers, name, None, clock).await? {
+            match in_trace(name, reaper::reconcile(ctx, providers, name, None, clock)).await? {
                 Outcome::Deleted(_) => report.deleted.push(name.to_owned()),
                 Outcome::PendingForceDelete => report.pending_force_delete.push(name.to_owned()),
                 Outcome::NoRecord | Outcome::Kept(_) => {}
@@ -233,6 +233,13 @@ async fn sweep_name(
         }
     }
     Ok(())
+}
+
+/// Runs one sweep step about runner `name` as a trace of its own, so what it logs and
+/// publishes (the reap, its `Deleted` event) carries a trace id like event-driven work does.
+async fn in_trace<F: std::future::Future>(name: &str, step: F) -> F::Output {
+    let span = tracing::info_span!("sweep", runner = %name, trace_id = tracing::field::Empty);
+    crate::trace::in_new_trace(span, step).await
 }
 
 /// Lists instances and GitHub runners of `tenant`; failures are logged and leave the source
@@ -262,6 +269,11 @@ async fn list(
                 }
             }
             Err(error) => {
+                telemetry::metrics::global().provider_error(
+                    &kind.to_string(),
+                    "list",
+                    &crate::observe::label(&error.kind()),
+                );
                 tracing::warn!(provider = %kind, %error, "sweep: listing instances failed");
                 report.errors += 1;
             }
@@ -375,7 +387,7 @@ async fn mark(
     })
     .await?;
     if marked {
-        tracing::info!(runner = %name, instance = ?rec.instance_id, github_runner = ?rec.github_runner_id, "found a runner with no record; marked orphaned");
+        tracing::info!(runner = %name, instance = ?rec.instance_id, github_runner = ?rec.github_runner_id, trace_id = %crate::trace::current_id(), "found a runner with no record; marked orphaned");
         telemetry::metrics::global().orphan_found(tenant);
     }
     Ok(marked)
@@ -390,7 +402,7 @@ async fn clean(
     found: &Found,
 ) -> Result<bool, Error> {
     if found.github.iter().any(|(_, r)| r.busy) {
-        tracing::warn!(runner = %name, "deleted runner is busy on GitHub; leaving it for now");
+        tracing::debug!(runner = %name, "deleted runner is busy on GitHub; leaving it for now");
         return Ok(false);
     }
     for (registration, runner) in &found.github {
@@ -410,7 +422,7 @@ async fn clean(
             provider.delete(name).await?;
         }
     }
-    tracing::info!(runner = %name, "removed the leftovers of a deleted runner");
+    tracing::info!(runner = %name, trace_id = %crate::trace::current_id(), "removed the leftovers of a deleted runner");
     Ok(true)
 }
 

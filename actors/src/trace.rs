@@ -91,6 +91,12 @@ pub fn current() -> Option<TraceParent> {
     CURRENT.try_with(TraceParent::clone).ok()
 }
 
+/// The trace id of the message being handled (or of the trace started with
+/// [`in_new_trace`]), for a log line that must name it; empty outside any trace.
+pub fn current_id() -> String {
+    CURRENT.try_with(|t| t.trace_id.clone()).unwrap_or_default()
+}
+
 /// Runs `f` as part of `trace`: what it publishes carries the trace.
 pub async fn scope<F: Future>(trace: TraceParent, f: F) -> F::Output {
     CURRENT.scope(trace, f).await

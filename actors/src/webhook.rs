@@ -27,8 +27,9 @@
 //! 413 body over the limit · 503 the bus did not ack (GitHub shows the failure; the poller heals).
 //!
 //! # Other routes
-//! `GET /metrics`: [`WebhookStats`] as Prometheus text ([`METRIC_DELIVERIES`] by `outcome`).
-//! `GET /healthz`: 200 while the process serves HTTP.
+//! `GET /healthz`: 200 while the process serves HTTP (for a load balancer in front of the
+//! webhook port). Metrics are not served here: [`WebhookStats`] is exported with every other
+//! metric of the process on its one metrics listener (`shr`'s `metrics_server`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -39,7 +40,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::{CONTENT_TYPE, HeaderName};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use bus_schema::{JobCompleted, JobEvent, JobQueued, JobRef, JobSource, JobStarted};
@@ -50,16 +51,11 @@ use sha2::Sha256;
 
 use crate::routing::Routing;
 
-/// Counter of deliveries by outcome, labelled `outcome` (see [`WebhookStats::outcomes`]).
-pub const METRIC_DELIVERIES: &str = "shr_webhook_deliveries_total";
-/// `Content-Type` of the Prometheus text exposition format.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// Route of the Prometheus metrics.
-pub const METRICS_PATH: &str = "/metrics";
 /// Route of the health check.
 pub const HEALTH_PATH: &str = "/healthz";
 
-/// Counters the webhook keeps; exported on `/metrics`.
+/// Counters the webhook keeps; the process's metrics listener exports them as
+/// `shr_webhook_deliveries_total` by `outcome` ([`WebhookStats::outcomes`]).
 #[derive(Debug, Default)]
 pub struct WebhookStats {
     pub accepted: AtomicU64,
@@ -89,23 +85,6 @@ impl WebhookStats {
             ("unrouted", &self.unrouted),
             ("publish_failed", &self.publish_failed),
         ]
-    }
-
-    /// The counters in the Prometheus text exposition format.
-    pub fn render_prometheus(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = format!(
-            "# HELP {METRIC_DELIVERIES} GitHub webhook deliveries by outcome.\n\
-             # TYPE {METRIC_DELIVERIES} counter\n"
-        );
-        for (outcome, counter) in self.outcomes() {
-            let _ = writeln!(
-                out,
-                "{METRIC_DELIVERIES}{{outcome=\"{outcome}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        out
     }
 }
 
@@ -155,21 +134,13 @@ impl WebhookState {
 }
 
 /// The axum router serving the webhook at `path` (body limit `max_body` bytes), plus
-/// [`METRICS_PATH`] and [`HEALTH_PATH`].
+/// [`HEALTH_PATH`].
 pub fn router(state: WebhookState, path: &str, max_body: usize) -> Router {
     Router::new()
         .route(path, post(deliver))
         .layer(DefaultBodyLimit::max(max_body))
-        .route(METRICS_PATH, get(metrics))
         .route(HEALTH_PATH, get(|| async { "ok\n" }))
         .with_state(state)
-}
-
-async fn metrics(State(state): State<WebhookState>) -> ([(HeaderName, &'static str); 1], String) {
-    (
-        [(CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        state.stats.render_prometheus(),
-    )
 }
 
 /// Checks `sha256=<hex>` against HMAC-SHA256(secret, body) in constant time.
@@ -515,17 +486,5 @@ mod tests {
         ));
         let upper = DOC_SIGNATURE.replace("sha256=", "SHA256=");
         assert!(!signature_valid(DOC_SECRET, DOC_PAYLOAD, Some(&upper)));
-    }
-
-    #[test]
-    fn metrics_text_lists_every_outcome() {
-        let stats = WebhookStats::default();
-        stats.accepted.fetch_add(2, Ordering::Relaxed);
-        let text = stats.render_prometheus();
-        assert!(text.contains("shr_webhook_deliveries_total{outcome=\"accepted\"} 2\n"));
-        assert_eq!(
-            text.lines().filter(|l| !l.starts_with('#')).count(),
-            stats.outcomes().len()
-        );
     }
 }

@@ -86,6 +86,11 @@ pub struct JobRecord {
     /// Why it was declined.
     #[serde(default)]
     pub declined_reason: Option<String>,
+    /// The decline's code (`exceeds_policy`, `unknown_label`, …): one of a small fixed set,
+    /// so metrics can use it as a label where the reason's text would not do. Absent on
+    /// records written before it existed, and on jobs not declined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declined_code: Option<String>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
 }
@@ -335,6 +340,7 @@ mod tests {
             ran_on: None,
             conclusion: None,
             declined_reason: None,
+            declined_code: None,
             created_at: 1,
             updated_at: 1,
         };

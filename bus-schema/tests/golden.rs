@@ -263,6 +263,7 @@ fn records_are_pinned() {
             ran_on: None,
             conclusion: None,
             declined_reason: None,
+            declined_code: None,
             created_at: 1_764_000_000_000,
             updated_at: 1_764_000_000_100,
         },

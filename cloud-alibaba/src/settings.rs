@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use bus_schema::{Capabilities, Network, ProviderKind};
 use providers::{BuildError, CloudSettings, Provider, plugin::resolve};
-use registration::{FieldError, Fields, ProviderSettings, SecretRef};
+use registration::{
+    FieldError, Fields, ProviderSettings, RawRegistryCredential, RegistryLogin, SecretRef,
+};
 use serde::Deserialize;
 use url::Url;
 
@@ -35,29 +37,12 @@ pub struct RawEciSettings {
     pub oss: Option<RawOss>,
 }
 
-/// A registry login as written; the password is a secret reference.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRegistryCredential {
-    pub server: String,
-    pub username: String,
-    pub password: String,
-}
-
 /// The OSS mount settings as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOss {
     pub endpoint: String,
     pub ram_role: String,
-}
-
-/// A validated registry login.
-#[derive(Debug, Clone)]
-pub struct RegistryLogin {
-    pub server: String,
-    pub username: String,
-    pub password: SecretRef,
 }
 
 /// A tenant's validated ECI account.
@@ -129,20 +114,8 @@ security_group_id = "sg-example1"
         let endpoint = f.http_url("endpoint", raw.endpoint.as_deref());
         let secret = f.secret("access_key_secret", &raw.access_key_secret);
         f.runner_command("runner_command", raw.runner_command.as_deref());
-        let mut registry_credentials = Vec::new();
-        for (i, c) in raw.registry_credentials.into_iter().enumerate() {
-            f.non_empty(&format!("registry_credentials[{i}].server"), &c.server);
-            f.non_empty(&format!("registry_credentials[{i}].username"), &c.username);
-            if let Some(password) =
-                f.secret(&format!("registry_credentials[{i}].password"), &c.password)
-            {
-                registry_credentials.push(RegistryLogin {
-                    server: c.server,
-                    username: c.username,
-                    password,
-                });
-            }
-        }
+        let registry_credentials =
+            f.registry_credentials("registry_credentials", raw.registry_credentials);
         let oss = raw.oss.map(|o| {
             f.non_empty("oss.endpoint", &o.endpoint);
             f.non_empty("oss.ram_role", &o.ram_role);

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use bus_schema::{Capabilities, ProviderKind};
 use providers::{BuildError, CloudSettings, Provider, plugin::resolve};
-use registration::{FieldError, Fields, ProviderSettings, SecretRef};
+use registration::{
+    FieldError, Fields, ProviderSettings, RawRegistryCredential, RegistryLogin, SecretRef,
+};
 use serde::Deserialize;
 use url::Url;
 
@@ -38,15 +40,6 @@ pub struct RawAciSettings {
     pub azure_files: Option<RawAzureFiles>,
 }
 
-/// A registry login as written; the password is a secret reference.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRegistryCredential {
-    pub server: String,
-    pub username: String,
-    pub password: String,
-}
-
 /// The Azure Files account as written; the key is a secret reference.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,14 +47,6 @@ pub struct RawAzureFiles {
     pub account_name: String,
     pub account_key: String,
     pub mount_path: Option<String>,
-}
-
-/// A validated registry login.
-#[derive(Debug, Clone)]
-pub struct RegistryLogin {
-    pub server: String,
-    pub username: String,
-    pub password: SecretRef,
 }
 
 /// A validated Azure Files account.
@@ -152,20 +137,8 @@ client_secret = "env:AZURE_CLIENT_SECRET"
         let login_endpoint = f.http_url("login_endpoint", raw.login_endpoint.as_deref());
         let secret = f.secret("client_secret", &raw.client_secret);
         f.runner_command("runner_command", raw.runner_command.as_deref());
-        let mut registry_credentials = Vec::new();
-        for (i, c) in raw.registry_credentials.into_iter().enumerate() {
-            f.non_empty(&format!("registry_credentials[{i}].server"), &c.server);
-            f.non_empty(&format!("registry_credentials[{i}].username"), &c.username);
-            if let Some(password) =
-                f.secret(&format!("registry_credentials[{i}].password"), &c.password)
-            {
-                registry_credentials.push(RegistryLogin {
-                    server: c.server,
-                    username: c.username,
-                    password,
-                });
-            }
-        }
+        let registry_credentials =
+            f.registry_credentials("registry_credentials", raw.registry_credentials);
         let azure_files = raw.azure_files.and_then(|a| {
             f.non_empty("azure_files.account_name", &a.account_name);
             if let Some(path) = &a.mount_path

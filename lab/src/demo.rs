@@ -4,6 +4,10 @@
 //! this process ([`crate::harness`]), queues `--jobs` jobs with mixed labels, prints
 //! progress, and ends with one line, which must read `lost=0 duplicates=0 leaked=0` (and
 //! every job completed, every instance reaped) for the exit code to be 0.
+//!
+//! With `--hold` the whole system stays up after that line: it serves the
+//! metrics listener and status page of `shr run`, prints where they, NATS and the `shr
+//! status` command line are, and stops in order on SIGINT or SIGTERM.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +50,10 @@ pub struct DemoArgs {
     /// The chaos schedule's random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Keep everything running after the summary, until SIGINT (Ctrl-C) or SIGTERM, and
+    /// print where the status page, the metrics and NATS are.
+    #[arg(long, conflicts_with = "chaos")]
+    pub hold: bool,
 }
 
 /// The label sets the demo cycles through: default size, a sized runner, a pinned runner
@@ -85,6 +93,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         harness.sim.base_url(),
         harness.config_path.display()
     );
+    // Held: the listener starts before the jobs, so its page charts their startups.
+    let listener = match args.hold {
+        true => Some(start_listener(&harness).await?),
+        false => None,
+    };
     harness.queue_jobs(args.jobs, &LABEL_SETS);
     let summary = harness
         .wait_settled(Duration::from_secs(args.timeout_secs), true)
@@ -113,6 +126,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             println!("declined jobs by reason: {declined:?}");
         }
     }
+    if let Some(listener) = &listener {
+        println!("{summary}");
+        hold(&harness, listener).await?;
+    }
     harness.stop().await;
     println!("wall time {:.1}s", started.elapsed().as_secs_f64());
     println!("{summary}");
@@ -121,4 +138,63 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Serves the metrics listener of `shr run` (status page at `/`) beside the demo's actors; it
+/// stops with them.
+async fn start_listener(harness: &Harness) -> anyhow::Result<shr::metrics_server::MetricsServer> {
+    use anyhow::Context as _;
+    let running = harness
+        .running
+        .as_ref()
+        .context("the demo's actors are not running")?;
+    shr::metrics_server::start(running, running.cancel_token()).await
+}
+
+/// `--hold`: prints where everything is, and returns on SIGINT or SIGTERM. The caller then
+/// stops the actors (which stops the listener with them), the simulators and NATS.
+async fn hold(
+    harness: &Harness,
+    listener: &shr::metrics_server::MetricsServer,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{SignalKind, signal};
+    // Handlers first: a signal that arrives once the addresses are out must stop in order.
+    let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let base = format!("http://{}", listener.addr);
+    println!("demo held: everything keeps running until SIGINT (Ctrl-C) or SIGTERM");
+    println!("  status page: {base}/");
+    println!("  metrics:     {base}/metrics");
+    println!("  readiness:   {base}/readyz");
+    println!("  nats:        {}", harness.nats_url);
+    println!("  github sim:  {}", harness.sim.base_url());
+    println!("  config:      {}", harness.config_path.display());
+    println!(
+        "  shr status:  {} status --config {}",
+        shr_command(),
+        harness.config_path.display()
+    );
+    let got = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    println!("received {got}; stopping the demo");
+    Ok(())
+}
+
+/// How to run `shr` here: `$SHR_BIN`, else the `shr` next to this executable (both are in
+/// `target/<profile>/` after `cargo build`), else `shr` from `PATH`.
+fn shr_command() -> String {
+    std::env::var_os("SHR_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            let sibling = exe.parent()?.join(crate::bins::PRODUCT);
+            sibling.is_file().then_some(sibling)
+        })
+        .map_or_else(
+            || crate::bins::PRODUCT.to_owned(),
+            |p| p.display().to_string(),
+        )
 }

@@ -243,6 +243,8 @@ impl Harness {
             None => {
                 let server = shr_nats::NatsServer::start(shr_nats::ServerOptions {
                     store_dir: Some(options.work_dir.join("nats")),
+                    // Ctrl-C on a held demo reaches the demo only, which stops NATS last.
+                    own_process_group: true,
                     ..Default::default()
                 })
                 .await?;

@@ -110,9 +110,19 @@ pub async fn connect_as(
         .request_timeout(Some(Duration::from_secs(10)))
         .max_reconnects(None)
         .event_callback(|event| async move {
+            use async_nats::Event;
             match event {
-                async_nats::Event::Connected => tracing::info!("nats: {event}"),
-                _ => tracing::warn!("nats: {event}"),
+                // A reconnect follows by itself, and `/readyz` reports the outage while it
+                // lasts; a server going away for maintenance (lame duck) is the same story.
+                Event::Connected | Event::Disconnected | Event::LameDuckMode => {
+                    tracing::info!("nats: {event}");
+                }
+                Event::Draining | Event::Closed => tracing::debug!("nats: {event}"),
+                // Faults an operator acts on: a consumer too slow for its subscription, a
+                // permission or protocol error from the server or the client.
+                Event::SlowConsumer(_) | Event::ServerError(_) | Event::ClientError(_) => {
+                    tracing::warn!("nats: {event}");
+                }
             }
         })
         .connect(url)

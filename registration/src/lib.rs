@@ -28,4 +28,6 @@ pub use config::{
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::{ResolveError, SecretRef};
-pub use settings::{FieldError, Fields, ProviderSettings, SettingsRegistry};
+pub use settings::{
+    FieldError, Fields, ProviderSettings, RawRegistryCredential, RegistryLogin, SettingsRegistry,
+};

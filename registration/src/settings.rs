@@ -13,9 +13,27 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use bus_schema::{Capabilities, Network, ProviderKind};
+use serde::Deserialize;
 use url::Url;
 
 use crate::{SecretRef, syntax};
+
+/// A private registry login as written (`{ server, username, password = "env:…" }`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistryCredential {
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// A validated registry login; the password stays a reference until a provider is built.
+#[derive(Debug, Clone)]
+pub struct RegistryLogin {
+    pub server: String,
+    pub username: String,
+    pub password: SecretRef,
+}
 
 /// One problem in a provider section: the field, relative to the section, and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +112,28 @@ impl Fields {
         if value.is_some_and(<[String]>::is_empty) {
             self.push(field, "must not be empty (leave it out for the default)");
         }
+    }
+
+    /// Private registry logins: every server and username non-empty, every password a
+    /// secret reference. Only the logins without a problem are returned.
+    pub fn registry_credentials(
+        &mut self,
+        field: &str,
+        raw: Vec<RawRegistryCredential>,
+    ) -> Vec<RegistryLogin> {
+        let mut logins = Vec::new();
+        for (i, c) in raw.into_iter().enumerate() {
+            self.non_empty(&format!("{field}[{i}].server"), &c.server);
+            self.non_empty(&format!("{field}[{i}].username"), &c.username);
+            if let Some(password) = self.secret(&format!("{field}[{i}].password"), &c.password) {
+                logins.push(RegistryLogin {
+                    server: c.server,
+                    username: c.username,
+                    password,
+                });
+            }
+        }
+        logins
     }
 
     /// An optional `http`/`https` URL with a host.

@@ -109,6 +109,9 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// How long open scrapes of the metrics listener get to finish once the drain has begun.
+const METRICS_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long the local nats-server gets to exit after `SIGTERM` before it is killed.
 const NATS_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -165,7 +168,7 @@ async fn serve(
     if let Some(addr) = running.webhook_addr {
         eprintln!("webhook listening on {addr}");
     }
-    let metrics = shr::metrics_server::start(&running, Default::default()).await?;
+    let metrics = shr::metrics_server::start(&running, running.cancel_token()).await?;
     eprintln!("metrics listening on {}", metrics.addr);
     eprintln!(
         "shr running (pid {}); SIGTERM or SIGINT stops it",
@@ -175,7 +178,14 @@ async fn serve(
         let signal = signals.recv().await;
         eprintln!("received {signal}; draining the actors");
     };
-    running.wait(stop, shutdown_grace()).await?;
+    let drained = running.wait(stop, shutdown_grace()).await;
+    // The drain cancelled the listener with the actors; wait for open scrapes to finish.
+    if metrics.stopped(METRICS_STOP_GRACE).await {
+        eprintln!("metrics listener stopped");
+    } else {
+        eprintln!("warning: the metrics listener outlived the drain; aborted it");
+    }
+    drained?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -84,10 +84,26 @@ impl Mirror {
 #[derive(Debug)]
 pub struct MetricsServer {
     pub addr: SocketAddr,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl MetricsServer {
+    /// Waits until the listener and the mirror have stopped, which they do once the `cancel`
+    /// token given to [`start`] fires (and open scrapes finish), or until `within` passes.
+    /// `true` when they stopped in time; what is left is aborted.
+    pub async fn stopped(mut self, within: std::time::Duration) -> bool {
+        let drained = async { while self.tasks.join_next().await.is_some() {} };
+        let done = tokio::time::timeout(within, drained).await.is_ok();
+        if !done {
+            self.tasks.shutdown().await;
+        }
+        done
+    }
 }
 
 /// Binds `[controller] metrics_listen` (or a free port on 127.0.0.1), starts the mirror and
-/// serves until `cancel` fires.
+/// serves until `cancel` fires. `shr run` passes the actors' token
+/// ([`crate::wiring::Running::cancel_token`]), so a drain stops the listener too.
 pub async fn start(
     running: &crate::wiring::Running,
     cancel: CancellationToken,
@@ -110,9 +126,10 @@ pub async fn start(
         webhook: running.webhook_stats.clone(),
         started_at: bus_schema::now_millis(),
     };
-    tokio::spawn(run_mirror(state.clone(), cancel.clone()));
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(run_mirror(state.clone(), cancel.clone()));
     let app = router(state);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { cancel.cancelled().await })
             .await;
@@ -121,7 +138,7 @@ pub async fn start(
         }
     });
     tracing::info!(%addr, "metrics listening");
-    Ok(MetricsServer { addr })
+    Ok(MetricsServer { addr, tasks })
 }
 
 /// The routes.
@@ -193,11 +210,7 @@ fn on_job_entry(state: &ServerState, entry: async_nats::jetstream::kv::Entry) {
             && job.state == JobState::InProgress
         {
             let secs = job.updated_at.saturating_sub(job.created_at).max(0) as f64 / 1000.0;
-            let charge = state
-                .config
-                .registration(&job.registration)
-                .map(|r| r.charge_labels.join(","))
-                .unwrap_or_default();
+            let charge = status::registration_charge(&state.config, &job.registration);
             telemetry::metrics::global().job_started(&job.tenant, &charge, secs);
             mirror.startups.push_back(status::Startup {
                 job_id: job.job.job_id,
@@ -449,8 +462,10 @@ fn render_metrics(state: &ServerState, ready: bool) -> String {
             .entry((job.tenant.clone(), status::state_name(&job.state)))
             .or_default() += 1;
         if job.state == JobState::Declined {
+            // The code, not the text: the text names the job's own labels, and a label's
+            // values must come from a small fixed set.
             let reason = job
-                .declined_reason
+                .declined_code
                 .clone()
                 .unwrap_or_else(|| "unknown".into());
             *declined_counts

@@ -124,6 +124,28 @@ pub fn charge_label(rec: &RunnerRecord, allowed: &std::collections::BTreeSet<Str
     }
 }
 
+/// The charge labels a registration's runners carry (its tenant's, then its own, without
+/// repeats, as the runner spec resolves them), joined as one metric label value; empty for
+/// a registration the configuration does not name.
+pub fn registration_charge(config: &registration::Config, registration: &str) -> String {
+    let Some(reg) = config.registration(registration) else {
+        return String::new();
+    };
+    let tenant = config.tenants().find(|t| t.name == reg.tenant);
+    let mut labels: Vec<&str> = Vec::new();
+    for label in tenant
+        .map(|t| t.charge_labels.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .chain(&reg.charge_labels)
+    {
+        if !labels.contains(&label.as_str()) {
+            labels.push(label);
+        }
+    }
+    labels.join(",")
+}
+
 /// The charge label sets the configuration can produce: each tenant's and registration's
 /// labels alone, and a registration's after its tenant's.
 pub fn allowed_charges(
@@ -137,6 +159,7 @@ pub fn allowed_charges(
         out.insert(tenant.charge_labels.join(","));
     }
     for reg in config.registrations() {
+        out.insert(registration_charge(config, &reg.name));
         out.insert(reg.charge_labels.join(","));
         if let Some(tenant) = config.tenants().find(|t| t.name == reg.tenant) {
             let mut both = tenant.charge_labels.clone();
@@ -499,6 +522,7 @@ mod tests {
             ran_on: None,
             conclusion: None,
             declined_reason: (state == JobState::Declined).then(|| "unknown_label".into()),
+            declined_code: (state == JobState::Declined).then(|| "unknown_label".into()),
             created_at: created,
             updated_at: updated,
         }
@@ -648,6 +672,38 @@ mod tests {
             ..spec
         });
         assert_eq!(charge_label(&rec, &allowed), "other");
+    }
+
+    #[test]
+    fn a_registrations_charge_is_its_tenants_then_its_own_without_repeats() {
+        let text = r#"
+[controller]
+id = "test"
+actors = ["scheduler"]
+[tenants.acme]
+charge_labels = ["team-a", "cc-1"]
+[tenants.acme.providers.local]
+runner_command = "/bin/true"
+[[registrations]]
+name = "main"
+tenant = "acme"
+scope = "org"
+url = "https://github.com/acme"
+auth = { pat = "env:PAT" }
+charge_labels = ["cc-1", "proj-x"]
+"#;
+        let config = registration::Config::parse(text, "t.toml", &::clouds::Registry)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let charge = registration_charge(&config, "main");
+        assert_eq!(charge, "team-a,cc-1,proj-x");
+        assert_eq!(registration_charge(&config, "gone"), "");
+        // What a runner of that registration carries is a value the gauge keeps as is.
+        let mut rec = runner("shr-acme-1-1", RunnerState::Running, 0);
+        rec.spec = Some(bus_schema::RunnerSpec {
+            charge_labels: vec!["team-a".into(), "cc-1".into(), "proj-x".into()],
+            ..test_spec()
+        });
+        assert_eq!(charge_label(&rec, &allowed_charges(Some(&config))), charge);
     }
 
     fn test_spec() -> bus_schema::RunnerSpec {

@@ -178,7 +178,8 @@ section{background:#fff;border-radius:8px;padding:12px;box-shadow:0 1px 2px #000
 table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{text-align:left;padding:3px 6px;border-bottom:1px solid #eee}\
 table.kv td{text-align:right;font-variant-numeric:tabular-nums}\
 .muted{color:#667;font-size:.85rem;margin:2px 0}.alert{color:#a40000;font-weight:600}\
-svg{width:100%;height:auto}.bar{fill:#3b7ddd}.axis{font-size:9px;fill:#667}";
+svg{width:100%;height:auto}.bar{fill:#3b7ddd}.axis{font-size:9px;fill:#667}\
+@media(max-width:480px){body{padding:8px}section{padding:8px}table{font-size:.8rem}th,td{padding:3px}}";
 
 #[cfg(test)]
 mod tests {

@@ -69,6 +69,13 @@ pub struct Running {
 }
 
 impl Running {
+    /// The token that stops the actors: it fires when [`Running::wait`] or [`Running::stop`]
+    /// begins the drain. Whatever else the process serves (the metrics listener) watches it
+    /// to stop with them.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.actors.cancel.clone()
+    }
+
     /// Stops every actor and waits for them (at most [`SHUTDOWN_GRACE`]); failures are logged.
     pub async fn stop(self) {
         if let Err(error) = self.actors.stop(SHUTDOWN_GRACE).await {
@@ -470,7 +477,13 @@ async fn connect_bus(url: &str, holder: &str, config: &Config) -> anyhow::Result
         match attempt.await {
             Ok(bus) => return Ok(bus),
             Err(error) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(url = %shown, %error, "NATS not ready; retrying");
+                // Expected while a server (or the one `shr run` started) comes up; a fault
+                // only once it lasts. The last failure is the error returned.
+                if tokio::time::Instant::now() + CONNECT_PATIENCE / 2 < deadline {
+                    tracing::debug!(url = %shown, %error, "NATS not ready; retrying");
+                } else {
+                    tracing::warn!(url = %shown, %error, "NATS still not ready; retrying");
+                }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
             Err(error) => {
@@ -635,6 +648,7 @@ mod tests {
         let text = format!(
             r#"
 [controller]
+id = "test"
 {controller}
 [webhook]
 secret = "env:HOOK"

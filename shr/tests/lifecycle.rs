@@ -211,6 +211,13 @@ fn stops_in_order_on(signal: Signal) {
     assert_eq!(status.code(), Some(0), "stderr:\n{}", stderr.join("\n"));
     let name = format!("received {}", signal.as_str());
     assert!(stderr.iter().any(|l| l.contains(&name)), "{stderr:?}");
+    // The metrics listener is cancelled by the same drain, not left to die with the process.
+    let position = |needle: &str| stderr.iter().position(|l| l.contains(needle));
+    let listener_stopped = position("metrics listener stopped");
+    assert!(
+        listener_stopped.is_some() && listener_stopped < position("stopped local nats-server"),
+        "the listener stops with the actors, before the server: {stderr:?}"
+    );
     assert!(
         stderr
             .iter()

@@ -253,6 +253,22 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_metric() {
+        let readme = include_str!("../../README.md");
+        let operations = readme
+            .split("\n## Operations")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap_or_default();
+        for name in ALL {
+            assert!(
+                operations.contains(&format!("`{name}`")),
+                "{name} is not in the README's operations section"
+            );
+        }
+    }
+
+    #[test]
     fn registered_families_render_under_their_constant_names() {
         let metrics = Metrics::default();
         metrics.provider_error("azure-aci", "create", "quota");

@@ -284,6 +284,7 @@ fn new_record(
         ran_on: None,
         conclusion: None,
         declined_reason: None,
+        declined_code: None,
         created_at: now,
         updated_at: now,
     }
@@ -316,6 +317,7 @@ fn on_queued(
             Err(decline) => {
                 rec.state = JobState::Declined;
                 rec.declined_reason = Some(decline.reason.clone());
+                rec.declined_code = Some(decline.code.to_owned());
                 vec![Action::Decline(decline.clone())]
             }
             Ok(_) if !has_slot => Vec::new(),
@@ -753,6 +755,7 @@ mod tests {
             ran_on: None,
             conclusion: None,
             declined_reason: None,
+            declined_code: None,
             created_at: 1,
             updated_at: 1,
         }
