@@ -414,7 +414,7 @@ pub async fn reconcile(
                 // event races the reap of the thief's own runner): then the DELETE would be
                 // refused or, once the job is done, hit a runner GitHub already removed.
                 if took_job_since(ctx, name).await? {
-                    tracing::info!(runner = %name, ?reason, "reap skipped: the runner took a job");
+                    tracing::debug!(runner = %name, ?reason, "reap skipped: the runner took a job");
                     return Ok(Outcome::Kept(KeepReason::Busy));
                 }
                 match gh.client.delete_runner(&gh.scope, gh.id).await {
