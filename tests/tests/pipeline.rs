@@ -135,7 +135,7 @@ async fn webhook_mode_costs_at_most_1_2_github_calls_per_job_beside_extra_runner
     let calls = counted_calls(&h);
     let per_job = calls.len() as f64 / jobs as f64;
     println!(
-        "econ: webhook calls_per_job={per_job:.3} {:?}",
+        "webhook calls_per_job={per_job:.3} {:?}",
         breakdown(&calls)
     );
     // The target, 1.2 calls per job, for the jobs' own runners. A job whose runner was
