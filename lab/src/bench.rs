@@ -19,10 +19,10 @@
 //!    jobs/s through the one scheduler, lost and duplicated provision commands, and the RSS
 //!    with every job tracked;
 //! 5. JIT pacing: two replicas sharing one credential at 150 per (scaled-down) window, the
-//!    busiest window ([`economy::pacing`]);
+//!    busiest window (`economy::pacing`);
 //! 6. GitHub calls per job through the whole pipeline (lab harness, local runners) with
 //!    webhooks and by polling alone, and the points an idle poll round costs
-//!    ([`economy::api_cost`]).
+//!    (`economy::api_cost`).
 //!
 //! Prints progress on stderr, then one table and one `bench: name=value` line per figure on
 //! stdout. `--quick` shrinks every phase (2,000 jobs over 20 tenants) to finish in under a
@@ -718,7 +718,7 @@ async fn provision(
         20.0,
     );
     // The scheduler's share only (JIT registrations); the whole pipeline's cost per job is
-    // `github_calls_per_job_webhook` ([`economy::api_cost`]).
+    // `github_calls_per_job_webhook` (`economy::api_cost`).
     figures.held(
         "github_calls_per_provision",
         (used_after - used_before) / report.sent.max(1) as f64,

@@ -134,10 +134,7 @@ async fn webhook_mode_costs_at_most_1_2_github_calls_per_job_beside_extra_runner
     assert_eq!(summary.completed, jobs);
     let calls = counted_calls(&h);
     let per_job = calls.len() as f64 / jobs as f64;
-    println!(
-        "webhook calls_per_job={per_job:.3} {:?}",
-        breakdown(&calls)
-    );
+    println!("webhook calls_per_job={per_job:.3} {:?}", breakdown(&calls));
     // The target, 1.2 calls per job, for the jobs' own runners. A job whose runner was
     // taken by another job of other labels gets a second runner, and the runner made for the
     // thief, which then runs nothing, is deregistered: two calls per extra runner. Those are
