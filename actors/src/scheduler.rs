@@ -613,6 +613,13 @@ async fn on_runner_failed(ctx: &Context, failed: &RunnerFailed) -> Result<(), Er
     };
     let decision = decide_job(ctx, &key, event, &facts).await?;
     let Some(b) = decision.write.as_ref() else {
+        if decision.actions.contains(&Action::AttemptsExhausted {
+            job_id: failed.job_id,
+        }) {
+            // The job stays queued on GitHub with no runner of ours: say so, once, loudly.
+            ctx.stats.count_decline("attempts_exhausted");
+            tracing::error!(job = failed.job_id, runner = %failed.runner_name, reason = %failed.reason, kind = ?failed.kind, max_attempts, "runner failed to start and the job's attempts are spent; no more runners will be made for it");
+        }
         return Ok(());
     };
     // The provisioner logged the cloud's failure; this is the decision that follows it.

@@ -28,6 +28,7 @@
 //! ([`SimHandle::exited_without_runner`]). Without `launch` the group just turns `Running`.
 
 mod actions;
+mod lab_start;
 mod launch;
 mod server;
 
@@ -37,6 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bus_schema::ProviderKind;
+pub use lab_start::LAB;
 use secrecy::SecretString;
 pub use simulators::cloud::Launch;
 use simulators::cloud::{CloudFault, CloudSim, FaultPlan, ServeHandle, SimInstanceTags};

@@ -13,7 +13,10 @@
 //! - the JIT config reaches the runner as `ACTIONS_RUNNER_INPUT_JITCONFIG`, which the runner
 //!   reads as its `--jitconfig` option, so it is never on `run.sh`'s command line;
 //! - the secret is readable only once the controller has tagged it with this task's session
-//!   (see the README), so the script retries for up to a minute.
+//!   (see the README), so the script retries for up to a minute;
+//! - an empty answer is a failed read: jq 1.6 (Ubuntu 22.04, the runner image's base) exits
+//!   0 on empty input even with `-e`, so a denied `GetSecretValue` (curl prints nothing)
+//!   would otherwise start the runner with an empty JIT config.
 
 /// The env var naming the secret (its ARN) the entrypoint reads.
 pub const SECRET_ENV: &str = "SHR_JIT_SECRET_ID";
@@ -39,7 +42,7 @@ while :; do
           -H 'Content-Type: application/x-amz-json-1.1' \
           -H 'X-Amz-Target: secretsmanager.GetSecretValue' \
           --data "{\"SecretId\":\"${SHR_JIT_SECRET_ID}\"}" "${SHR_SECRETS_ENDPOINT}" \
-      | jq -er .SecretString)"; then
+      | jq -er .SecretString)" && [ -n "$value" ]; then
     break
   fi
   i=$((i + 1))
@@ -71,5 +74,9 @@ mod tests {
         }
         assert!(SCRIPT.contains(&format!("exit {EXIT_NO_SECRET}")));
         assert!(SCRIPT.contains("curl -fsS -K -"));
+        assert!(
+            SCRIPT.contains(r#"&& [ -n "$value" ]; then"#),
+            "an empty read is a failure"
+        );
     }
 }

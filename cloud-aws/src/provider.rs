@@ -35,6 +35,10 @@ use crate::shapes;
 pub const CONTAINER_NAME: &str = "runner";
 /// The secret tag naming the one session (`{role id}:{task id}`) that may read it.
 pub const READER_TAG: &str = "shr-reader";
+/// How often create tries to tag a started task's secret before it gives up for this round.
+const GRANT_TRIES: u32 = 6;
+/// The first pause between those tries; it doubles (0.2 + 0.4 + … + 3.2 s in all).
+const GRANT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 /// The `StopTask` reason of a delete; ECS shows it as the task's `stoppedReason`, and a task
 /// stopped with it counts as deleted (ECS keeps stopped tasks visible for about an hour).
 pub const DELETED_REASON: &str = "shr: runner deleted";
@@ -263,16 +267,26 @@ impl FargateProvider {
     }
 
     /// Lets exactly the session of `task_arn` read the secret.
+    /// Tags `secret` readable by the task `task_arn`. The task is already running and its
+    /// entrypoint waits for this grant for about a minute, longer than a retry of the whole
+    /// create may take to come round (the provisioner backs off up to 30 s), so transient
+    /// failures are retried here, [`GRANT_TRIES`] times with a short backoff.
     async fn grant_reader(&self, secret: &str, task_arn: &str) -> Result<(), AwsError> {
         let task_id = task_arn.rsplit('/').next().unwrap_or(task_arn);
         let reader = format!("{}:{task_id}", self.cfg.task_role_id);
-        self.secrets(
-            "create",
-            "TagResource",
-            json!({"SecretId": secret, "Tags": [{"Key": READER_TAG, "Value": reader}]}),
-        )
-        .await
-        .map(drop)
+        let body = json!({"SecretId": secret, "Tags": [{"Key": READER_TAG, "Value": reader}]});
+        let mut pause = GRANT_BACKOFF;
+        for _ in 1..GRANT_TRIES {
+            match self.secrets("create", "TagResource", body.clone()).await {
+                Err(e) if e.kind().is_retryable() => {
+                    tracing::warn!(task = %task_arn, error = %e, "granting the task its JIT secret failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                done => return done.map(drop),
+            }
+        }
+        self.secrets("create", "TagResource", body).await.map(drop)
     }
 
     /// The task definition ARN for `image`: cached, found by family, or registered.

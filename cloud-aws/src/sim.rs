@@ -12,12 +12,14 @@
 //! limit. It injects `ThrottlingException`, `ServerException`, slow answers and Fargate Spot
 //! capacity failures.
 //!
-//! Tasks run: a task whose command is `sh -c` the provider's entrypoint (it reads
-//! `SHR_JIT_SECRET_ID` and ends in `exec /home/runner/run.sh`) reads its secret as the task
-//! role would, i.e. only once the secret carries the reader tag naming this task's session,
-//! and then the configured [`Launch`] program runs with the JIT config as
-//! `ACTIONS_RUNNER_INPUT_JITCONFIG` (never in argv). The task's state follows the child and
-//! `StopTask` kills it.
+//! Tasks run through the shared image model (module `launch`): the container's command really
+//! runs, so the provider's entrypoint fetches the task role's credentials from the
+//! simulator's `/v2/credentials/<id>` (the ECS agent's endpoint), reads its JIT secret with a
+//! SigV4-signed `GetSecretValue` under them (allowed only once the secret carries the reader
+//! tag naming this task's session), and execs `run.sh`, which starts the configured
+//! [`Launch`] program with the JIT config as `ACTIONS_RUNNER_INPUT_JITCONFIG` (never in
+//! argv). The task's state follows the container and `StopTask` kills it. Injected faults
+//! hit the controller's calls only, not the tasks' own `GetSecretValue`.
 
 mod api;
 mod lab;
@@ -33,8 +35,8 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use secrecy::SecretString;
 use serde_json::Value;
-use tokio::sync::oneshot;
 
+pub use lab::LAB;
 /// The program the sim runs for each task whose entrypoint would start `run.sh`.
 pub use simulators::cloud::Launch;
 
@@ -52,7 +54,8 @@ pub struct SimConfig {
     /// The task role tasks may use, and its unique id.
     pub task_role_arn: String,
     pub task_role_id: String,
-    /// How long a task's entrypoint tries to read its secret (the script's retry budget).
+    /// How long a task's entrypoint tries to read its secret: the script's 30 tries, each
+    /// `sleep` taking a thirtieth of this in simulated time.
     pub secret_wait: Duration,
     /// Whether `FARGATE_SPOT` has capacity at start.
     pub spot_capacity: bool,
@@ -71,7 +74,8 @@ impl Default for SimConfig {
             security_groups: vec!["sg-0123abcd".into(), "sg-0456cdef".into()],
             task_role_arn: "arn:aws:iam::123456789012:role/shr-runner-task".into(),
             task_role_id: "AROASIMULATORTASKROLE".into(),
-            secret_wait: Duration::from_secs(10),
+            // The entrypoint's own budget: 30 tries, 2 s apart.
+            secret_wait: Duration::from_secs(60),
             spot_capacity: true,
             launch: None,
         }
@@ -149,7 +153,16 @@ pub enum SimError {
 struct Task {
     inst: SimTask,
     generation: u64,
-    kill: Option<oneshot::Sender<()>>,
+    /// The running container; dropping it kills the process.
+    kill: Option<simulators::image::Running>,
+}
+
+/// A task's role credentials, served once at its credentials URI.
+struct Session {
+    task_id: String,
+    role_arn: String,
+    secret_access_key: SecretString,
+    token: SecretString,
 }
 
 struct TaskDefinition {
@@ -167,6 +180,8 @@ struct Inner {
     /// clientToken → (request fingerprint, the answer given).
     run_tokens: HashMap<String, (String, Value)>,
     faults: VecDeque<Fault>,
+    /// Faults aimed at one operation (`TagResource`), served before `faults`.
+    op_faults: HashMap<String, VecDeque<Fault>>,
     failure_rate: Option<(u8, StdRng)>,
     spot_capacity: bool,
     generation: u64,
@@ -176,6 +191,10 @@ struct Inner {
     /// Tasks whose container ended without starting the runner (no `run.sh` in its
     /// command, or its JIT secret never became readable).
     exited_without_runner: usize,
+    /// Running tasks' role sessions, by access key id.
+    sessions: HashMap<String, Session>,
+    /// Credentials URI id → the session's access key id.
+    credential_uris: HashMap<String, String>,
 }
 
 struct Shared {
@@ -187,6 +206,17 @@ struct Shared {
 }
 
 impl Shared {
+    #[cfg(test)]
+    fn for_tests() -> Self {
+        Shared {
+            cfg: SimConfig::default(),
+            base_url: "http://127.0.0.1:9".into(),
+            ecs: model::Model::parse(model::ECS_MODEL).unwrap_or_else(|e| panic!("{e}")),
+            secrets: model::Model::parse(model::SECRETS_MODEL).unwrap_or_else(|e| panic!("{e}")),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
             .lock()
@@ -245,11 +275,14 @@ impl std::fmt::Debug for SimHandle {
 impl Drop for SimHandle {
     fn drop(&mut self) {
         self.server.abort();
-        for t in self.shared.lock().tasks.values_mut() {
-            if let Some(kill) = t.kill.take() {
-                let _ = kill.send(());
-            }
-        }
+        let running: Vec<_> = self
+            .shared
+            .lock()
+            .tasks
+            .values_mut()
+            .filter_map(|t| t.kill.take())
+            .collect();
+        drop(running);
     }
 }
 
@@ -335,6 +368,16 @@ impl SimHandle {
             .extend(std::iter::repeat_n(fault, count));
     }
 
+    /// The next `count` calls of operation `op` (e.g. `TagResource`) fail with `fault`.
+    pub fn inject_for(&self, op: &str, fault: Fault, count: usize) {
+        self.shared
+            .lock()
+            .op_faults
+            .entry(op.to_owned())
+            .or_default()
+            .extend(std::iter::repeat_n(fault, count));
+    }
+
     /// From now on `percent` of calls fail with `ServerException`, from a seeded RNG.
     pub fn set_failure_rate(&self, percent: u8, seed: u64) {
         use rand::SeedableRng;
@@ -347,9 +390,14 @@ impl SimHandle {
         self.shared.lock().spot_capacity = available;
     }
 
-    /// Task ids a runner process was started for, one entry per start.
+    /// Task ids whose runner container was started, one entry per start.
     pub fn launched(&self) -> Vec<String> {
         self.shared.lock().launched.clone()
+    }
+
+    /// Tasks whose container ended, or failed to start, without reaching `run.sh`.
+    pub fn exited_without_runner(&self) -> usize {
+        self.shared.lock().exited_without_runner
     }
 
     /// `X-Amz-Target`s received, in order (bodies are not kept: some hold JIT configs).

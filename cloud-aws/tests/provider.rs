@@ -461,6 +461,37 @@ async fn a_task_whose_secret_is_never_granted_stops_without_a_runner() {
     })
     .await;
     assert_eq!(stopped.exit_code, Some(70));
-    assert!(sim.launched().is_empty());
+    assert_eq!(
+        sim.exited_without_runner(),
+        1,
+        "the entrypoint never reached run.sh"
+    );
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_grant_is_retried_within_the_create_and_the_runner_starts() {
+    let out = tempfile::tempdir().unwrap();
+    let sim = sim(launching(out.path())).await;
+    let p = FargateProvider::new(config(&sim)).unwrap();
+    // The task is running and waiting for its grant: a redelivered create may come too late.
+    sim.inject_for("TagResource", Fault::ServerError, 3);
+    p.create(&request("shr-acme-701-1")).await.unwrap();
+    assert_eq!(count(&sim, "RunTask"), 1);
+    assert_eq!(
+        count(&sim, "TagResource"),
+        4,
+        "three failures, then the grant"
+    );
+    let seen = until("the runner to get its JIT config", async || {
+        std::fs::read_dir(out.path())
+            .unwrap()
+            .next()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .filter(|s| !s.is_empty())
+    })
+    .await;
+    assert_eq!(seen, JIT);
+    assert_eq!(sim.exited_without_runner(), 0);
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }

@@ -14,6 +14,7 @@
 
 mod arm;
 mod auth;
+mod lab_start;
 mod launch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bus_schema::ProviderKind;
+pub use lab_start::LAB;
 use secrecy::SecretString;
 use serde_json::Value;
 pub use simulators::cloud::Launch;

@@ -84,6 +84,7 @@ pub fn batch_capabilities() -> Capabilities {
 const EXAMPLE: &str = r#"project = "acme-runners"
 region = "europe-west4"
 service_account_key = "file:/run/secrets/gcp-runner-key.json"
+runner_service_account = "acme-runner@acme-runners.iam.gserviceaccount.com"
 "#;
 
 impl GcpSettings {
@@ -94,13 +95,20 @@ impl GcpSettings {
         let endpoint = f.http_url("endpoint", raw.endpoint.as_deref());
         let token_endpoint = f.http_url("token_endpoint", raw.token_endpoint.as_deref());
         let key = f.secret("service_account_key", &raw.service_account_key);
-        if let Some(account) = &raw.runner_service_account
-            && !account.contains('@')
-        {
-            f.push(
+        match &raw.runner_service_account {
+            Some(account) if !account.contains('@') => f.push(
                 "runner_service_account",
                 "must be a service account email (name@project.iam.gserviceaccount.com)",
-            );
+            ),
+            Some(_) => {}
+            // Without it runners run as the project's default compute account, which must
+            // then read every runner's JIT secret.
+            None => f.push(
+                "runner_service_account",
+                "is required: the service account runners run as, the only one that may read \
+                 each runner's JIT secret (give each tenant its own, with no project-wide \
+                 secret access)",
+            ),
         }
         f.runner_command("runner_command", raw.runner_command.as_deref());
         let settings = key.map(|service_account_key| GcpSettings {

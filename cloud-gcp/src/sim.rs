@@ -27,6 +27,7 @@
 
 mod api;
 mod conform;
+mod lab_start;
 mod launch;
 mod state;
 
@@ -43,6 +44,7 @@ use crate::config::Endpoints;
 use state::State;
 pub use state::{SimJob, SimSecret};
 
+pub use lab_start::LAB;
 pub use simulators::cloud::Launch;
 
 /// The one service account the sim's token endpoint knows.
@@ -261,13 +263,18 @@ impl CloudSim for LabSim {
 
     fn provider_config(&self, secret: &str) -> BTreeMap<String, String> {
         let base = self.sim.base_url();
+        let project = self.sim.lock().config.project.clone();
         BTreeMap::from([
             ("endpoint".into(), base.to_owned()),
             (
                 "token_endpoint".into(),
                 format!("{}/token", base.trim_end_matches('/')),
             ),
-            ("project".into(), self.sim.lock().config.project.clone()),
+            (
+                "runner_service_account".into(),
+                format!("shr-runner@{project}.iam.gserviceaccount.com"),
+            ),
+            ("project".into(), project),
             ("region".into(), LAB_REGION.into()),
             ("service_account_key".into(), secret.to_owned()),
         ])

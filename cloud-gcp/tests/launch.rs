@@ -149,6 +149,7 @@ async fn settings_runner_command_reaches_cloud_run_and_batch() {
 project = "{PROJECT}"
 region = "{REGION}"
 service_account_key = "file:{key}"
+runner_service_account = "runner@{PROJECT}.iam.gserviceaccount.com"
 token_endpoint = "{base}/token"
 runner_command = ["/usr/local/bin/entry", "--runner"]
 "#,

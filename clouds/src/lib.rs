@@ -12,6 +12,8 @@
 //! 2. A [`bus_schema::ProviderKind`] variant (its token is the section name).
 //! 3. One line in [`PLUGINS`], plus the crate's workspace membership and a dependency line
 //!    in this crate's `Cargo.toml` (and its `sim` feature in ours).
+//! 4. For the lab: the crate exports a `simulators::cloud::SimPlugin` as `sim::LAB` under
+//!    its `sim` feature, and `SIMS` (feature `sim`) names it. The lab has no per-cloud code.
 //!
 //! The test `registry_covers_every_provider_kind` fails until all three are done.
 //!
@@ -35,6 +37,22 @@ pub static PLUGINS: &[&dyn CloudPlugin] = &[
     &Plugin::<cloud_gcp::BatchSettings>::NEW,
     &Plugin::<cloud_aws::FargateSettings>::NEW,
 ];
+
+/// Every cloud simulator, for the lab (feature `sim`; the product has none): one line per
+/// cloud crate, each naming the providers its simulator plays.
+#[cfg(feature = "sim")]
+pub static SIMS: &[&simulators::cloud::SimPlugin] = &[
+    &cloud_alibaba::sim::LAB,
+    &cloud_azure::sim::LAB,
+    &cloud_gcp::sim::LAB,
+    &cloud_aws::sim::LAB,
+];
+
+/// The simulator plug-in that plays `kind` (feature `sim`).
+#[cfg(feature = "sim")]
+pub fn sim(kind: ProviderKind) -> Option<&'static simulators::cloud::SimPlugin> {
+    SIMS.iter().copied().find(|s| s.kinds.contains(&kind))
+}
 
 /// The registry over [`PLUGINS`].
 #[derive(Debug, Clone, Copy, Default)]

@@ -2,14 +2,13 @@
 //!
 //! [`start_demo_cloud`] / [`start_cloud_sim`] start one cloud simulator that launches a given
 //! program for every started instance, with sim-only credentials written as files, and
-//! [`DemoCloud::provider_toml`] gives the provider section that points a tenant at it. Past
-//! start-up, a [`DemoCloud`] drives its simulator only through
-//! [`simulators::cloud::CloudSim`]: starting is the one place that knows the clouds apart.
+//! [`DemoCloud::provider_toml`] gives the provider section that points a tenant at it. The
+//! lab holds no per-cloud code: it finds each simulator through [`clouds::SIMS`] (the
+//! [`simulators::cloud::SimPlugin`] each cloud crate exports) and drives it only through
+//! [`simulators::cloud::CloudSim`].
 //!
 //! Guarantees: the simulator's secrets live only in files under the fixture's directory
-//! (mode 0600) and in memory, and are never logged. The GCP service-account key is a fresh
-//! RSA-2048 key generated once per process; it is a simulator-only key that grants access to
-//! nothing.
+//! (mode 0600) and in memory, and are never logged.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -18,14 +17,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use bus_schema::ProviderKind;
 use providers::tags;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::ExposeSecret as _;
 pub use simulators::cloud::CloudFault;
 use simulators::cloud::{CloudSim, Launch};
-
-const ALIBABA_REGION: &str = "cn-shanghai";
-const ALIBABA_KEY_ID: &str = "LTAI5tSimulatorKey";
-const GCP_PROJECT: &str = "shr-sim";
-const GCP_EMAIL: &str = "shr-sim@shr-sim.iam.gserviceaccount.com";
 
 /// One running cloud simulator and the sim-only credentials that reach it. Dropping it stops
 /// the simulator and kills the runner processes it launched.
@@ -61,8 +55,8 @@ pub async fn start_demo_cloud(
     .await
 }
 
-/// Starts the simulator of `kind` on `listen`. Every instance that starts runs `launch`
-/// with the JIT config the way the simulator delivers it (env
+/// Starts the simulator of `kind` on `listen`, found through [`clouds::SIMS`]. Every instance
+/// that starts runs `launch` with the JIT config the way the simulator delivers it (env
 /// `ACTIONS_RUNNER_INPUT_JITCONFIG`, or `--jitconfig-file` for ECI's config-file volume).
 /// The sim-only secret is written under `dir` (created if needed). `failure_percent` of API
 /// calls fail (see [`DemoCloud::set_failure_percent`]).
@@ -74,82 +68,19 @@ pub async fn start_cloud_sim(
     failure_percent: u32,
     seed: u64,
 ) -> anyhow::Result<DemoCloud> {
+    let plugin = clouds::sim(kind)
+        .ok_or_else(|| anyhow::anyhow!("the {kind} provider has no cloud simulator"))?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let started = (plugin.start)(kind, listen, launch)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .with_context(|| format!("starting the {kind} simulator"))?;
     let secret_path = dir.join(format!("{kind}-secret"));
-    let random = || uuid::Uuid::new_v4().simple().to_string();
-    let sim: Box<dyn CloudSim> = match kind {
-        ProviderKind::Local => anyhow::bail!("the local provider has no cloud simulator"),
-        ProviderKind::AwsFargate => {
-            let secret = random();
-            write_secret(&secret_path, &secret)?;
-            let config = cloud_aws::sim::SimConfig {
-                secret_access_key: SecretString::from(secret),
-                launch: Some(launch),
-                ..cloud_aws::sim::SimConfig::default()
-            };
-            Box::new(
-                cloud_aws::sim::Sim::start(config, listen)
-                    .await
-                    .context("starting the ECS/Secrets Manager simulator")?,
-            )
-        }
-        ProviderKind::AlibabaEci => {
-            let secret = random();
-            write_secret(&secret_path, &secret)?;
-            let mut config = cloud_alibaba::sim::SimConfig::new(
-                ALIBABA_REGION,
-                ALIBABA_KEY_ID,
-                SecretString::from(secret),
-            );
-            config.launch = Some(launch);
-            Box::new(
-                cloud_alibaba::sim::Sim::start(config, listen)
-                    .await
-                    .context("starting the ECI simulator")?,
-            )
-        }
-        ProviderKind::AzureAci => {
-            let secret = random();
-            write_secret(&secret_path, &secret)?;
-            let config = cloud_azure::SimConfig {
-                client_secret: SecretString::from(secret),
-                launch: Some(launch),
-                ..cloud_azure::SimConfig::default()
-            };
-            Box::new(
-                cloud_azure::Sim::start(config, listen)
-                    .await
-                    .context("starting the ACI simulator")?,
-            )
-        }
-        ProviderKind::GcpCloudrun | ProviderKind::GcpBatch => {
-            let (private_pem, public_pem) = sim_rsa_key().await?;
-            let key_id = format!("{}{}", random(), &random()[..8]);
-            let mut config = cloud_gcp::sim::SimConfig::new(
-                GCP_PROJECT,
-                cloud_gcp::sim::SimServiceAccount {
-                    client_email: GCP_EMAIL.into(),
-                    key_id: key_id.clone(),
-                    public_key_pem: public_pem,
-                },
-            );
-            config.launch = Some(launch);
-            let sim = cloud_gcp::sim::Sim::start(config, listen)
-                .await
-                .context("starting the GCP simulator")?;
-            let key = serde_json::json!({
-                "type": "service_account",
-                "project_id": GCP_PROJECT,
-                "private_key_id": key_id,
-                "private_key": private_pem.expose_secret(),
-                "client_email": GCP_EMAIL,
-                "token_uri": format!("{}/token", sim.base_url()),
-            });
-            write_secret(&secret_path, &key.to_string())?;
-            Box::new(cloud_gcp::sim::LabSim { sim, kind })
-        }
+    write_secret(&secret_path, started.secret.expose_secret())?;
+    let cloud = DemoCloud {
+        sim: started.sim,
+        secret_path,
     };
-    let cloud = DemoCloud { sim, secret_path };
     cloud.set_failure_percent(failure_percent, seed);
     Ok(cloud)
 }
@@ -167,33 +98,6 @@ fn write_secret(path: &Path, value: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// A fresh RSA-2048 key (private PKCS#8 PEM, public SPKI PEM), generated once per process:
-/// the simulator's service-account key. It exists only in this process and its files.
-async fn sim_rsa_key() -> anyhow::Result<(SecretString, String)> {
-    static KEY: tokio::sync::OnceCell<(SecretString, String)> = tokio::sync::OnceCell::const_new();
-    let (private, public) = KEY
-        .get_or_try_init(|| async {
-            tokio::task::spawn_blocking(generate_rsa_key)
-                .await
-                .context("generating the simulator's RSA key")?
-        })
-        .await?;
-    Ok((private.clone(), public.clone()))
-}
-
-fn generate_rsa_key() -> anyhow::Result<(SecretString, String)> {
-    use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
-    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
-        .context("generating the simulator's RSA key")?;
-    let private = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .context("encoding the simulator's RSA key")?;
-    let public = rsa::RsaPublicKey::from(&key)
-        .to_public_key_pem(LineEnding::LF)
-        .context("encoding the simulator's RSA public key")?;
-    Ok((SecretString::from(private.as_str().to_owned()), public))
-}
-
 /// A TOML basic string.
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
@@ -202,6 +106,11 @@ fn toml_str(s: &str) -> String {
 impl DemoCloud {
     pub fn kind(&self) -> ProviderKind {
         self.sim.kind()
+    }
+
+    /// The file holding the simulator's sim-only secret (`file:` reference target).
+    pub fn secret_path(&self) -> &Path {
+        &self.secret_path
     }
 
     /// The simulator's base URL.
@@ -263,6 +172,11 @@ impl DemoCloud {
         let launched = self.sim.launched();
         let distinct = launched.iter().collect::<BTreeSet<_>>().len();
         (launched.len(), distinct)
+    }
+
+    /// The create log: the instance names a runner process was started for, in order.
+    pub fn launched(&self) -> Vec<String> {
+        self.sim.launched()
     }
 
     /// Instances whose container ended, or failed to start, without starting a runner (the

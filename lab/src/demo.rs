@@ -1,9 +1,12 @@
 //! `shr-lab demo`: the whole system on one machine, against local NATS and the simulators.
 //!
 //! It starts a nats-server (unless `--nats-url`), the GitHub simulator and every actor in
-//! this process ([`crate::harness`]), queues `--jobs` jobs with mixed labels, prints
-//! progress, and ends with one line, which must read `lost=0 duplicates=0 leaked=0` (and
-//! every job completed, every instance reaped) for the exit code to be 0.
+//! this process ([`crate::harness`]), or with `--placement centralized|agents` some of them
+//! as `shr run` processes ([`crate::placement`]), queues `--jobs` jobs with mixed labels,
+//! prints progress, and ends with one line, which must read `lost=0 duplicates=0 leaked=0`
+//! (and every job completed, every instance reaped) for the exit code to be 0. The agents
+//! placement also prints a `tenancy:` line and needs every job to have run on a runner its
+//! own tenant's agent created.
 //!
 //! With `--hold` the whole system stays up after that line: it serves the
 //! metrics listener and status page of `shr run`, prints where they, NATS and the `shr
@@ -17,13 +20,15 @@ use bus_schema::ProviderKind;
 use clap::Args;
 
 use crate::harness::{Harness, HarnessOptions};
+use crate::placement::Placement;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// How many jobs to queue.
     #[arg(long, default_value_t = 20)]
     pub jobs: usize,
-    /// Where runners are hosted: local, alibaba-eci, azure-aci, gcp-cloudrun, gcp-batch.
+    /// Where runners are hosted: local, alibaba-eci, azure-aci, gcp-cloudrun, gcp-batch,
+    /// aws-fargate.
     #[arg(long, default_value = "local")]
     pub provider: ProviderKind,
     /// Working directory (NATS store, runner logs, generated config); wiped at start.
@@ -50,6 +55,16 @@ pub struct DemoArgs {
     /// The chaos schedule's random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Where the actors run (see the README's placements section): `distributed`, every
+    /// actor in this process; `centralized`, provisioner and reaper in a second `shr run`
+    /// process; `agents`, central `shr run` processes plus one agent process per tenant, each
+    /// under its own NATS identity on the shipped security configuration. The last two need
+    /// a cloud: `--provider local` becomes `alibaba-eci`.
+    #[arg(long, value_enum, default_value_t = Placement::Distributed)]
+    pub placement: Placement,
+    /// How many tenants the agents placement runs.
+    #[arg(long, default_value_t = 3)]
+    pub tenants: usize,
     /// Keep everything running after the summary, until SIGINT (Ctrl-C) or SIGTERM, and
     /// print where the status page, the metrics and NATS are.
     #[arg(long, conflicts_with = "chaos")]
@@ -76,7 +91,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     let mut options = HarnessOptions::new(&args.work_dir);
-    options.provider = args.provider;
+    options.provider = match (args.placement, args.provider) {
+        (Placement::Distributed, kind) => kind,
+        (_, ProviderKind::Local) => ProviderKind::AlibabaEci,
+        (_, kind) => kind,
+    };
+    options.placement = args.placement;
+    options.tenants = args.tenants;
     options.nats_url = args.nats_url.clone();
     options.job_duration = Duration::from_millis(args.job_duration_ms);
     options.webhooks = !args.no_webhooks;
@@ -86,9 +107,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let mut harness = Harness::start(options).await?;
     println!(
-        "demo: {} jobs, provider {}, nats {}, GitHub simulator {}, config {}",
+        "demo: {} jobs, provider {}, placement {}, nats {}, GitHub simulator {}, config {}",
         args.jobs,
-        args.provider,
+        harness.options.provider,
+        args.placement,
         harness.nats_url,
         harness.sim.base_url(),
         harness.config_path.display()
@@ -98,12 +120,34 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         true => Some(start_listener(&harness).await?),
         false => None,
     };
-    harness.queue_jobs(args.jobs, &LABEL_SETS);
+    let processes = harness.children.names();
+    if !processes.is_empty() {
+        println!(
+            "processes: {} (logs in {})",
+            processes.join(", "),
+            harness.options.work_dir.join("logs").display()
+        );
+    }
+    if args.placement == Placement::Agents {
+        harness.queue_tenant_jobs(args.jobs, &LABEL_SETS);
+    } else {
+        harness.queue_jobs(args.jobs, &LABEL_SETS);
+    }
     let summary = harness
         .wait_settled(Duration::from_secs(args.timeout_secs), true)
         .await?;
     if summary.lost > 0 {
         print!("{}", harness.explain_lost().await?);
+    }
+    for exited in harness.children.exited() {
+        println!("process {exited}");
+    }
+    let tenancy = (args.placement == Placement::Agents).then(|| harness.tenant_creates());
+    if let Some(tenancy) = &tenancy {
+        for violation in &tenancy.violations {
+            println!("tenancy violation: {violation}");
+        }
+        println!("{tenancy}");
     }
     if let Some(stats) = harness
         .running
@@ -133,7 +177,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     harness.stop().await;
     println!("wall time {:.1}s", started.elapsed().as_secs_f64());
     println!("{summary}");
-    Ok(if summary.ok() {
+    let tenancy_ok = tenancy.is_none_or(|t| t.violations.is_empty() && t.own == summary.jobs);
+    Ok(if summary.ok() && tenancy_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

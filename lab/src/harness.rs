@@ -20,6 +20,8 @@ use simulators::github::{
 
 use shr::wiring;
 
+use crate::placement::{self, Children, Placement, TenantSetup};
+
 /// The tenant and registration the harness configures.
 pub const TENANT: &str = "demo";
 pub const REGISTRATION: &str = "demo-org";
@@ -45,6 +47,14 @@ pub struct HarnessOptions {
     pub lab_binary: Option<PathBuf>,
     /// The NATS nkey seed file this process connects with (`[controller] nats_nkey_seed`).
     pub nats_nkey_seed: Option<PathBuf>,
+    /// Where the actors run ([`crate::placement`]); `Centralized` and `Agents` need a cloud
+    /// provider and run some actors as `shr` processes.
+    pub placement: Placement,
+    /// How many tenants the agents placement runs.
+    pub tenants: usize,
+    /// The agents placement: poll as well as take webhooks (with `webhooks`); off, every
+    /// job must arrive through a webhook delivery.
+    pub poll: bool,
 }
 
 impl HarnessOptions {
@@ -61,6 +71,9 @@ impl HarnessOptions {
             cloud_failure_percent: 0,
             lab_binary: None,
             nats_nkey_seed: None,
+            placement: Placement::Distributed,
+            tenants: 3,
+            poll: true,
         }
     }
 }
@@ -129,6 +142,12 @@ pub struct Harness {
     pub cloud: Option<crate::clouds::DemoCloud>,
     nats: Option<shr_nats::NatsServer>,
     listener_port: u16,
+    /// The tenants of the agents placement, each with its own cloud.
+    pub tenants: Vec<TenantSetup>,
+    /// The tenant of each job queued by [`Harness::queue_tenant_jobs`].
+    pub job_tenant: BTreeMap<u64, String>,
+    /// The `shr run` processes of the centralized and agents placements.
+    pub children: Children,
 }
 
 fn write_secret(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, String)> {
@@ -208,10 +227,12 @@ jit_per_minute = 6000
 max_cpu = 4
 max_memory = 8
 max_attempts = 5
-# What `vsw-`, `sg-` and `subnet-` labels may ask for.
+# What `vsw-`, `sg-` and `subnet-` labels may ask for: `runners-b` names a subnet on the
+# clouds that name them (Azure, GCP), `0e1f2a3b` is the AWS simulator's second subnet id
+# (label `subnet-0e1f2a3b`).
 allowed_vswitches = ["vsw-demo2"]
 allowed_security_groups = ["sg-demo2"]
-allowed_subnets = ["runners-b"]
+allowed_subnets = ["runners-b", "0e1f2a3b"]
 "#,
         nats_url = i.nats_url,
         webhook_port = i.webhook_port,
@@ -238,11 +259,45 @@ impl Harness {
             work_dir: std::fs::canonicalize(&options.work_dir)?,
             ..options
         };
+        let mut options = options;
+        let tenant_names = match options.placement {
+            Placement::Agents => placement::tenant_names(options.tenants),
+            _ => Vec::new(),
+        };
+        if options.placement != Placement::Distributed {
+            anyhow::ensure!(
+                options.provider != ProviderKind::Local,
+                "the {} placement needs a cloud provider (its simulator's create log is what the \
+                 demo reads)",
+                options.placement
+            );
+        }
+        // The agents placement: the shipped security configuration with fresh identities; this
+        // process observes as `central` and runs no actor.
+        let keys = options.work_dir.join("nats-keys");
+        let server_config = if options.placement == Placement::Agents {
+            anyhow::ensure!(
+                options.nats_url.is_none(),
+                "the agents placement starts its own nats-server (fresh identities)"
+            );
+            options.nats_nkey_seed = Some(shr_nats::security::seed_path(
+                &keys,
+                &shr_nats::security::Role::Central,
+            ));
+            options.actors.clear();
+            Some(placement::write_nats_security(&keys, &tenant_names)?)
+        } else {
+            None
+        };
+        if options.placement == Placement::Centralized {
+            options.actors = vec![Actor::Webhook, Actor::Poller, Actor::Scheduler];
+        }
         let (nats_url, nats) = match &options.nats_url {
             Some(url) => (url.clone(), None),
             None => {
                 let server = shr_nats::NatsServer::start(shr_nats::ServerOptions {
                     store_dir: Some(options.work_dir.join("nats")),
+                    config: server_config,
                     // Ctrl-C on a held demo reaches the demo only, which stops NATS last.
                     own_process_group: true,
                     ..Default::default()
@@ -253,11 +308,20 @@ impl Harness {
         };
         let (pat_path, pat) = write_secret(&secrets, "github-token")?;
         let (hook_path, hook) = write_secret(&secrets, "webhook-secret")?;
+        let mut tokens = vec![secrecy::SecretString::from(pat)];
+        let mut tenant_pats = Vec::new();
+        for tenant in &tenant_names {
+            let dir = secrets.join(tenant);
+            std::fs::create_dir_all(&dir)?;
+            let (path, token) = write_secret(&dir, "github-token")?;
+            tokens.push(token.into());
+            tenant_pats.push(path);
+        }
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let webhook_port = listener.local_addr()?.port();
         let sim = GitHubSim::start(
             SimConfig {
-                tokens: vec![pat.into()],
+                tokens,
                 webhook: Some(WebhookTarget {
                     url: format!("http://127.0.0.1:{webhook_port}/webhook"),
                     secret: hook.into(),
@@ -266,7 +330,11 @@ impl Harness {
                 jit_per_minute: Some(6000),
                 // The demo is about throughput; the client's rate-limit handling has its own tests.
                 rate_limit: 100_000,
-                repos: vec!["demo-org/app".into(), "demo-org/lib".into()],
+                repos: vec![
+                    "demo-org/app".into(),
+                    "demo-org/lib".into(),
+                    placement::SHARED_REPO.into(),
+                ],
                 ..SimConfig::default()
             },
             "127.0.0.1:0".parse()?,
@@ -280,18 +348,43 @@ impl Harness {
         let runner = runner_program(&options)?;
         let cloud = match options.provider {
             ProviderKind::Local => None,
+            _ if options.placement == Placement::Agents => None,
             kind => Some(
                 crate::clouds::start_demo_cloud(
                     kind,
                     &secrets,
-                    runner.program,
-                    runner.args,
+                    runner.program.clone(),
+                    runner.args.clone(),
                     options.cloud_failure_percent,
                     7,
                 )
                 .await?,
             ),
         };
+        // Each tenant's own cloud account, GitHub token and JIT key pair.
+        let mut tenants = Vec::new();
+        for (name, pat) in tenant_names.iter().zip(tenant_pats) {
+            let dir = secrets.join(name);
+            let cloud = crate::clouds::start_demo_cloud(
+                options.provider,
+                &dir.join("cloud"),
+                runner.program.clone(),
+                runner.args.clone(),
+                options.cloud_failure_percent,
+                7,
+            )
+            .await?;
+            let key = bus_schema::JitPrivateKey::generate();
+            let jit_private_key = dir.join("jit.key");
+            shr::keys_cmd::write_private_key(&jit_private_key, &key)?;
+            tenants.push(TenantSetup {
+                name: name.clone(),
+                pat,
+                jit_private_key,
+                jit_public_key: key.public_key().to_string(),
+                cloud,
+            });
+        }
         let config_path = options.work_dir.join("demo.toml");
         let inputs = ConfigInputs {
             cloud_toml: cloud.as_ref().map(|c| c.provider_toml(TENANT)),
@@ -301,7 +394,70 @@ impl Harness {
             pat: &pat_path,
             hook: &hook_path,
         };
-        std::fs::write(&config_path, config_text(&options, &inputs))?;
+        let detection = match (options.webhooks, options.poll) {
+            (true, true) => "webhook+poll",
+            (true, false) => "webhook",
+            (false, _) => "poll",
+        };
+        let webhook_toml = format!(
+            "[webhook]\nlisten = \"127.0.0.1:{webhook_port}\"\npath = \"/webhook\"\nsecret = \"file:{}\"\n\n",
+            hook_path.display()
+        );
+        let mut agent_configs = Vec::new();
+        if options.placement == Placement::Agents {
+            // This process's file is the central one (it runs no actor of it).
+            let seed = options.nats_nkey_seed.clone().unwrap_or_default();
+            let central = placement::controller_toml(
+                CONTROLLER_ID,
+                &nats_url,
+                &options.work_dir,
+                &[Actor::Webhook, Actor::Poller, Actor::Scheduler],
+                None,
+                &seed,
+            ) + &webhook_toml
+                + &placement::tenants_toml(
+                    &tenants,
+                    None,
+                    &sim.base_url(),
+                    &options.work_dir.join("central-holds-no-cloud-secret"),
+                    detection,
+                    options.poll_interval_secs,
+                );
+            std::fs::write(&config_path, central)?;
+            agent_configs = placement::write_agents_configs(
+                &options.work_dir.join("processes"),
+                &options.work_dir,
+                CONTROLLER_ID,
+                &nats_url,
+                &keys,
+                &webhook_toml,
+                &tenants,
+                &sim.base_url(),
+                detection,
+                options.poll_interval_secs,
+            )?;
+        } else {
+            let mut text = config_text(&options, &inputs);
+            if options.placement == Placement::Centralized {
+                // Scheduler and provisioner in two processes: seal with a key pair the
+                // operator holds (an all-in-one process makes one for itself).
+                let key = bus_schema::JitPrivateKey::generate();
+                let path = secrets.join("jit.key");
+                shr::keys_cmd::write_private_key(&path, &key)?;
+                let anchor = "charge_labels = [\"demo-team\"]\n";
+                text = text.replacen(
+                    anchor,
+                    &format!(
+                        "{anchor}jit_public_key = \"{}\"\njit_private_key = \"file:{}\"\n",
+                        key.public_key(),
+                        path.display()
+                    ),
+                    1,
+                );
+            }
+            std::fs::write(&config_path, text)?;
+        }
+        let listener = (options.placement != Placement::Agents).then_some(listener);
         let mut harness = Harness {
             sim,
             running: None,
@@ -312,8 +468,23 @@ impl Harness {
             cloud,
             nats,
             listener_port: webhook_port,
+            tenants,
+            job_tenant: BTreeMap::new(),
+            children: Children::default(),
         };
-        harness.start_actors(Some(listener)).await?;
+        harness.start_actors(listener).await?;
+        if harness.options.placement == Placement::Centralized {
+            let path = harness.options.work_dir.join("provisioner-reaper.toml");
+            harness.config_for_actors(&[Actor::Provisioner, Actor::Reaper], &path)?;
+            agent_configs.push(("provisioner-reaper".into(), path));
+        }
+        if !agent_configs.is_empty() {
+            let bin = bins::product_binary()?;
+            let logs = harness.options.work_dir.join("logs");
+            for (name, config) in &agent_configs {
+                harness.children.spawn(&bin, name, config, &logs)?;
+            }
+        }
         Ok(harness)
     }
 
@@ -447,10 +618,17 @@ impl Harness {
                 }
             }
         }
-        let (spawns, distinct) = match &self.cloud {
+        let (mut spawns, mut distinct) = match &self.cloud {
             Some(cloud) => cloud.launches(),
             None => spawn_counts(&self.options.work_dir),
         };
+        // The agents placement: each tenant's own cloud.
+        for t in &self.tenants {
+            live_instances += t.cloud.live_instances_of(CONTROLLER_ID);
+            let (s, d) = t.cloud.launches();
+            spawns += s;
+            distinct += d;
+        }
         let registered = state.runners.len();
         let settled = completed == self.jobs.len()
             && runners.iter().all(|r| r.state == RunnerState::Deleted)
@@ -467,7 +645,10 @@ impl Harness {
             no_runner: self
                 .cloud
                 .as_ref()
-                .map_or(0, crate::clouds::DemoCloud::exited_without_runner),
+                .map_or(0, crate::clouds::DemoCloud::exited_without_runner)
+                + (self.tenants.iter())
+                    .map(|t| t.cloud.exited_without_runner())
+                    .sum::<usize>(),
         };
         let budget = running
             .ctx
@@ -587,8 +768,56 @@ impl Harness {
         Ok(())
     }
 
+    /// Queues `n` jobs of the agents placement's tenants, in turn, on the repository they
+    /// share: each with its tenant's label in place of `serverless-hosted-runner` in the
+    /// label sets, cycled per tenant. Records each job's tenant in [`Harness::job_tenant`].
+    pub fn queue_tenant_jobs(&mut self, n: usize, label_sets: &[&[&str]]) -> Vec<u64> {
+        let names: Vec<String> = self.tenants.iter().map(|t| t.name.clone()).collect();
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let Some(tenant) = names.get(i % names.len().max(1)) else {
+                break;
+            };
+            let own = placement::tenant_label(tenant);
+            let labels = label_sets[(i / names.len()) % label_sets.len()]
+                .iter()
+                .map(|l| {
+                    if *l == "serverless-hosted-runner" {
+                        own.clone()
+                    } else {
+                        (*l).to_owned()
+                    }
+                })
+                .collect();
+            let queued = self.sim.queue_job(NewJob {
+                repo: placement::SHARED_REPO.into(),
+                labels,
+                name: Some(format!("job-{}", self.jobs.len())),
+                run_id: None,
+            });
+            self.jobs.insert(queued.job_id);
+            self.job_tenant.insert(queued.job_id, tenant.clone());
+            ids.push(queued.job_id);
+        }
+        ids
+    }
+
+    /// [`placement::tenant_creates`] for the jobs of [`Harness::queue_tenant_jobs`]: the
+    /// GitHub simulator says which runner each job ran on, each tenant's cloud simulator
+    /// which runners it created.
+    pub fn tenant_creates(&self) -> placement::TenantCreates {
+        let launched = (self.tenants.iter())
+            .map(|t| (t.name.clone(), t.cloud.launched()))
+            .collect();
+        let ran_on = (self.sim.state().jobs.iter())
+            .filter_map(|j| Some((j.id, j.runner_name.clone()?)))
+            .collect();
+        placement::tenant_creates(&self.job_tenant, &launched, &ran_on)
+    }
+
     /// Stops everything.
     pub async fn stop(mut self) {
+        self.children.stop(Duration::from_secs(10)).await;
         self.stop_actors().await;
         drop(self.nats.take());
     }

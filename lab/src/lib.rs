@@ -5,6 +5,7 @@
 //! - [`clouds`]: one cloud simulator with sim-only credentials, driven through
 //!   [`simulators::cloud::CloudSim`];
 //! - [`demo`], [`chaos`], [`bench`](mod@bench) and [`sim`]: the `shr-lab` commands;
+//! - [`placement`]: the demo's placements (distributed, centralized, tenant agents);
 //! - [`bins`]: where the product binary (`shr`) and this lab binary are, for the processes
 //!   the lab starts.
 //!
@@ -19,4 +20,5 @@ pub mod chaos;
 pub mod clouds;
 pub mod demo;
 pub mod harness;
+pub mod placement;
 pub mod sim;

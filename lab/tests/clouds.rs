@@ -238,3 +238,15 @@ async fn build_errors_name_tenant_provider_and_field() {
         .is_err()
     );
 }
+
+#[test]
+fn every_cloud_kind_has_exactly_one_simulator_in_the_list() {
+    for kind in ProviderKind::ALL {
+        let playing = ::clouds::SIMS
+            .iter()
+            .filter(|s| s.kinds.contains(&kind))
+            .count();
+        let want = usize::from(kind != ProviderKind::Local);
+        assert_eq!(playing, want, "{kind}");
+    }
+}

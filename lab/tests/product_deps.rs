@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const CLOUDS: [&str; 3] = ["cloud-alibaba", "cloud-azure", "cloud-gcp"];
+const CLOUDS: [&str; 4] = ["cloud-alibaba", "cloud-aws", "cloud-azure", "cloud-gcp"];
 
 /// `cargo tree -p <package> -e normal`, as package name → enabled features.
 fn normal_graph(package: &str) -> BTreeMap<String, BTreeSet<String>> {

@@ -167,28 +167,10 @@ pub async fn ensure_bus_with(client: &async_nats::Client, opts: &BusOptions) -> 
     for config in stream_configs(opts.replicas) {
         ensure_stream(&js, config).await?;
     }
-    let record_bucket = |bucket: &'static str| kv::Config {
-        bucket: bucket.to_owned(),
-        history: RECORD_HISTORY,
-        max_age: RECORD_MAX_AGE,
-        storage: StorageType::File,
-        num_replicas: opts.replicas,
-        ..Default::default()
-    };
-    let jobs = ensure_bucket(&js, record_bucket(subject::JOBS_BUCKET)).await?;
-    let runners = ensure_bucket(&js, record_bucket(subject::RUNNERS_BUCKET)).await?;
-    let leases = ensure_bucket(
-        &js,
-        kv::Config {
-            bucket: subject::LEASES_BUCKET.to_owned(),
-            history: 1,
-            max_age: LEASE_TTL,
-            storage: StorageType::File,
-            num_replicas: opts.replicas,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let [jobs, runners, leases] = bucket_configs(opts.replicas);
+    let jobs = ensure_bucket(&js, jobs).await?;
+    let runners = ensure_bucket(&js, runners).await?;
+    let leases = ensure_bucket(&js, leases).await?;
     Ok(Bus {
         client: client.clone(),
         js,
@@ -198,27 +180,63 @@ pub async fn ensure_bus_with(client: &async_nats::Client, opts: &BusOptions) -> 
     })
 }
 
-/// Looks the bus up without creating or changing anything: what a tenant agent (or the
-/// webhook under its own identity) does, whose grant allows no stream or bucket
-/// administration. Streams are not looked up at all (consumers bind by name); the buckets are
-/// (a KV handle needs the bucket's stream info). Fails while the central placement has not
-/// created them yet: callers retry.
+/// The three buckets' configurations: job and runner records, leases.
+fn bucket_configs(replicas: usize) -> [kv::Config; 3] {
+    let record_bucket = |bucket: &'static str| kv::Config {
+        bucket: bucket.to_owned(),
+        history: RECORD_HISTORY,
+        max_age: RECORD_MAX_AGE,
+        storage: StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    [
+        record_bucket(subject::JOBS_BUCKET),
+        record_bucket(subject::RUNNERS_BUCKET),
+        kv::Config {
+            bucket: subject::LEASES_BUCKET.to_owned(),
+            history: 1,
+            max_age: LEASE_TTL,
+            storage: StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    ]
+}
+
+/// Looks the bus up without changing anything: what a tenant agent (or the webhook under its
+/// own identity) does, whose grant allows no stream or bucket administration. Streams are not
+/// looked up at all (consumers bind by name).
+///
+/// A KV handle needs its bucket's stream info, and a stream info request can ask for the
+/// stream's subjects, which would list every tenant's record keys; so these identities may
+/// not send one. Instead each bucket is "created" with exactly the configuration
+/// [`ensure_bus`] gave it: the server answers an identical create of an existing stream with
+/// that stream's info (without subjects) and changes nothing, and refuses a create whose
+/// configuration differs. Before the central placement's first start this creates the
+/// buckets, with the configuration it would give them (their streams are not created, so an
+/// agent's consumers wait for it: callers retry).
 pub async fn lookup_bus(client: &async_nats::Client) -> Result<Bus, Error> {
+    lookup_bus_with(client, &BusOptions::default()).await
+}
+
+/// [`lookup_bus`] for a bus set up with `opts` (the replica count is part of the
+/// configuration the server compares).
+pub async fn lookup_bus_with(client: &async_nats::Client, opts: &BusOptions) -> Result<Bus, Error> {
     let js = jetstream::new(client.clone());
-    let bucket = |name: &'static str| {
+    let [jobs, runners, leases] = bucket_configs(opts.replicas);
+    let open = |config: kv::Config| {
         let js = js.clone();
         async move {
-            js.get_key_value(name)
+            let bucket = config.bucket.clone();
+            js.create_key_value(config)
                 .await
-                .map_err(|source| Error::LookupBucket {
-                    bucket: name.to_owned(),
-                    source,
-                })
+                .map_err(|source| Error::LookupBucket { bucket, source })
         }
     };
-    let jobs = bucket(subject::JOBS_BUCKET).await?;
-    let runners = bucket(subject::RUNNERS_BUCKET).await?;
-    let leases = bucket(subject::LEASES_BUCKET).await?;
+    let jobs = open(jobs).await?;
+    let runners = open(runners).await?;
+    let leases = open(leases).await?;
     Ok(Bus {
         client: client.clone(),
         js,

@@ -60,7 +60,7 @@ pub enum Error {
     LookupBucket {
         bucket: String,
         #[source]
-        source: async_nats::jetstream::context::KeyValueError,
+        source: async_nats::jetstream::context::CreateKeyValueError,
     },
     /// Creating or updating a stream failed.
     #[error("creating or updating stream {stream}")]

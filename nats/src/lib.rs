@@ -23,7 +23,8 @@ pub mod server;
 
 pub use bus::{
     Bus, BusOptions, DUPLICATE_WINDOW, EVENT_MAX_AGE, Identity, RECORD_HISTORY, connect,
-    connect_as, connect_named, ensure_bus, ensure_bus_with, lookup_bus, redact_url,
+    connect_as, connect_named, ensure_bus, ensure_bus_with, lookup_bus, lookup_bus_with,
+    redact_url,
 };
 pub use error::Error;
 pub use lease::{LEASE_RENEW_EVERY, LEASE_TTL, Lease, Leases};

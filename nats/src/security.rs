@@ -117,7 +117,15 @@ impl Role {
                 subscribe: vec![format!("{}.>", self.inbox_prefix())],
             },
             Role::Webhook => Grants {
-                publish: [vec![subject::ALL_JOB_EVENTS.to_owned()], bucket_info()].concat(),
+                // Job events, and the one status key saying when it last accepted a delivery.
+                publish: [
+                    vec![
+                        subject::ALL_JOB_EVENTS.to_owned(),
+                        format!("$KV.{}.{}", subject::JOBS_BUCKET, subject::WEBHOOK_SEEN_KEY),
+                    ],
+                    bucket_info(),
+                ]
+                .concat(),
                 subscribe: vec![format!("{}.>", self.inbox_prefix())],
             },
             Role::Agent(tenant) => agent_grants(tenant, &self.inbox_prefix())?,
@@ -125,16 +133,22 @@ impl Role {
     }
 }
 
-/// Every bucket's stream info: a KV handle is opened with a stream info request.
+/// Opening the three buckets without stream info ([`crate::lookup_bus`]): account info,
+/// then an identical create of each bucket's stream, which the server answers with the
+/// stream's info and no change. Stream info itself is not granted: asked with a
+/// `subjects_filter`, it lists every key of the bucket, every tenant's included.
 fn bucket_info() -> Vec<String> {
-    [
-        subject::JOBS_BUCKET,
-        subject::RUNNERS_BUCKET,
-        subject::LEASES_BUCKET,
-    ]
-    .iter()
-    .map(|b| format!("$JS.API.STREAM.INFO.KV_{b}"))
-    .collect()
+    let mut out = vec!["$JS.API.INFO".to_owned()];
+    out.extend(
+        [
+            subject::JOBS_BUCKET,
+            subject::RUNNERS_BUCKET,
+            subject::LEASES_BUCKET,
+        ]
+        .iter()
+        .map(|b| format!("$JS.API.STREAM.CREATE.KV_{b}")),
+    );
+    out
 }
 
 /// A durable pull consumer bound by name with one filter: look up, create, fetch, ack.
@@ -317,7 +331,8 @@ mod tests {
                 || subject.contains("-a-")
                 || subject.contains("-a.")
                 || subject.ends_with("-a");
-            let shared = subject.starts_with("$JS.API.STREAM.INFO.KV_")
+            let shared = subject.starts_with("$JS.API.STREAM.CREATE.KV_")
+                || subject == "$JS.API.INFO"
                 || subject.starts_with("$JS.API.CONSUMER.MSG.NEXT.KV_shr-runners.*");
             assert!(about_a || shared, "{subject}");
         }
@@ -326,7 +341,8 @@ mod tests {
                 &"$JS.API.CONSUMER.CREATE.SHR_REAP.reap-a.shr.v1.runner.reap.a".to_owned()
             )
         );
-        assert!(!grants.publish.iter().any(|s| s.contains("STREAM.CREATE")
+        assert!(!grants.publish.iter().any(|s| s.contains("STREAM.INFO")
+            || (s.contains("STREAM.CREATE") && !s.contains("STREAM.CREATE.KV_shr-"))
             || s.contains("STREAM.UPDATE")
             || s.contains("shr.v1.job")));
     }
@@ -337,9 +353,9 @@ mod tests {
         let bus: Vec<_> = grants
             .publish
             .iter()
-            .filter(|s| !s.starts_with("$JS.API.STREAM.INFO.KV_"))
+            .filter(|s| !s.starts_with("$JS.API.STREAM.CREATE.KV_") && *s != "$JS.API.INFO")
             .collect();
-        assert_eq!(bus, vec!["shr.v1.job.*.*"]);
+        assert_eq!(bus, vec!["shr.v1.job.*.*", "$KV.shr-jobs.seen.webhook"]);
     }
 
     #[test]

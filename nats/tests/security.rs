@@ -268,6 +268,52 @@ async fn with_b_s_credentials_a_s_subjects_keys_and_consumers_are_refused() {
             .is_err()
     );
 
+    // Listing A's key names: stream info with a subjects filter (what `nats kv ls` and a
+    // bucket handle would use) is refused; the identical create that opens a bucket answers
+    // without subjects; a create with another configuration (one that would list or copy
+    // keys elsewhere) is refused by the server and changes nothing.
+    for bucket in [
+        subject::RUNNERS_BUCKET,
+        subject::JOBS_BUCKET,
+        subject::LEASES_BUCKET,
+    ] {
+        let info = format!("$JS.API.STREAM.INFO.KV_{bucket}");
+        let ask = serde_json::json!({ "subjects_filter": ">" });
+        assert!(
+            b.request(info.clone(), serde_json::to_vec(&ask).unwrap().into())
+                .await
+                .is_err()
+        );
+        violations.wait_for(&info).await;
+    }
+    let create = format!("$JS.API.STREAM.CREATE.KV_{}", subject::RUNNERS_BUCKET);
+    let reply = b.request(create.clone(), "{}".into()).await.unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(reply.get("error").is_some(), "{reply}");
+    let sneaky = serde_json::json!({
+        "name": format!("KV_{}", subject::RUNNERS_BUCKET),
+        "subjects": [format!("$KV.{}.>", subject::RUNNERS_BUCKET)],
+        "republish": { "src": ">", "dest": "_INBOX_b.keys.>", "headers_only": true },
+    });
+    let reply = b
+        .request(create, serde_json::to_vec(&sneaky).unwrap().into())
+        .await
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(reply.get("error").is_some(), "{reply}");
+    let runners_info = central
+        .js
+        .get_stream(format!("KV_{}", subject::RUNNERS_BUCKET))
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert!(runners_info.config.republish.is_none());
+    let text = format!("{:?}", b_bus.runners.stream.cached_info());
+    assert!(!text.contains("shr-a-1-1"), "{text}");
+
     // Fetching from A's consumer: look-up, create and next are all refused.
     assert!(bind_provision(&b_bus.js, "a").await.is_err());
     let next = format!(
@@ -333,4 +379,55 @@ async fn the_webhook_identity_publishes_job_events_only() {
             .is_err()
     );
     drop(central);
+}
+
+#[tokio::test]
+async fn a_s_sealed_jit_config_is_ciphertext_to_everyone_but_a() {
+    use bus_schema::{JitPrivateKey, SealedSecret, Secret};
+    let d = Deployment::start().await;
+    let central = central_bus(&d).await;
+    let (a_key, b_key) = (JitPrivateKey::generate(), JitPrivateKey::generate());
+    let jit = Secret::new("eyJqaXQiOiJmb3ItYSJ9");
+    // The scheduler seals to A's public key and publishes on A's provision subject.
+    let sealed = a_key.public_key().seal(&jit).unwrap();
+    let command = subject::provision("a", ProviderKind::Local).unwrap();
+    central
+        .publish_durable(
+            &command,
+            bus_schema::encode(&sealed).unwrap(),
+            Some("a.provision.sealed.1"),
+            None,
+        )
+        .await
+        .unwrap();
+
+    // B cannot fetch it; and what the stream holds (what the central identity can read) is
+    // ciphertext that B's key does not open.
+    let b = d.connect(&agent("b")).await;
+    let b_bus = shr_nats::lookup_bus(&b).await.unwrap();
+    assert!(bind_provision(&b_bus.js, "a").await.is_err());
+    let stored = central
+        .js
+        .get_stream(subject::PROVISION_STREAM)
+        .await
+        .unwrap()
+        .get_last_raw_message_by_subject(&command)
+        .await
+        .unwrap();
+    assert!(
+        !stored.payload.windows(8).any(|w| w == b"eyJqaXQi"),
+        "the JIT config is stored in clear"
+    );
+    let on_stream: SealedSecret = bus_schema::decode(&stored.payload).unwrap();
+    assert!(b_key.open(&on_stream).is_err());
+
+    // A's agent fetches it and opens it.
+    let a = d.connect(&agent("a")).await;
+    let a_bus = shr_nats::lookup_bus(&a).await.unwrap();
+    let consumer = bind_provision(&a_bus.js, "a").await.unwrap();
+    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let msg = batch.next().await.unwrap().unwrap();
+    let received: SealedSecret = bus_schema::decode(&msg.payload).unwrap();
+    assert_eq!(a_key.open(&received).unwrap(), jit);
+    msg.ack().await.unwrap();
 }

@@ -508,7 +508,14 @@ fn cloud(c: &mut Collector, it: &Item, dind: bool) -> Option<Cloud> {
             }
             let (vpc, subnet) = (it.get("GcpVpc"), it.get("GcpSubnet"));
             let kind = if dind { "gcp-batch" } else { "gcp-cloudrun" };
-            let mut section = vec![("project", q(&project)), ("region", q(&region))];
+            // The predecessor ran runners as the default compute account, which reads every
+            // runner's secret; we require a dedicated one (create it, or change the name).
+            let runner_account = format!("shr-runner@{project}.iam.gserviceaccount.com");
+            let mut section = vec![
+                ("project", q(&project)),
+                ("region", q(&region)),
+                ("runner_service_account", q(&runner_account)),
+            ];
             if !vpc.is_empty() {
                 section.push(("network", q(vpc)));
             }

@@ -127,7 +127,13 @@ pub async fn start(
         started_at: bus_schema::now_millis(),
     };
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(run_mirror(state.clone(), cancel.clone()));
+    // A tenant agent or the webhook may not watch every record: no mirror, and readiness
+    // does not wait for one.
+    if crate::wiring::reads_all_records(&state.config) {
+        tasks.spawn(run_mirror(state.clone(), cancel.clone()));
+    } else {
+        state.mirror_live.store(true, Ordering::Relaxed);
+    }
     let app = router(state);
     tasks.spawn(async move {
         let served = axum::serve(listener, app)
@@ -283,8 +289,9 @@ impl ServerState {
             return Some("the KV watches are not running".into());
         }
         for (stream, durable) in expected_consumers(&self.config) {
+            // Consumer info by name only: what a tenant agent's grant allows.
             let found = async {
-                let stream = self.bus.js.get_stream(stream).await.ok()?;
+                let stream = self.bus.js.get_stream_no_info(stream).await.ok()?;
                 stream.consumer_info(&durable).await.ok()
             };
             if found.await.is_none() {

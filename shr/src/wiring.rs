@@ -416,7 +416,6 @@ const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60)
 fn nats_identity(
     config: &Config,
 ) -> anyhow::Result<Option<(shr_nats::security::Role, shr_nats::Identity)>> {
-    use shr_nats::security::Role;
     let c = &config.controller;
     let resolve = |secret: &Option<registration::SecretRef>, field: &str| {
         secret
@@ -430,6 +429,19 @@ fn nats_identity(
     if nkey_seed.is_none() && creds.is_none() {
         return Ok(None);
     }
+    let role = placement_role(config);
+    let identity = shr_nats::Identity {
+        nkey_seed,
+        creds,
+        inbox_prefix: Some(role.inbox_prefix()),
+    };
+    Ok(Some((role, identity)))
+}
+
+/// The role this process's placement implies (see [`nats_identity`]), credentials or not.
+fn placement_role(config: &Config) -> shr_nats::security::Role {
+    use shr_nats::security::Role;
+    let c = &config.controller;
     let central = [Actor::Scheduler, Actor::Poller]
         .into_iter()
         .any(|a| config.runs(a));
@@ -437,17 +449,21 @@ fn nats_identity(
         Some(tenants) if tenants.len() == 1 => tenants.iter().next(),
         _ => None,
     };
-    let role = match (central, config.runs(Actor::Webhook), agent_tenant) {
+    match (central, config.runs(Actor::Webhook), agent_tenant) {
         (false, false, Some(tenant)) => Role::Agent(tenant.clone()),
         (false, true, _) if c.actors.len() == 1 => Role::Webhook,
         _ => Role::Central,
-    };
-    let identity = shr_nats::Identity {
-        nkey_seed,
-        creds,
-        inbox_prefix: Some(role.inbox_prefix()),
-    };
-    Ok(Some((role, identity)))
+    }
+}
+
+/// Whether this process may read every job and runner record (the status mirror's watches,
+/// stream info): true without NATS credentials or as `central`; a tenant agent or the
+/// webhook under its own identity may not, and must not try (the server refuses, and says
+/// so in the log every time).
+pub fn reads_all_records(config: &Config) -> bool {
+    let c = &config.controller;
+    (c.nats_nkey_seed.is_none() && c.nats_creds.is_none())
+        || placement_role(config) == shr_nats::security::Role::Central
 }
 
 /// Connects and sets the bus up, retrying for [`CONNECT_PATIENCE`]. The central placement (or

@@ -7,6 +7,7 @@
 //!   process that dies with its [`RunnerChild`] handle.
 //! - [`FaultPlan`]: queued faults ahead of a seeded random failure rate.
 //! - [`serve`] and [`ServeHandle`]: an axum router on a bound listener, stopped on drop.
+//! - [`SimPlugin`]: how the lab starts a cloud's simulator, exported by each cloud crate.
 //!
 //! # Guarantees
 //! - A runner child gets its inputs (the JIT config included) through its environment and the
@@ -95,6 +96,34 @@ pub trait CloudSim: Send + Sync + std::fmt::Debug {
     /// Instances whose container ended, or failed to start, without starting a runner (the
     /// image model ran their command and it never reached the runner's `run.sh`).
     fn exited_without_runner(&self) -> usize;
+}
+
+/// A cloud simulator started for the lab, and the sim-only credential it accepts (the lab
+/// writes it to a file and points the provider section at it with a `file:` reference).
+#[derive(Debug)]
+pub struct StartedSim {
+    pub sim: Box<dyn CloudSim>,
+    pub secret: secrecy::SecretString,
+}
+
+/// Why a cloud simulator did not start.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What [`SimPlugin::start`] returns.
+pub type StartFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<StartedSim, StartError>> + Send>>;
+
+/// How the lab starts one cloud's simulator. Each cloud crate exports one under its `sim`
+/// feature, and the lab finds it through one list (`clouds::SIMS`), so the lab holds no
+/// per-cloud code.
+#[derive(Debug, Clone, Copy)]
+pub struct SimPlugin {
+    /// The providers this simulator plays.
+    pub kinds: &'static [ProviderKind],
+    /// Starts the simulator for `kind` (one of [`SimPlugin::kinds`]) on `listen`, with fresh
+    /// sim-only credentials; every instance that starts runs [`Launch`] through the image
+    /// model.
+    pub start: fn(kind: ProviderKind, listen: SocketAddr, launch: Launch) -> StartFuture,
 }
 
 /// The program a simulator starts for each instance that starts.

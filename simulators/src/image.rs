@@ -24,6 +24,7 @@
 //! ([`Started::runner_started`]). `<root>/shims` comes first on `PATH`: `sudo` runs its
 //! arguments, and `dockerd` creates `/var/run/docker.sock` (a plain file) and records that it
 //! ran ([`Started::dockerd_started`]), so a dind command's wait for the socket ends at once.
+//! A platform can add its own programs there ([`ContainerRun::tools`]).
 //!
 //! # Other images
 //! [`OtherImages`] says what an image the model does not know does: exit at once, or run the
@@ -90,6 +91,10 @@ pub struct ContainerRun {
     pub env: Vec<(String, String)>,
     /// Files mounted into the container: (absolute container path, content).
     pub files: Vec<(String, Vec<u8>)>,
+    /// Programs the platform puts first on the container's `PATH`, as (name, `sh` script):
+    /// what the simulated platform provides around the image, e.g. a `curl` that reaches
+    /// the simulator where the real platform has a link-local endpoint. Never secrets.
+    pub tools: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for ContainerRun {
@@ -103,6 +108,10 @@ impl std::fmt::Debug for ContainerRun {
             .field(
                 "files",
                 &self.files.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
+            .field(
+                "tools",
+                &self.tools.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -244,6 +253,14 @@ impl ImageModel {
                 source,
             })?;
         let rooted = |p: &str| root.path().join(p.trim_start_matches('/'));
+        // Writing the container's files and forking happen under one process-wide lock: a
+        // fork in another thread while a script's write descriptor is open would hold it
+        // until that child execs, and the container's own `exec` of the script (a command
+        // such as `sh -c '… exec /home/runner/run.sh'`) would fail with ETXTBSY.
+        static FILES_AND_FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _serial = FILES_AND_FORKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.prepare(root.path(), run)
             .map_err(|source| ImageError::Root {
                 image: image.clone(),
@@ -345,6 +362,17 @@ impl ImageModel {
             marker = shell_quote(&root.join(DOCKERD_MARKER).to_string_lossy()),
         );
         write_file(&shims.join("dockerd"), dockerd.as_bytes(), 0o755)?;
+        for (name, script) in &run.tools {
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("tool name {name:?} is not a plain file name"),
+                ));
+            }
+            let file = shims.join(name);
+            let _ = std::fs::remove_file(&file);
+            write_file(&file, script.as_bytes(), 0o755)?;
+        }
         let mut script = format!(
             "#!/bin/sh\n# Fake run.sh: the real one starts Runner.Listener; this one starts the simulators' runner.\n: > {}\nexec",
             shell_quote(&root.join(RUNNER_MARKER).to_string_lossy())

@@ -10,10 +10,12 @@ use bus_schema::ProviderKind;
 use shr_lab::harness::{Harness, HarnessOptions};
 
 /// Label sets valid on the provider: the default size, a labelled size, and a network
-/// picked by label (vSwitch and security group on Alibaba, a subnet elsewhere).
+/// picked by label (vSwitch and security group on Alibaba, a subnet id from the simulator's
+/// allow-list on AWS, a subnet name elsewhere).
 fn label_sets(kind: ProviderKind) -> Vec<&'static [&'static str]> {
     let network: &'static [&'static str] = match kind {
         ProviderKind::AlibabaEci => &["serverless-hosted-runner", "vsw-demo2", "sg-demo2"],
+        ProviderKind::AwsFargate => &["serverless-hosted-runner", "subnet-0e1f2a3b"],
         _ => &["serverless-hosted-runner", "subnet-runners-b"],
     };
     vec![
@@ -68,6 +70,7 @@ async fn fifty_jobs_through(kind: ProviderKind) {
         .filter(|s| {
             s.network.vswitch.as_deref() == Some("vsw-demo2")
                 || s.network.subnet.as_deref() == Some("runners-b")
+                || s.network.subnet.as_deref() == Some("0e1f2a3b")
         })
         .count();
     assert!(
@@ -97,7 +100,6 @@ async fn fifty_jobs_through_gcp_batch() {
     fifty_jobs_through(ProviderKind::GcpBatch).await;
 }
 
-#[ignore = "known failure: the harness allows `subnet-runners-b`, which the AWS simulator's subnet allow-list lacks, so those jobs are lost; lab/tests/clouds.rs covers aws-fargate end to end"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_jobs_through_aws_fargate() {
     fifty_jobs_through(ProviderKind::AwsFargate).await;

@@ -220,3 +220,141 @@ async fn central_and_agent_run_under_their_grants_and_forged_runner_events_chang
     h.stop().await;
     drop(server);
 }
+
+/// `shr-lab demo --placement agents` as the demo runs it: three tenants on one repository
+/// with disjoint labels, each with its own agent process, NATS identity, cloud account,
+/// GitHub token and JIT key pair, on the shipped security configuration. Polling is off, so
+/// every job reaches its tenant through a webhook delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agents_placement_runs_150_jobs_each_on_a_runner_its_own_tenants_agent_created() {
+    use shr_lab::placement::{Placement, registration_name};
+    const JOBS: usize = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = HarnessOptions::new(dir.path().join("work"));
+    options.placement = Placement::Agents;
+    options.tenants = 3;
+    options.provider = ProviderKind::AlibabaEci;
+    options.poll = false;
+    let started = Instant::now();
+    let mut h = Harness::start(options)
+        .await
+        .expect("the agents placement starts");
+    let names: Vec<String> = h.tenants.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(names.len(), 3);
+    assert_eq!(
+        h.children.names(),
+        [
+            "webhook",
+            "central",
+            "agent-acme",
+            "agent-globex",
+            "agent-initech"
+        ]
+    );
+
+    // Credentials stay with their owner: the central files name no cloud secret and no JIT
+    // private key; an agent's file names its own tenant's and nobody else's.
+    let processes = h.options.work_dir.join("processes");
+    let read =
+        |name: &str| std::fs::read_to_string(processes.join(format!("{name}.toml"))).unwrap();
+    for central in [read("webhook"), read("central")] {
+        assert!(!central.contains("jit_private_key"), "{central}");
+        for t in &h.tenants {
+            assert!(!central.contains(&t.cloud_secret().display().to_string()));
+        }
+    }
+    for t in &h.tenants {
+        let agent = read(&format!("agent-{}", t.name));
+        assert!(agent.contains(&format!("agent-{}.nk", t.name)));
+        assert!(agent.contains(&t.cloud_secret().display().to_string()));
+        for other in h.tenants.iter().filter(|o| o.name != t.name) {
+            assert!(
+                !agent.contains(&format!("[tenants.{}]", other.name)),
+                "{agent}"
+            );
+            assert!(!agent.contains(&other.cloud_secret().display().to_string()));
+            assert!(!agent.contains(&other.jit_private_key.display().to_string()));
+            assert!(!agent.contains(&format!("agent-{}.nk", other.name)));
+        }
+    }
+
+    // Planted in acme's account: an instance of another deployment sharing it, and one of
+    // ours that no record explains. Acme's agent sweeps under its grant: the first survives,
+    // the second is deleted once it has stayed unknown past the create-retry window (the run
+    // settles only when no instance of ours is left).
+    let acme = &h.tenants[0];
+    let foreign = "shr-acme-990001-1";
+    let orphan = "shr-acme-990002-1";
+    acme.cloud.create_orphan("another-deployment", foreign);
+    acme.cloud
+        .create_orphan(shr_lab::harness::CONTROLLER_ID, orphan);
+    assert_eq!(acme.cloud.live_instances(), 2);
+
+    h.queue_tenant_jobs(JOBS, &LABEL_SETS);
+    let summary = h
+        .wait_settled(Duration::from_secs(150), false)
+        .await
+        .unwrap();
+    let exited = h.children.exited();
+    assert!(exited.is_empty(), "{exited:?}");
+    let line = summary.to_string();
+    println!("{line}");
+    assert!(summary.ok(), "{line}\n{}", h.explain_lost().await.unwrap());
+    assert!(
+        line.starts_with(&format!("summary: jobs={JOBS} "))
+            && line.contains(&format!(" completed={JOBS} "))
+            && line.contains(" lost=0 duplicates=0 leaked=0"),
+        "{line}"
+    );
+
+    let acme = &h.tenants[0];
+    assert_eq!(
+        acme.cloud.live_instances(),
+        1,
+        "the foreign instance survives the sweep, the orphan of ours does not"
+    );
+    assert_eq!(
+        acme.cloud
+            .live_instances_of(shr_lab::harness::CONTROLLER_ID),
+        0
+    );
+
+    // Each job ran on a runner created in its own tenant's cloud account, whose secret only
+    // that tenant's agent holds; no account holds another tenant's runner.
+    let creates = h.tenant_creates();
+    println!("{creates}");
+    assert_eq!(creates.checked, JOBS, "{creates:?}");
+    assert_eq!(creates.own, JOBS, "{creates:?}");
+    assert!(creates.violations.is_empty(), "{:?}", creates.violations);
+    for t in &h.tenants {
+        let log = t.cloud.launched();
+        let jobs = h.job_tenant.values().filter(|n| **n == t.name).count();
+        assert_eq!(jobs, JOBS / 3);
+        assert!(log.len() >= jobs, "{}: {} creates", t.name, log.len());
+        let prefix = format!("shr-{}-", t.name);
+        assert!(log.iter().all(|n| n.starts_with(&prefix)), "{log:?}");
+    }
+    // Three registrations on one repository with disjoint labels, no polling: every job of
+    // every tenant came through the webhook, and each delivery was answered 2xx.
+    let deliveries = h.sim.deliveries();
+    assert!(deliveries.len() >= JOBS);
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.response_status.is_some_and(|s| (200..300).contains(&s))),
+        "a delivery was refused"
+    );
+    for t in &h.tenants {
+        let registration = registration_name(&t.name);
+        let ctx = &h.running.as_ref().unwrap().ctx;
+        let key_prefix = format!("{}.{registration}.", t.name);
+        let records = ctx.jobs.keys().await.unwrap();
+        let ours = records
+            .iter()
+            .filter(|k| k.starts_with(&key_prefix))
+            .count();
+        assert_eq!(ours, JOBS / 3, "job records of {registration}");
+    }
+    h.stop().await;
+    println!("agents placement: {:.1}s", started.elapsed().as_secs_f64());
+}

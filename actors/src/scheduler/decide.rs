@@ -112,7 +112,8 @@ pub enum Action {
     DropUnneeded { runner: String, job_id: u64 },
     /// An idle runner of another job now serves this one.
     Rebound { runner: String },
-    /// The job's runners keep going elsewhere and its attempts are spent.
+    /// The job's runners keep failing or going elsewhere and its attempts are spent: no more
+    /// runners are made for it.
     AttemptsExhausted { job_id: u64 },
 }
 
@@ -260,10 +261,8 @@ pub fn decide(
             ours,
             ran_on_ours,
         } => on_completed(current, completed, ours, ran_on_ours, facts.now),
-        Event::RunnerFailed { runner } => Ok(next_attempt(current, runner, facts, false, None)),
-        Event::Stolen { runner, rebound } => {
-            Ok(next_attempt(current, runner, facts, true, rebound))
-        }
+        Event::RunnerFailed { runner } => Ok(next_attempt(current, runner, facts, None)),
+        Event::Stolen { runner, rebound } => Ok(next_attempt(current, runner, facts, rebound)),
     }
 }
 
@@ -491,13 +490,12 @@ pub fn needs_runner(b: &JobRecord, runner: &str) -> bool {
     b.state == JobState::Provisioning && b.runners.last().map(String::as_str) == Some(runner)
 }
 
-/// The job's latest runner failed (`steal` false) or ran another job (`steal` true): a
-/// re-bound runner, the next attempt, or (for a steal) a report that the attempts are spent.
+/// The job's latest runner failed or ran another job: a re-bound runner, the next attempt,
+/// or a report that the attempts are spent.
 fn next_attempt(
     current: Option<&JobRecord>,
     runner: &str,
     facts: &Facts<'_>,
-    steal: bool,
     rebound: Option<&str>,
 ) -> Decision {
     let Some(b) = current.filter(|b| needs_runner(b, runner)) else {
@@ -522,16 +520,13 @@ fn next_attempt(
             actions: vec![provision],
         };
     }
-    let actions = if steal {
-        vec![Action::AttemptsExhausted {
-            job_id: b.job.job_id,
-        }]
-    } else {
-        Vec::new()
-    };
+    // Spent: nothing more is provisioned, and the caller reports it (a job whose runners
+    // keep failing must not go quiet).
     Decision {
         write: None,
-        actions,
+        actions: vec![Action::AttemptsExhausted {
+            job_id: b.job.job_id,
+        }],
     }
 }
 
@@ -1151,6 +1146,20 @@ mod tests {
                 runners: &[],
                 writes: Some(JobState::Provisioning),
                 actions: vec![provision("shr-acme-7-2", 7)],
+            },
+            Row {
+                rule: "runner failed after the attempts are spent: reported, nothing provisioned",
+                current: Some(job(
+                    7,
+                    JobState::Provisioning,
+                    &["shr-acme-7-1", "shr-acme-7-2", "shr-acme-7-3"],
+                )),
+                event: Event::RunnerFailed {
+                    runner: "shr-acme-7-3",
+                },
+                runners: &[],
+                writes: None,
+                actions: vec![Action::AttemptsExhausted { job_id: 7 }],
             },
             Row {
                 rule: "runner failed that is not the latest: nothing",

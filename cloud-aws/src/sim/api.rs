@@ -4,9 +4,10 @@
 // `Err` here is the HTTP response to send, not an error value passed up a call chain.
 #![allow(clippy::result_large_err)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
@@ -19,13 +20,43 @@ use sha2::{Digest as _, Sha256};
 
 use super::{Fault, Shared, SimSecret, SimTask, Task, TaskDefinition, launch, sigv4};
 use crate::error::CAPACITY_UNAVAILABLE;
+use crate::provider::READER_TAG;
 use crate::shapes;
 
 /// ECS's limit on the JSON of a task's container overrides.
 const MAX_OVERRIDES_CHARS: usize = 8192;
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(handle).with_state(shared)
+    Router::new()
+        .route("/v2/credentials/{id}", axum::routing::get(credentials))
+        .fallback(handle)
+        .with_state(shared)
+}
+
+/// The ECS agent's container credentials endpoint: a running task's role credentials.
+async fn credentials(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let inner = shared.lock();
+    let found = inner
+        .credential_uris
+        .get(&id)
+        .and_then(|key| Some((key, inner.sessions.get(key)?)));
+    let Some((key, session)) = found else {
+        return (StatusCode::NOT_FOUND, "no such credentials").into_response();
+    };
+    let expiration = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    Json(json!({
+        "RoleArn": session.role_arn,
+        "AccessKeyId": key,
+        "SecretAccessKey": session.secret_access_key.expose_secret(),
+        "Token": session.token.expose_secret(),
+        "Expiration": expiration,
+    }))
+    .into_response()
 }
 
 pub(super) fn now_secs() -> f64 {
@@ -105,10 +136,27 @@ async fn dispatch(
         body,
     };
     let cfg = &shared.cfg;
+    // A running task signs with its role session's key and sends the session token.
+    let session = sigv4::parse_authorization(header("authorization"))
+        .ok()
+        .and_then(|auth| {
+            let inner = shared.lock();
+            let s = inner.sessions.get(&auth.access_key_id)?;
+            Some((
+                auth.access_key_id,
+                s.secret_access_key.clone(),
+                s.token.clone(),
+                s.task_id.clone(),
+            ))
+        });
+    let (key_id, secret) = match &session {
+        Some((key, secret, _, _)) => (key.as_str(), secret),
+        None => (cfg.access_key_id.as_str(), &cfg.secret_access_key),
+    };
     sigv4::verify(
         &received,
-        &cfg.access_key_id,
-        cfg.secret_access_key.expose_secret(),
+        key_id,
+        secret.expose_secret(),
         &cfg.region,
         model.signing_name(),
         chrono::Utc::now().timestamp(),
@@ -121,15 +169,29 @@ async fn dispatch(
         };
         error(status, r.code, r.message)
     })?;
+    if let Some((_, _, token, _)) = &session
+        && header("x-amz-security-token") != token.expose_secret()
+    {
+        return Err(bad(
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ));
+    }
+    let task = session.map(|(_, _, _, task)| task);
     if !header("content-type").starts_with("application/x-amz-json-1.1") {
         return Err(bad(
             "SerializationException",
             "Content-Type must be application/x-amz-json-1.1",
         ));
     }
-    let fault = {
+    // Faults are aimed at the controller's calls; a task's own reads are left alone so a
+    // test's injected count reaches the provider.
+    let fault = if task.is_some() {
+        None
+    } else {
         let mut inner = shared.lock();
-        match inner.faults.pop_front() {
+        let aimed = inner.op_faults.get_mut(op).and_then(VecDeque::pop_front);
+        match aimed.or_else(|| inner.faults.pop_front()) {
             Some(f) => Some(f),
             None => inner.failure_rate.as_mut().and_then(|(pct, rng)| {
                 (rng.random_range(0..100u8) < *pct).then_some(Fault::ServerError)
@@ -175,7 +237,7 @@ async fn dispatch(
     }
     let output = match svc {
         Svc::Ecs => ecs(shared, op, &input)?,
-        Svc::Secrets => secrets(shared, op, &input)?,
+        Svc::Secrets => secrets(shared, op, &input, task.as_deref())?,
     };
     if let Err(problem) = model.validate_output(op, &output) {
         shared
@@ -291,11 +353,10 @@ fn ecs(shared: &Arc<Shared>, op: &str, input: &Value) -> Result<Value, Response>
                 t.inst.stopped_reason = Some(reason.to_owned());
                 t.inst.stop_code = Some("UserInitiated".into());
                 t.inst.pid = None;
-                if let Some(kill) = t.kill.take() {
-                    let _ = kill.send(());
-                }
+                drop(t.kill.take());
             }
             let inst = t.inst.clone();
+            inner.sessions.retain(|_, s| s.task_id != inst.id);
             drop(inner);
             Ok(json!({"task": task_json(shared, &inst, false)}))
         }
@@ -739,7 +800,12 @@ fn secret_key(inner: &super::Inner, id: &str) -> Option<String> {
         .map(|s| s.name.clone())
 }
 
-fn secrets(shared: &Arc<Shared>, op: &str, input: &Value) -> Result<Value, Response> {
+fn secrets(
+    shared: &Arc<Shared>,
+    op: &str,
+    input: &Value,
+    task: Option<&str>,
+) -> Result<Value, Response> {
     let cfg = &shared.cfg;
     let tags_of = |v: &Value| -> BTreeMap<String, String> {
         v.as_array()
@@ -832,11 +898,28 @@ fn secrets(shared: &Arc<Shared>, op: &str, input: &Value) -> Result<Value, Respo
             Ok(json!({"ARN": s.arn, "Name": s.name, "DeletionDate": now_secs()}))
         }
         "GetSecretValue" => {
-            // The controller's policy does not grant this; only a task's role does (see launch).
-            Err(bad(
-                "AccessDeniedException",
-                "User is not authorized to perform: secretsmanager:GetSecretValue",
-            ))
+            // The controller's policy does not grant this; a task's role does, for a secret
+            // whose reader tag names that task's session (the README's task-role policy).
+            let denied = || {
+                bad(
+                    "AccessDeniedException",
+                    "User is not authorized to perform: secretsmanager:GetSecretValue",
+                )
+            };
+            let task = task.ok_or_else(denied)?;
+            let reader = format!("{}:{task}", shared.cfg.task_role_id);
+            let id = input["SecretId"].as_str().unwrap_or("");
+            let s = secret_key(&inner, id)
+                .and_then(|key| inner.secrets.get(&key))
+                .filter(|s| s.tags.get(READER_TAG) == Some(&reader))
+                .ok_or_else(denied)?;
+            Ok(json!({
+                "ARN": s.arn,
+                "Name": s.name,
+                "SecretString": s.value.expose_secret(),
+                "VersionStages": ["AWSCURRENT"],
+                "CreatedDate": now_secs(),
+            }))
         }
         _ => Err(bad("UnknownOperationException", op.to_owned())),
     }

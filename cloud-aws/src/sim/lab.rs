@@ -1,4 +1,5 @@
-//! The AWS simulator as the lab drives it: [`CloudSim`] over [`SimHandle`].
+//! The AWS simulator as the lab drives it: [`CloudSim`] over [`SimHandle`], and [`LAB`], how
+//! the lab starts it.
 //!
 //! Guarantees: [`CloudSim::instances`] lists every task not stopped and every Secrets
 //! Manager secret still there (a secret left behind is a leak, as the issue defines it);
@@ -6,12 +7,16 @@
 //! show as a duplicate.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use bus_schema::ProviderKind;
 use providers::tags;
-use simulators::cloud::{CloudFault, CloudSim, SimInstanceTags};
+use secrecy::SecretString;
+use simulators::cloud::{
+    CloudFault, CloudSim, Launch, SimInstanceTags, SimPlugin, StartFuture, StartedSim,
+};
 
-use super::{Fault, SimHandle};
+use super::{Fault, Sim, SimConfig, SimHandle};
 
 impl CloudSim for SimHandle {
     fn kind(&self) -> ProviderKind {
@@ -19,7 +24,7 @@ impl CloudSim for SimHandle {
     }
 
     fn exited_without_runner(&self) -> usize {
-        self.shared.lock().exited_without_runner
+        SimHandle::exited_without_runner(self)
     }
 
     fn base_url(&self) -> String {
@@ -102,4 +107,26 @@ impl CloudSim for SimHandle {
     fn set_failure_percent(&self, percent: u8, seed: u64) {
         self.set_failure_rate(percent, seed);
     }
+}
+
+/// How the lab starts this simulator ([`simulators::cloud::SimPlugin`]).
+pub static LAB: SimPlugin = SimPlugin {
+    kinds: &[ProviderKind::AwsFargate],
+    start: start_for_lab,
+};
+
+fn start_for_lab(_kind: ProviderKind, listen: SocketAddr, launch: Launch) -> StartFuture {
+    Box::pin(async move {
+        let secret = SecretString::from(uuid::Uuid::new_v4().simple().to_string());
+        let config = SimConfig {
+            secret_access_key: secret.clone(),
+            launch: Some(launch),
+            ..SimConfig::default()
+        };
+        let sim = Sim::start(config, listen).await?;
+        Ok(StartedSim {
+            sim: Box::new(sim),
+            secret,
+        })
+    })
 }
