@@ -14,13 +14,15 @@
 //!
 //! Shared machinery: [`consume`] (durable consumers, lanes by record key), [`leased`] (the
 //! one leased periodic loop: poller, pool, sweep) and the one compare-and-set write path for
-//! records (`cas`). Outside its tests this crate must not depend on the simulators, the lab or
+//! records (`cas`); [`credential`] paces a GitHub credential and shares its budget across
+//! replicas. Outside its tests this crate must not depend on the simulators, the lab or
 //! any cloud crate:
 //! providers come in through [`providers::Provider`].
 
 mod cas;
 pub mod consume;
 mod context;
+pub mod credential;
 mod error;
 pub mod ingress;
 pub mod leased;

@@ -136,7 +136,10 @@ pub fn needs_github(config: &Config, reg: &Registration) -> bool {
 }
 
 /// Resolves `reg`'s credentials into a GitHub client.
-pub fn github_client(reg: &Registration) -> Result<GitHubClient, Error> {
+pub fn github_client(
+    reg: &Registration,
+    shared: Option<&async_nats::jetstream::kv::Store>,
+) -> Result<GitHubClient, Error> {
     let resolve = |secret: &registration::SecretRef, field: &str| {
         secret
             .resolve()
@@ -154,12 +157,32 @@ pub fn github_client(reg: &Registration) -> Result<GitHubClient, Error> {
             private_key_pem: resolve(private_key, "auth.private_key")?,
         },
     };
+    let shared = match shared {
+        Some(store) => {
+            let credential = crate::credential::KvCredential::new(
+                store.clone(),
+                &crate::credential::credential_name(&auth),
+                reg.jit_per_minute,
+                Duration::from_secs(60),
+            )?;
+            Some(Arc::new(credential) as Arc<dyn github_client::SharedCredential>)
+        }
+        None => None,
+    };
     let options = github_client::ClientOptions {
         jit_per_minute: reg.jit_per_minute,
+        shared,
         ..Default::default()
     };
     github_client::GitHubClient::new(reg.api_url(), auth, options)
         .map_err(|e| Error::Config(format!("registration {}: GitHub client: {e}", reg.name)))
+}
+
+/// Whether this process's GitHub clients pace and budget through KV, shared with its
+/// replicas: the central actors that spend a registration's credential (scheduler, poller).
+/// A tenant agent paces its own deregistrations.
+pub fn shares_credentials(config: &Config) -> bool {
+    config.runs(Actor::Poller) || config.runs(Actor::Scheduler)
 }
 
 /// Where this process reads live registrations from.
@@ -369,7 +392,10 @@ impl Rebuild {
                 Some(client) if unchanged => {
                     github.insert(reg.name.clone(), client.clone());
                 }
-                _ => match github_client(reg) {
+                _ => match github_client(
+                    reg,
+                    shares_credentials(&config).then_some(&self.ctx.bus.jobs),
+                ) {
                     Ok(client) => {
                         github.insert(reg.name.clone(), client);
                     }

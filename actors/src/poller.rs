@@ -15,6 +15,13 @@
 //!   ETag; an unchanged answer (304) costs no primary rate limit.
 //! - Jobs this system is tracking (records not yet terminal) are re-checked one by one, so a
 //!   lost `in_progress` or `completed` delivery is healed as well as a lost `queued` one.
+//! - Optional spending: a round is skipped while the credential's rate budget (shared by
+//!   all replicas) is under its reserve ([`GitHubClient::spare`]).
+//! - API economy with webhooks on (`webhook+poll`): the poller is only the backstop, so a
+//!   run's jobs are listed only once the run has been active for [`webhook_grace`] (its
+//!   webhooks should have done the work by then), and a finished run's jobs only if they were
+//!   listed before. A healthy webhook-driven job costs the poller nothing but its share of
+//!   the (conditional) run lists, and an idle round is all 304s: zero points.
 //!
 //! # Caveats
 //! Enterprise scopes have no enterprise-wide runs endpoint; they rely on webhooks and the
@@ -62,6 +69,42 @@ pub struct PollCache {
     active: HashMap<String, BTreeSet<u64>>,
     /// The status last published per job (started and completed are reported once).
     reported: HashMap<u64, RunStatus>,
+    /// When each active run was first seen (for [`webhook_grace`]).
+    first_seen: HashMap<u64, std::time::Instant>,
+    /// When each repository's runs were last listed (with webhooks on, see [`lists_runs`]).
+    listed_at: HashMap<String, std::time::Instant>,
+}
+
+/// With webhooks on, how long a run may be active before the poller lists its jobs itself:
+/// three poll intervals, at least 30 s.
+pub fn webhook_grace(poll_interval: Duration) -> Duration {
+    (poll_interval * 3).max(Duration::from_secs(30))
+}
+
+/// Whether a repository's runs are listed this round. Pure. With webhooks on (`grace` is
+/// `Some`), a run's jobs are looked at only after the grace anyway, so the run lists are
+/// fetched at most every half grace: a busy repository's lists change every round and each
+/// changed answer costs a point. Without webhooks, every round.
+pub fn lists_runs(grace: Option<Duration>, since_listed: Option<Duration>) -> bool {
+    match (grace, since_listed) {
+        (Some(grace), Some(since)) => since >= grace / 2,
+        _ => true,
+    }
+}
+
+/// Whether a run's jobs are listed this round. Pure. `grace` is `None` when the poller is the
+/// only detection (every run is listed); `listed_before` says the run's jobs are cached.
+pub fn lists_jobs(
+    grace: Option<Duration>,
+    active_for: Duration,
+    finished: bool,
+    listed_before: bool,
+) -> bool {
+    match grace {
+        None => true,
+        Some(_) if finished => listed_before,
+        Some(grace) => listed_before || active_for >= grace,
+    }
 }
 
 async fn poll_loop(ctx: Context, registration: String, holder: String, cancel: CancellationToken) {
@@ -113,8 +156,25 @@ pub async fn poll_once(
     let reg = ctx.registration(registration)?;
     let github = ctx.github(registration)?;
     let mut published = 0;
+    // The poller is optional spending: with the credential's budget low (any replica's
+    // reading), the round is skipped and the rest left to JIT registrations.
+    if !github.spare() {
+        tracing::info!(%registration, "rate budget low: skipping this poll round");
+        return Ok(0);
+    }
+    let grace = reg.detection.uses_webhook().then(|| {
+        webhook_grace(Duration::from_secs(
+            reg.poll_interval_secs.unwrap_or(30).max(1),
+        ))
+    });
+    let now = std::time::Instant::now();
     for (owner, repo) in repositories(&reg, &github).await? {
         let full = format!("{owner}/{repo}");
+        let since_listed = cache.listed_at.get(&full).map(|t| now.duration_since(*t));
+        if !lists_runs(grace, since_listed) {
+            continue;
+        }
+        cache.listed_at.insert(full.clone(), now);
         let mut active = BTreeSet::new();
         for (status, token) in [
             (RunStatus::Queued, "queued"),
@@ -143,7 +203,18 @@ pub async fn poll_once(
             .get(&full)
             .map(|prev| prev.difference(&active).copied().collect())
             .unwrap_or_default();
+        for &run_id in &active {
+            cache.first_seen.entry(run_id).or_insert(now);
+        }
         for run_id in active.iter().copied().chain(finished.iter().copied()) {
+            let active_for = cache
+                .first_seen
+                .get(&run_id)
+                .map_or(Duration::ZERO, |t| now.duration_since(*t));
+            let listed_before = cache.jobs.contains_key(&run_id);
+            if !lists_jobs(grace, active_for, !active.contains(&run_id), listed_before) {
+                continue;
+            }
             let etag = cache.jobs.get(&run_id).and_then(|(e, _)| e.clone());
             let jobs = match github
                 .list_run_jobs(&owner, &repo, run_id, etag.as_deref())
@@ -170,6 +241,7 @@ pub async fn poll_once(
             }
         }
         for run_id in &finished {
+            cache.first_seen.remove(run_id);
             if let Some((_, jobs)) = cache.jobs.remove(run_id) {
                 for job in jobs {
                     cache.reported.remove(&job.id);
@@ -212,7 +284,14 @@ async fn recheck_tracked(
     github: &GitHubClient,
 ) -> Result<usize, Error> {
     let prefix = format!("{}.{}.", reg.tenant, reg.name);
-    let quiet_ms = i64::try_from(reg.poll_interval_secs.unwrap_or(30) * 2_000).unwrap_or(i64::MAX);
+    let interval = Duration::from_secs(reg.poll_interval_secs.unwrap_or(30).max(1));
+    // With webhooks on, a job is "quiet" only after the webhook grace (API economy).
+    let quiet = if reg.detection.uses_webhook() {
+        webhook_grace(interval)
+    } else {
+        interval * 2
+    };
+    let quiet_ms = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
     let now = now_millis();
     let mut published = 0;
     let mut by_key = BTreeMap::new();
@@ -300,4 +379,54 @@ async fn publish(ctx: &Context, reg: &Registration, job: &Job) -> Result<(), Err
     let span = tracing::info_span!("poll publish", job = job.id, %status, trace_id = tracing::field::Empty);
     let publish = ctx.publish(event.subject()?, event.encode()?, msg_id.as_deref());
     crate::trace::in_new_trace(span, publish).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_webhooks_a_run_is_listed_only_after_the_grace_or_if_listed_before() {
+        let grace = Some(Duration::from_secs(30));
+        let (young, old) = (Duration::from_secs(29), Duration::from_secs(30));
+        // (grace, active for, finished, listed before) -> listed
+        let table = [
+            (None, Duration::ZERO, false, false, true),
+            (None, Duration::ZERO, true, false, true),
+            (grace, young, false, false, false),
+            (grace, old, false, false, true),
+            (grace, young, false, true, true),
+            (grace, old, true, false, false),
+            (grace, young, true, true, true),
+        ];
+        for (grace, active_for, finished, listed, want) in table {
+            assert_eq!(
+                lists_jobs(grace, active_for, finished, listed),
+                want,
+                "{grace:?} {active_for:?} finished={finished} listed={listed}"
+            );
+        }
+        assert_eq!(
+            webhook_grace(Duration::from_secs(5)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            webhook_grace(Duration::from_secs(60)),
+            Duration::from_secs(180)
+        );
+    }
+
+    #[test]
+    fn with_webhooks_run_lists_are_fetched_at_most_every_half_grace() {
+        let grace = Some(Duration::from_secs(30));
+        let s = Duration::from_secs;
+        assert!(lists_runs(grace, None), "first round lists");
+        assert!(!lists_runs(grace, Some(s(5))));
+        assert!(!lists_runs(grace, Some(s(14))));
+        assert!(lists_runs(grace, Some(s(15))));
+        assert!(
+            lists_runs(None, Some(Duration::ZERO)),
+            "poll only: every round"
+        );
+    }
 }

@@ -37,6 +37,10 @@
 //!   (422) while it runs a job, and the reaper then keeps the runner. After a successful
 //!   deregistration it checks again (GitHub shows it gone or idle, and the record, in the same
 //!   compare-and-set that moves it to `Deleting`, has no job) before deleting the instance.
+//! - API economy: GitHub is read only when its answer could change the decision
+//!   ([`needs_github`]); an ephemeral runner that took a job, or whose instance has exited, is
+//!   not deregistered (GitHub removes a runner that ran its job; an exited idle one is offline
+//!   and the sweep's single runner listing finds it as a leftover of a `Deleted` record).
 //! - Hard deletes (rules 2, 3, 4, 6) deregister best effort: a busy or unreachable GitHub
 //!   runner does not stop the instance delete; the sweep removes the leftover later.
 //! - A failed instance delete is counted in `delete_attempts` and retried with the consumer's
@@ -378,16 +382,39 @@ pub async fn reconcile(
         }),
         None => None,
     };
-    let seen = observe(provider, github.as_ref(), name).await;
     let config = ctx.config();
     let limits = config.registration(&rec.registration).map(|r| &r.limits);
     let timeouts = Timeouts::for_record(limits, &rec, clock.grace);
+    let instance = observe_instance(provider, name).await;
+    // GitHub is asked only when its answer could change the decision (API economy).
+    let seen = if needs_github(&rec, instance, asked, clock.now, timeouts) {
+        Observed {
+            instance,
+            github_busy: observe_github(github.as_ref(), name).await,
+        }
+    } else {
+        Observed {
+            instance,
+            github_busy: Seen::Unknown,
+        }
+    };
     let action = decide(&rec, seen, asked, clock.now, timeouts);
     tracing::debug!(runner = %name, state = ?rec.state, ?asked, ?seen, ?action, "reap decision");
     match action {
         Action::Keep(why) => Ok(Outcome::Kept(why)),
         Action::ReapIfIdle(reason) => {
-            if let Some(gh) = &github {
+            // An exited runner cannot take a job any more: it either ran one (GitHub removed
+            // the ephemeral runner itself, a DELETE would find nothing) or died idle (offline;
+            // the sweep's listing finds it and deregisters it). Only a live one is asked.
+            let live = seen.instance != Seen::Present(InstanceStatus::Stopped);
+            if let Some(gh) = github.as_ref().filter(|_| live) {
+                // The record may have learnt of a job since it was read (a steal's `started`
+                // event races the reap of the thief's own runner): then the DELETE would be
+                // refused or, once the job is done, hit a runner GitHub already removed.
+                if took_job_since(ctx, name).await? {
+                    tracing::debug!(runner = %name, ?reason, "reap skipped: the runner took a job");
+                    return Ok(Outcome::Kept(KeepReason::Busy));
+                }
                 match gh.client.delete_runner(&gh.scope, gh.id).await {
                     Ok(()) => {}
                     Err(error) if error.status() == Some(422) => {
@@ -397,27 +424,24 @@ pub async fn reconcile(
                     }
                     Err(error) => return Err(error.into()),
                 }
-                // Re-check: GitHub must show it gone or idle.
-                if let Some(runner) = gh.client.get_runner(&gh.scope, gh.id).await?
-                    && runner.busy
-                {
-                    // GitHub's view lags the deregistration now and then; looked at again later.
-                    tracing::debug!(runner = %name, "deregistered runner still reported busy; keeping it");
-                    return Ok(Outcome::Kept(KeepReason::Busy));
-                }
+                // A successful DELETE means GitHub had it idle and now has it gone: no
+                // re-check is needed; the record is re-checked below.
             }
             // Re-check the record in the same write that claims it for deletion.
-            if !mark_deleting(ctx, name, true, clock.now).await? {
+            if mark_deleting(ctx, name, true, clock.now).await?.is_none() {
                 tracing::debug!(runner = %name, ?reason, "reap skipped: the runner took a job");
                 return Ok(Outcome::Kept(KeepReason::Busy));
             }
             delete_instance(ctx, provider, &rec, reason, clock.now).await
         }
         Action::Delete(reason) => {
-            if !mark_deleting(ctx, name, false, clock.now).await? {
+            let Some(marked) = mark_deleting(ctx, name, false, clock.now).await? else {
                 return Ok(Outcome::Kept(KeepReason::Deleted));
-            }
+            };
+            // Judged on the record as just written, not as first read: a job learnt of since
+            // means GitHub removes the ephemeral runner itself.
             if let Some(gh) = &github
+                && needs_deregistration(&marked)
                 && let Err(error) = gh.client.delete_runner(&gh.scope, gh.id).await
             {
                 // Heals by itself (the sweep deregisters the leftover), so not a warning.
@@ -428,17 +452,64 @@ pub async fn reconcile(
     }
 }
 
-async fn observe(provider: &dyn Provider, github: Option<&GitHubSide>, name: &str) -> Observed {
-    let instance = match provider.get(name).await {
+/// Whether GitHub's view of the runner could change what [`decide`] does: the decision with
+/// GitHub saying "busy" differs from the one without an answer (a runner is looked up only
+/// when something about it is suspect, such as a dead instance). Pure.
+pub fn needs_github(
+    rec: &RunnerRecord,
+    instance: Seen<InstanceStatus>,
+    asked: Option<ReapReason>,
+    now: UnixMillis,
+    t: Timeouts,
+) -> bool {
+    rec.github_runner_id.is_some() && {
+        let with = |github_busy| {
+            decide(
+                rec,
+                Observed {
+                    instance,
+                    github_busy,
+                },
+                asked,
+                now,
+                t,
+            )
+        };
+        match (with(Seen::Present(true)), with(Seen::Unknown)) {
+            (busy, unknown) if busy == unknown => false,
+            // Deregistering is itself the check: GitHub refuses (422) while the runner is busy.
+            (Action::Keep(KeepReason::Busy), Action::ReapIfIdle(_)) => false,
+            _ => true,
+        }
+    }
+}
+
+/// Whether deleting this runner must deregister it from GitHub. An ephemeral runner that took
+/// its job is removed by GitHub itself once the job ends, so it needs no call (if it is still
+/// running a job GitHub would refuse anyway; the sweep removes any leftover).
+pub fn needs_deregistration(rec: &RunnerRecord) -> bool {
+    rec.github_runner_id.is_some() && rec.ran_job_id.is_none() && rec.state != RunnerState::Busy
+}
+
+async fn observe_instance(provider: &dyn Provider, name: &str) -> Seen<InstanceStatus> {
+    match provider.get(name).await {
         Ok(Some(instance)) => Seen::Present(instance.status),
         Ok(None) => Seen::Absent,
         Err(error) => {
             tracing::debug!(runner = %name, %error, "instance look-up failed");
             Seen::Unknown
         }
-    };
-    let github_busy = match github {
+    }
+}
+
+async fn observe_github(github: Option<&GitHubSide>, name: &str) -> Seen<bool> {
+    match github {
         None => Seen::Unknown,
+        // Optional: with the budget low, decide without it (GitHub's word only refines).
+        Some(gh) if !gh.client.spare() => {
+            tracing::debug!(runner = %name, "rate budget low: not asking GitHub");
+            Seen::Unknown
+        }
         Some(gh) => match gh.client.get_runner(&gh.scope, gh.id).await {
             Ok(Some(runner)) => Seen::Present(runner.busy),
             Ok(None) => Seen::Absent,
@@ -447,37 +518,44 @@ async fn observe(provider: &dyn Provider, github: Option<&GitHubSide>, name: &st
                 Seen::Unknown
             }
         },
-    };
-    Observed {
-        instance,
-        github_busy,
     }
 }
 
-/// Moves the record to `Deleting`. `false` when there is nothing to delete any more, or (with
-/// `only_if_idle`) when the record says the runner took a job.
+/// Moves the record to `Deleting` and returns it. `None` when there is nothing to delete any
+/// more, or (with `only_if_idle`) when the record says the runner took a job.
 async fn mark_deleting(
     ctx: &Context,
     name: &str,
     only_if_idle: bool,
     now: UnixMillis,
-) -> Result<bool, Error> {
+) -> Result<Option<RunnerRecord>, Error> {
     cas(&ctx.runners, name, |current| {
         Ok(match current {
-            None => (None, false),
-            Some(r) if r.state == RunnerState::Deleted => (None, false),
-            Some(r) if only_if_idle && (r.ran_job_id.is_some() || r.state == RunnerState::Busy) => {
-                (None, false)
-            }
-            Some(r) if r.state == RunnerState::Deleting => (None, true),
+            None => (None, None),
+            Some(r) if r.state == RunnerState::Deleted => (None, None),
+            Some(r) if only_if_idle && took_job(r) => (None, None),
+            Some(r) if r.state == RunnerState::Deleting => (None, Some(r.clone())),
             Some(r) => {
                 let mut r = r.clone();
                 r.transition(RunnerState::Deleting, now)?;
-                (Some(r), true)
+                (Some(r.clone()), Some(r))
             }
         })
     })
     .await
+}
+
+fn took_job(rec: &RunnerRecord) -> bool {
+    rec.ran_job_id.is_some() || rec.state == RunnerState::Busy
+}
+
+/// Whether runner `name`'s record, read again now, says it took a job.
+async fn took_job_since(ctx: &Context, name: &str) -> Result<bool, Error> {
+    Ok(ctx
+        .runners
+        .get(name)
+        .await?
+        .is_some_and(|(rec, _)| took_job(&rec)))
 }
 
 /// Deletes the instance and records the result: `Deleted`, a counted failure, or

@@ -724,6 +724,42 @@ async fn completed_runner_is_deleted_with_its_github_runner() {
 }
 
 #[tokio::test]
+async fn a_runner_that_ran_its_job_is_deleted_without_a_github_call() {
+    let env = Env::start().await;
+    let name = "shr-acme-14-1";
+    env.runner(name, RunnerState::Running, now_millis()).await;
+    let (mut record, revision) = env.ctx.runners.get(name).await.unwrap().unwrap();
+    record.transition(RunnerState::Busy, now_millis()).unwrap();
+    record
+        .transition(RunnerState::Completed, now_millis())
+        .unwrap();
+    record.ran_job_id = Some(14);
+    let key = bus_schema::subject::runner_key(name).unwrap();
+    env.ctx
+        .runners
+        .0
+        .update(&key, &record, revision)
+        .await
+        .unwrap();
+    let before = env.sim.exchanges().len();
+    let cmd = ReapRunner {
+        tenant: TENANT.into(),
+        runner_name: name.into(),
+        reason: ReapReason::JobCompleted,
+        requested_at: now_millis(),
+    };
+    reaper::reap(&env.ctx, &env.providers, cmd).await.unwrap();
+    assert!(!env.instance_exists(name).await);
+    assert_eq!(env.state(name).await.unwrap().state, RunnerState::Deleted);
+    // GitHub removes an ephemeral runner after its job: neither a look nor a DELETE.
+    let calls: Vec<_> = env.sim.exchanges()[before..]
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    assert!(calls.is_empty(), "{calls:?}");
+}
+
+#[tokio::test]
 async fn idle_runner_is_deregistered_then_deleted_after_idle_timeout() {
     let env = Env::start().await;
     let name = "shr-acme-11-1";
@@ -768,24 +804,38 @@ async fn runner_that_takes_a_job_while_being_reaped_for_idleness_is_kept() {
     // The runner took a job, but the record has not heard of it yet (no started event).
     let fake = env.make_busy(name, &jit).await;
     let due = t0 + IDLE_TIMEOUT_MS;
-    // 1. The reaper's own look sees GitHub report it busy.
+    // GitHub is not asked first (that would cost a call): the deregistration is the check,
+    // and GitHub refuses it (422) while the runner runs a job.
     assert_eq!(
         env.reconcile(name, Some(ReapReason::IdleTimeout), due)
             .await,
         Outcome::Kept(KeepReason::Busy)
     );
-    // 2. The look misses it (GitHub hiccups on the GET); the deregistration is refused (422).
+    let runner_path = format!("/orgs/{TENANT}/actions/runners/{}", jit.runner_id);
+    let calls: Vec<_> = env
+        .sim
+        .exchanges()
+        .into_iter()
+        .filter(|e| e.path == runner_path)
+        .map(|e| (e.method, e.status))
+        .collect();
+    assert_eq!(calls, [("DELETE".to_owned(), 422)], "one call, refused");
+    // A deregistration that fails (502) leaves everything as it was, to be retried.
     env.sim.inject_fault(Fault {
         status: 502,
         count: 1,
-        path_prefix: Some(format!("/orgs/{TENANT}/actions/runners/{}", jit.runner_id)),
+        path_prefix: Some(runner_path),
         retry_after: None,
     });
-    assert_eq!(
-        env.reconcile(name, Some(ReapReason::IdleTimeout), due)
-            .await,
-        Outcome::Kept(KeepReason::Busy)
-    );
+    let failed = reaper::reconcile(
+        &env.ctx,
+        &env.providers,
+        name,
+        Some(ReapReason::IdleTimeout),
+        clock(due),
+    )
+    .await;
+    assert!(failed.is_err(), "{failed:?}");
     assert!(
         env.instance_exists(name).await,
         "the job's instance must live"

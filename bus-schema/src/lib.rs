@@ -29,7 +29,7 @@ pub use message::{
     JobCompleted, JobEvent, JobEventError, JobQueued, JobSource, JobStarted, ProvisionRunner,
     ReapReason, ReapRunner, RunnerCreated, RunnerDeleted, RunnerEvent, RunnerFailed,
 };
-pub use observed::{GitHubSeen, WebhookSeen};
+pub use observed::{CredentialBudget, CredentialPace, GitHubSeen, WebhookSeen};
 pub use pool::{PoolSequence, Slots};
 pub use record::{
     IllegalTransition, JobRecord, JobState, RunnerName, RunnerNameError, RunnerRecord, RunnerState,

@@ -377,9 +377,32 @@ pub fn github_seen_key(registration: &str) -> Result<String, SubjectError> {
     Ok(format!("github.{registration}"))
 }
 
+/// The KV key, in [`JOBS_BUCKET`], of a GitHub credential's cluster-wide JIT pacing
+/// ([`CredentialPace`](crate::CredentialPace)). `credential` names the credential without
+/// revealing it (a digest of a PAT, an App's ids). Two tokens, so it never collides with a
+/// [`job_key`].
+pub fn credential_pace_key(credential: &str) -> Result<String, SubjectError> {
+    validate_token("credential", credential)?;
+    Ok(format!("pace.{credential}"))
+}
+
+/// The KV key, in [`JOBS_BUCKET`], of a GitHub credential's last known rate budget
+/// ([`CredentialBudget`](crate::CredentialBudget)), shared by every replica. Two tokens.
+pub fn credential_budget_key(credential: &str) -> Result<String, SubjectError> {
+    validate_token("credential", credential)?;
+    Ok(format!("budget.{credential}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_keys_are_two_tokens() {
+        assert_eq!(credential_pace_key("pat-0a1b").unwrap(), "pace.pat-0a1b");
+        assert_eq!(credential_budget_key("app-1-2").unwrap(), "budget.app-1-2");
+        assert!(credential_pace_key("a.b").is_err());
+    }
 
     #[test]
     fn builders_and_parsers_round_trip() {

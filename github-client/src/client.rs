@@ -21,6 +21,7 @@ use crate::auth::{Auth, Credential, InstallationTokenWire};
 use crate::model::{JitConfigWire, JobWire, JobsPage, Page, RepoWire, RunnersPage, RunsPage};
 use crate::pacer::Pacer;
 use crate::rate::{RateBudget, UNSPECIFIED_WAIT, throttle_wait};
+use crate::shared::SharedCredential;
 use crate::{Conditional, Error, JitConfig, JitRequest, Job, RunStatus, Runner, WorkflowRun};
 use rand::Rng;
 
@@ -58,6 +59,12 @@ pub struct ClientOptions {
     pub secondary_backoff_base: Duration,
     /// The cap of the doubling secondary-limit backoff (before jitter).
     pub secondary_backoff_max: Duration,
+    /// Pacing and budget shared with the other replicas using this credential; `None`
+    /// paces this client alone.
+    pub shared: Option<Arc<dyn SharedCredential>>,
+    /// The share of the primary budget kept for required calls (JIT registrations): below
+    /// it, [`GitHubClient::spare`] says no and optional calls are skipped.
+    pub reserve: f64,
 }
 
 impl Default for ClientOptions {
@@ -70,6 +77,8 @@ impl Default for ClientOptions {
             request_timeout: Some(Duration::from_secs(30)),
             secondary_backoff_base: Duration::from_secs(60),
             secondary_backoff_max: Duration::from_secs(15 * 60),
+            shared: None,
+            reserve: 0.2,
         }
     }
 }
@@ -187,6 +196,36 @@ impl GitHubClient {
     /// The API base this client talks to.
     pub fn api_base(&self) -> &Url {
         &self.inner.api_base
+    }
+
+    /// Whether an optional call (a look-up that only refines a decision, a backstop poll)
+    /// may spend budget: the newest known budget (this client's or another replica's) has
+    /// at least [`ClientOptions::reserve`] of its limit left. `true` while nothing is known.
+    pub fn spare(&self) -> bool {
+        let shared = self.inner.options.shared.as_ref().and_then(|s| s.budget());
+        let budget = match (self.rate_budget(), shared) {
+            (Some(a), Some(b)) if a.reset_at == b.reset_at => {
+                if a.remaining <= b.remaining {
+                    a
+                } else {
+                    b
+                }
+            }
+            (Some(a), Some(b)) => {
+                if a.reset_at > b.reset_at {
+                    a
+                } else {
+                    b
+                }
+            }
+            (a, b) => match a.or(b) {
+                Some(budget) => budget,
+                None => return true,
+            },
+        };
+        // A window that has reset is full again.
+        budget.until_reset().is_zero()
+            || budget.remaining as f64 >= budget.limit as f64 * self.inner.options.reserve
     }
 
     /// Requests sent so far (retries included), by endpoint class: `jit`, `runners`, `runs`,
@@ -595,7 +634,10 @@ impl GitHubClient {
                 .entry(endpoint_class(&call.path))
                 .or_default() += 1;
             if mutating {
-                self.inner.mutation_pacer.acquire().await;
+                match &self.inner.options.shared {
+                    Some(shared) => shared.pace().await,
+                    None => self.inner.mutation_pacer.acquire().await,
+                }
             }
             let reply = match self.send_once(&call, &token).await {
                 Ok(reply) => reply,
@@ -611,6 +653,9 @@ impl GitHubClient {
                 Err(err) => return Err(err),
             };
             if let Some(budget) = RateBudget::from_headers(&reply.headers) {
+                if let Some(shared) = &self.inner.options.shared {
+                    shared.observed(budget);
+                }
                 *self
                     .inner
                     .budget

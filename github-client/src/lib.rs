@@ -27,7 +27,11 @@
 //! - Mutating calls (JIT registrations, runner deletions; any POST, PATCH, PUT or DELETE) are
 //!   paced per client to [`ClientOptions::jit_per_minute`] (default 60: GitHub asks for about a
 //!   second between mutating calls): excess calls wait in FIFO order and never fail for being
-//!   early.
+//!   early. With [`ClientOptions::shared`] set, the pace is the cluster's (every replica
+//!   using the credential together) instead of this client's.
+//! - Optional calls ask [`GitHubClient::spare`] first: below [`ClientOptions::reserve`] of the
+//!   budget (the newest reading of any replica) they are skipped, leaving the rest to JIT
+//!   registrations.
 //! - Redirects (301, 302, 307, 308: a renamed or transferred repository or organization) are
 //!   followed with the same method and body (303 becomes a GET), at most 5 hops, and only on
 //!   the API's own host and base path, so the `Authorization` header never goes elsewhere; any
@@ -52,6 +56,7 @@ mod error;
 mod model;
 mod pacer;
 mod rate;
+mod shared;
 
 pub use auth::Auth;
 pub use client::{ClientOptions, GitHubClient};
@@ -60,3 +65,4 @@ pub use model::{
     Conditional, JitConfig, JitRequest, Job, RunStatus, Runner, RunnerStatus, WorkflowRun,
 };
 pub use rate::RateBudget;
+pub use shared::{PaceFuture, SharedCredential};

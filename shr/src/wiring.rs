@@ -315,11 +315,6 @@ pub fn jit_keys(config: &Config) -> anyhow::Result<actors::JitKeys> {
     Ok(keys)
 }
 
-/// Resolves a registration's credentials into a GitHub client.
-fn github_client(reg: &registration::Registration) -> anyhow::Result<github_client::GitHubClient> {
-    Ok(actors::live::github_client(reg)?)
-}
-
 /// Builds the providers of one tenant.
 fn tenant_providers(
     config: &Config,
@@ -477,8 +472,9 @@ pub async fn start(config: Arc<Config>, mut opts: StartOptions) -> anyhow::Resul
     let bus = connect_bus(&opts.nats_url, &opts.holder_id, &config).await?;
 
     let mut github = BTreeMap::new();
+    let shared = actors::live::shares_credentials(&config).then_some(&bus.jobs);
     for reg in github_registrations(&config) {
-        github.insert(reg.name.clone(), github_client(reg)?);
+        github.insert(reg.name.clone(), actors::live::github_client(reg, shared)?);
     }
     let ctx = Context::new(config.clone(), bus.clone(), github).with_jit_keys(jit_keys(&config)?);
 

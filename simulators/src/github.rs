@@ -264,6 +264,12 @@ impl GitHubSimHandle {
         lock(&self.sim.exchanges).clone()
     }
 
+    /// Rate-limit points spent so far, over every caller's current window (a `304` is free,
+    /// as on GitHub).
+    pub fn points_used(&self) -> u64 {
+        lock(&self.sim.limits).used()
+    }
+
     /// Makes the next matching REST requests fail.
     pub fn inject_fault(&self, fault: Fault) {
         lock(&self.sim.limits).add_fault(fault);

@@ -82,6 +82,11 @@ impl Limits {
         Some(*bucket)
     }
 
+    /// Points used so far in the current windows of every caller.
+    pub(crate) fn used(&self) -> u64 {
+        self.buckets.values().map(|b| u64::from(b.used)).sum()
+    }
+
     /// Counts one JIT generation; `Err(retry_after)` when `per_minute` is exceeded.
     pub(crate) fn take_jit(&mut self, caller: &str, per_minute: u32) -> Result<(), Duration> {
         let now = Instant::now();
@@ -143,6 +148,7 @@ mod tests {
         assert!(limits.take("a", 2).is_err());
         assert_eq!(limits.refund("a").unwrap().remaining(), 1);
         assert_eq!(limits.take("b", 2).unwrap().remaining(), 1);
+        assert_eq!(limits.used(), 2, "a: 2 taken, 1 refunded; b: 1");
     }
 
     #[test]
