@@ -40,6 +40,7 @@ use tokio::process::{Child, Command};
 use crate::clouds::CloudFault;
 use crate::demo::{DemoArgs, LABEL_SETS};
 use crate::harness::{Harness, HarnessOptions, Summary};
+use crate::placement::{Placement, TenantCreates};
 
 /// The sweep interval of the chaos children (`SHR_SWEEP_INTERVAL_SECS`).
 pub const SWEEP_INTERVAL_SECS: u64 = 5;
@@ -72,6 +73,12 @@ pub struct ChaosOptions {
     /// with state on 3 replicas, one node of which is killed for good a third of the way in,
     /// and the poller then also runs as a second, killable replica.
     pub nats_nodes: usize,
+    /// `Distributed` (the default): every process under the operator's identity, one
+    /// tenant. `Agents`: the agents placement's processes ([`crate::placement`]) on the
+    /// tenancy security configuration, each replicated twice; `Centralized` is refused.
+    pub placement: Placement,
+    /// How many tenants the agents placement runs.
+    pub tenants: usize,
 }
 
 impl ChaosOptions {
@@ -90,6 +97,8 @@ impl ChaosOptions {
             lab_binary: None,
             print: true,
             nats_nodes: 1,
+            placement: Placement::Distributed,
+            tenants: 3,
         }
     }
 }
@@ -116,13 +125,27 @@ pub struct ChaosReport {
     /// How long the chaos phase (killing) lasted.
     pub chaos: Duration,
     pub wall: Duration,
+    /// The kinds of role process killed at least once (`webhook`, `central`, …).
+    pub killed_kinds: std::collections::BTreeSet<String>,
+    /// The kinds of role process the run had.
+    pub kinds: std::collections::BTreeSet<String>,
+    /// The agents placement: whose agent created the runner each job ran on.
+    pub tenancy: Option<TenantCreates>,
+    /// The agents placement: whether NATS refused a client without credentials at the
+    /// start (the security accounts are in force on the nodes).
+    pub anonymous_refused: Option<bool>,
 }
 
 impl ChaosReport {
     /// The run is good: see [`Summary::ok`]; jobs GitHub failed because a runner was
     /// killed mid-job are allowed, up to the number of runners killed.
     pub fn ok(&self) -> bool {
-        self.summary.ok_but_reported_failures() && self.summary.failed <= self.runner_kills
+        self.summary.ok_but_reported_failures()
+            && self.summary.failed <= self.runner_kills
+            && self.tenancy.as_ref().is_none_or(|t| {
+                t.violations.is_empty() && t.own == self.summary.jobs && t.checked == t.own
+            })
+            && self.anonymous_refused != Some(false)
     }
 }
 
@@ -133,7 +156,7 @@ impl std::fmt::Display for ChaosReport {
             f,
             "chaos: kills={} runner_kills={} restarts={} unexpected_exits={} nats_restarts={} cloud_fault_rate={}% \
              injected_faults=throttle:{throttle},5xx:{server},slow:{slow},timeout:{timeout} \
-             chaos_phase={:.1}s wall={:.1}s nats_nodes_lost={}",
+             chaos_phase={:.1}s wall={:.1}s nats_nodes_lost={} killed_kinds={}/{}:{}{}",
             self.kills,
             self.runner_kills,
             self.restarts,
@@ -143,6 +166,17 @@ impl std::fmt::Display for ChaosReport {
             self.chaos.as_secs_f64(),
             self.wall.as_secs_f64(),
             self.nats_nodes_lost,
+            self.killed_kinds.len(),
+            self.kinds.len(),
+            self.killed_kinds
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            match self.anonymous_refused {
+                Some(refused) => format!(" anonymous_refused={refused}"),
+                None => String::new(),
+            },
         )
     }
 }
@@ -159,8 +193,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     options.job_duration = Duration::from_millis(args.job_duration_ms);
     options.timeout = Duration::from_secs(args.timeout_secs);
     options.nats_nodes = usize::try_from(args.nats_nodes).unwrap_or(1);
+    options.placement = args.placement;
+    options.tenants = args.tenants;
     let report = run_chaos(options).await?;
     println!("{}", report.summary);
+    if let Some(tenancy) = &report.tenancy {
+        for violation in &tenancy.violations {
+            println!("tenancy violation: {violation}");
+        }
+        println!("{tenancy}");
+    }
     println!("{report}");
     Ok(if report.ok() {
         ExitCode::SUCCESS
@@ -277,6 +319,8 @@ fn kill_runner(rng: &mut Rng) -> bool {
 #[derive(Debug)]
 struct Role {
     name: String,
+    /// What it runs (`webhook`, `central`, `agent-acme`, …); replicas share it.
+    kind: String,
     config: PathBuf,
     log: PathBuf,
     /// Whether the chaos phase may kill it (every role is, today).
@@ -333,6 +377,9 @@ impl Role {
 struct Roles {
     bin: PathBuf,
     roles: Vec<Role>,
+    /// Kill first a kind of role not killed yet, so every kind is killed at least once.
+    cover_kinds: bool,
+    killed_kinds: std::collections::BTreeSet<String>,
     restarts: usize,
     unexpected_exits: usize,
 }
@@ -350,6 +397,9 @@ impl Roles {
         let logs = harness.options.work_dir.join("logs");
         std::fs::create_dir_all(&dir)?;
         std::fs::create_dir_all(&logs)?;
+        if harness.options.placement == Placement::Agents {
+            return Self::write_agents(harness, bin, &dir, &logs);
+        }
         let edge: Vec<(&str, &[Actor], usize, bool)> = if replicated_edge {
             vec![
                 ("webhook", &[Actor::Webhook], 2, true),
@@ -393,6 +443,7 @@ impl Roles {
                 };
                 roles.push(Role {
                     log: logs.join(format!("{name}.log")),
+                    kind: kind.to_owned(),
                     name,
                     config,
                     killable,
@@ -404,10 +455,70 @@ impl Roles {
         let roles = Roles {
             bin,
             roles,
+            cover_kinds: false,
+            killed_kinds: Default::default(),
             restarts: 0,
             unexpected_exits: 0,
         };
         Ok((roles, backends))
+    }
+
+    /// The agents placement's processes, two killable replicas of each: `webhook` (webhook
+    /// identity, on ports of their own behind [`WebhookBalancer`]), `central` (poller and
+    /// scheduler, central identity) and `agent-<tenant>` (provisioner and reaper, that
+    /// tenant's identity and secrets).
+    fn write_agents(
+        harness: &Harness,
+        bin: PathBuf,
+        dir: &Path,
+        logs: &Path,
+    ) -> anyhow::Result<(Roles, Vec<std::net::SocketAddr>)> {
+        let front = webhook_addr(harness)?;
+        let mut backends = Vec::new();
+        let mut roles = Vec::new();
+        for (kind, config) in &harness.process_configs {
+            for i in 1..=2 {
+                let name = format!("{kind}-{i}");
+                let config = if kind == "webhook" {
+                    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                        .local_addr()?
+                        .port();
+                    let own = dir.join(format!("{name}.toml"));
+                    let text = std::fs::read_to_string(config)?.replace(
+                        &format!("listen = \"{front}\""),
+                        &format!("listen = \"127.0.0.1:{port}\""),
+                    );
+                    std::fs::write(&own, text)?;
+                    backends.push(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+                    own
+                } else {
+                    config.clone()
+                };
+                roles.push(Role {
+                    log: logs.join(format!("{name}.log")),
+                    kind: kind.clone(),
+                    name,
+                    config,
+                    killable: true,
+                    child: None,
+                    restart_at: None,
+                });
+            }
+        }
+        let roles = Roles {
+            bin,
+            roles,
+            cover_kinds: true,
+            killed_kinds: Default::default(),
+            restarts: 0,
+            unexpected_exits: 0,
+        };
+        Ok((roles, backends))
+    }
+
+    /// Every kind of role process.
+    fn kinds(&self) -> std::collections::BTreeSet<String> {
+        self.roles.iter().map(|r| r.kind.clone()).collect()
     }
 
     fn start_all(&mut self) -> anyhow::Result<()> {
@@ -445,14 +556,23 @@ impl Roles {
 
     /// Kills a random running killable role; it comes back after `delay`.
     async fn kill_one(&mut self, rng: &mut Rng, delay: Duration) -> anyhow::Result<bool> {
-        let alive: Vec<usize> = (0..self.roles.len())
+        let mut alive: Vec<usize> = (0..self.roles.len())
             .filter(|&i| self.roles[i].killable && self.roles[i].child.is_some())
             .collect();
+        if self.cover_kinds {
+            let fresh: Vec<usize> = (alive.iter().copied())
+                .filter(|&i| !self.killed_kinds.contains(&self.roles[i].kind))
+                .collect();
+            if !fresh.is_empty() {
+                alive = fresh;
+            }
+        }
         if alive.is_empty() {
             return Ok(false);
         }
         let pick = usize::try_from(rng.below(0, alive.len() as u64)).unwrap_or(0);
         let role = &mut self.roles[alive[pick]];
+        self.killed_kinds.insert(role.kind.clone());
         println!(
             "chaos: SIGKILL {} (pid {}), back in {:.1}s",
             role.name,
@@ -560,8 +680,19 @@ pub async fn run_chaos(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     hopts.lab_binary = options.lab_binary.clone();
     hopts.nats_nodes = options.nats_nodes;
     hopts.seed = options.seed;
+    anyhow::ensure!(
+        options.placement != Placement::Centralized,
+        "the chaos suite runs the distributed or the agents placement"
+    );
+    hopts.placement = options.placement;
+    hopts.tenants = options.tenants;
+    hopts.start_processes = false;
     let mut harness = Harness::start(hopts).await?;
-    let replicated_edge = options.nats_nodes > 1;
+    let anonymous_refused = match options.placement {
+        Placement::Agents => Some(refuses_anonymous(&harness.nats_url).await),
+        _ => None,
+    };
+    let replicated_edge = options.nats_nodes > 1 || options.placement == Placement::Agents;
     let (mut roles, backends) = Roles::write(&harness, options.shr_bin.clone(), replicated_edge)?;
     let _balancer = if replicated_edge {
         Some(WebhookBalancer::start(webhook_addr(&harness)?, backends).await?)
@@ -580,7 +711,12 @@ pub async fn run_chaos(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
         );
     }
     roles.start_all()?;
-    let result = drive(&mut harness, &mut roles, &mut rng, &options, started).await;
+    let result = drive(&mut harness, &mut roles, &mut rng, &options, started)
+        .await
+        .map(|report| ChaosReport {
+            anonymous_refused,
+            ..report
+        });
     roles.stop().await;
     let failed = !result.as_ref().is_ok_and(ChaosReport::ok);
     if failed {
@@ -628,7 +764,7 @@ async fn drive(
         .unwrap_or(options.jobs)
         .clamp(options.jobs.min(1), options.jobs);
         if queued < due {
-            harness.queue_jobs(due - queued, &LABEL_SETS);
+            queue(harness, due - queued);
             queued = due;
         }
         roles.tend(false)?;
@@ -660,9 +796,15 @@ async fn drive(
             harness.restart_nats().await?;
             nats_restarts += 1;
         }
-        if let Some(cloud) = &harness.cloud
-            && now >= next_fault
-        {
+        let clouds: Vec<&crate::clouds::DemoCloud> = (harness.cloud.iter())
+            .chain(harness.tenants.iter().map(|t| &t.cloud))
+            .collect();
+        if !clouds.is_empty() && now >= next_fault {
+            // One cloud draws nothing, so a distributed run's seed keeps its plan.
+            let cloud = match clouds.len() {
+                1 => clouds[0],
+                n => clouds[usize::try_from(rng.below(0, n as u64)).unwrap_or(0) % n],
+            };
             let (fault, slot, count) = draw_fault(rng);
             if let CloudFault::Slow(delay) = fault {
                 harness.note_fault_delay(delay);
@@ -691,7 +833,7 @@ async fn drive(
     }
     let chaos = chaos_started.elapsed();
     if queued < options.jobs {
-        harness.queue_jobs(options.jobs - queued, &LABEL_SETS);
+        queue(harness, options.jobs - queued);
     }
     if !cluster && nats_restarts == 0 {
         harness.restart_nats().await?;
@@ -710,6 +852,7 @@ async fn drive(
     let summary = harness
         .settle(deadline, options.print, || roles.tend(false))
         .await?;
+    let tenancy = (harness.options.placement == Placement::Agents).then(|| harness.tenant_creates());
     Ok(ChaosReport {
         summary,
         kills,
@@ -722,7 +865,33 @@ async fn drive(
         injected_faults: injected,
         chaos,
         wall: started.elapsed(),
+        killed_kinds: roles.killed_kinds.clone(),
+        kinds: roles.kinds(),
+        tenancy,
+        anonymous_refused: None,
     })
+}
+
+/// Whether every NATS node refuses a client that brings no credentials.
+async fn refuses_anonymous(urls: &str) -> bool {
+    for url in urls.split(',') {
+        let attempt = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(url));
+        // Refused means an error from the server; a client that connects, or an attempt
+        // that neither connects nor fails, is not a refusal.
+        if !matches!(attempt.await, Ok(Err(_))) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Queues `n` jobs: the agents placement's across its tenants, otherwise the demo's.
+fn queue(harness: &mut Harness, n: usize) {
+    if harness.options.placement == Placement::Agents {
+        harness.queue_tenant_jobs(n, &LABEL_SETS);
+    } else {
+        harness.queue_jobs(n, &LABEL_SETS);
+    }
 }
 
 /// Every runner record not yet `Deleted` and every GitHub runner still registered.

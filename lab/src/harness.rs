@@ -65,6 +65,9 @@ pub struct HarnessOptions {
     /// The agents placement: poll as well as take webhooks (with `webhooks`); off, every
     /// job must arrive through a webhook delivery.
     pub poll: bool,
+    /// The centralized and agents placements: start their `shr run` processes (off, the
+    /// caller starts them from [`Harness::process_configs`], as the chaos suite does).
+    pub start_processes: bool,
 }
 
 impl HarnessOptions {
@@ -86,6 +89,7 @@ impl HarnessOptions {
             sweep_interval: actors::sweep::DEFAULT_INTERVAL,
             placement: Placement::Distributed,
             tenants: 3,
+            start_processes: true,
             poll: true,
         }
     }
@@ -205,6 +209,9 @@ pub struct Harness {
     pub tenants: Vec<TenantSetup>,
     /// The tenant of each job queued by [`Harness::queue_tenant_jobs`].
     pub job_tenant: BTreeMap<u64, String>,
+    /// The configuration files of the centralized and agents placements' `shr run`
+    /// processes: (process name, file).
+    pub process_configs: Vec<(String, PathBuf)>,
     /// The `shr run` processes of the centralized and agents placements.
     pub children: Children,
 }
@@ -367,11 +374,10 @@ impl Harness {
         let (nats_url, nats) = match &options.nats_url {
             Some(url) => (url.clone(), None),
             None if options.nats_nodes > 1 => {
-                anyhow::ensure!(
-                    server_config.is_none(),
-                    "--nats-nodes with the agents placement is not supported yet"
-                );
-                let started = shr_nats::NatsCluster::start(options.nats_nodes, None).await?;
+                // The agents placement: every node includes the same generated accounts.
+                let accounts = server_config.as_ref().map(|_| keys.join("accounts.conf"));
+                let started =
+                    shr_nats::NatsCluster::start(options.nats_nodes, accounts.as_deref()).await?;
                 let url = started.url();
                 cluster = Some(started);
                 (url, None)
@@ -555,6 +561,7 @@ impl Harness {
             listener_port: webhook_port,
             tenants,
             job_tenant: BTreeMap::new(),
+            process_configs: Vec::new(),
             children: Children::default(),
         };
         harness.start_actors(listener).await?;
@@ -563,7 +570,8 @@ impl Harness {
             harness.config_for_actors(&[Actor::Provisioner, Actor::Reaper], &path)?;
             agent_configs.push(("provisioner-reaper".into(), path));
         }
-        if !agent_configs.is_empty() {
+        harness.process_configs = agent_configs.clone();
+        if !agent_configs.is_empty() && harness.options.start_processes {
             let bin = bins::product_binary()?;
             let logs = harness.options.work_dir.join("logs");
             for (name, config) in &agent_configs {
