@@ -22,6 +22,15 @@
 //! ports of their own behind a small TCP balancer on the port GitHub delivers to, and two
 //! poller replicas, all of them killable like the rest.
 //!
+//! With [`ChaosOptions::placement`] `Agents` (`--placement agents`), the processes are the
+//! agents placement's ([`crate::placement`]), on the tenancy security configuration (on every
+//! node of a cluster): `webhook` (webhook identity, behind the balancer), `central` (poller
+//! and scheduler) and one `agent-<tenant>` (provisioner and reaper) per tenant under its own
+//! identity and cloud account, each twice. Jobs go to the tenants in turn, the extra cloud
+//! faults to a random tenant's cloud, the kills first to a kind of process not killed yet,
+//! and the run also needs a client without credentials refused and every job on a runner
+//! its own tenant's agent created ([`TenantCreates`]).
+//!
 //! Everything random comes from one seeded generator, and the cloud simulator's failure
 //! rate draws from the same seed, so a seed replays the same fault plan (process timing
 //! still varies). Child logs go to `<work_dir>/logs/<role>.log`
@@ -852,7 +861,8 @@ async fn drive(
     let summary = harness
         .settle(deadline, options.print, || roles.tend(false))
         .await?;
-    let tenancy = (harness.options.placement == Placement::Agents).then(|| harness.tenant_creates());
+    let tenancy =
+        (harness.options.placement == Placement::Agents).then(|| harness.tenant_creates());
     Ok(ChaosReport {
         summary,
         kills,

@@ -29,7 +29,10 @@ async fn tenant_agents_on_a_three_node_cluster_losing_a_node_lose_nothing() {
     options.tenants = 3;
     options.timeout = Duration::from_secs(540);
     let report = run_chaos(options).await.unwrap();
-    let tenancy = report.tenancy.clone().expect("the agents placement checks tenancy");
+    let tenancy = report
+        .tenancy
+        .clone()
+        .expect("the agents placement checks tenancy");
     println!("{}\n{tenancy}\n{report}", report.summary);
     assert_eq!(
         report.anonymous_refused,
@@ -39,13 +42,20 @@ async fn tenant_agents_on_a_three_node_cluster_losing_a_node_lose_nothing() {
     assert!(report.kills > 0, "{report}");
     let central = ["webhook", "central"];
     for kind in central {
-        assert!(report.killed_kinds.contains(kind), "{kind} never killed: {report}");
+        assert!(
+            report.killed_kinds.contains(kind),
+            "{kind} never killed: {report}"
+        );
     }
     assert_eq!(
         report.killed_kinds, report.kinds,
         "every kind of process killed at least once: {report}"
     );
-    assert_eq!(report.kinds.len(), 2 + 3, "webhook, central, 3 agents: {report}");
+    assert_eq!(
+        report.kinds.len(),
+        2 + 3,
+        "webhook, central, 3 agents: {report}"
+    );
     assert_eq!(report.nats_nodes_lost, 1, "{report}");
     assert_eq!(
         report.nats_restarts, 0,
