@@ -699,7 +699,8 @@ impl GitHubClient {
             if let Some(throttle) = throttle_wait(status, &reply.headers, &reply.body) {
                 let wait = throttle.or(self.secondary_backoff(throttled));
                 if attempt < max_retries && wait <= self.inner.options.max_rate_wait {
-                    tracing::warn!(op = %call.op, status = status.as_u16(), ?wait, attempt, "GitHub rate limit: waiting");
+                    // Being throttled is a decision that delays jobs (info), not a fault.
+                    tracing::info!(op = %call.op, status = status.as_u16(), ?wait, attempt, "GitHub rate limit: waiting");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                     throttled += 1;
@@ -742,7 +743,12 @@ impl GitHubClient {
     /// Sleeps before retry `attempt + 1` of a transient failure.
     async fn back_off(&self, op: &str, error: &Error, attempt: u32) {
         let wait = backoff(self.inner.options.backoff_base, attempt);
-        tracing::warn!(op, error = %error, ?wait, attempt, "GitHub call failed: retrying");
+        // A transient failure retried is expected; one that keeps failing is worth a warning.
+        if attempt < 2 {
+            tracing::debug!(op, error = %error, ?wait, attempt, "GitHub call failed: retrying");
+        } else {
+            tracing::warn!(op, error = %error, ?wait, attempt, "GitHub call failed: retrying");
+        }
         tokio::time::sleep(wait).await;
     }
 
