@@ -377,6 +377,8 @@ fn the_chart_renders_with_default_values_into_manifests_that_fit_together() {
             Some(format!("nats://{RELEASE}-nats:4222").as_str()),
             "{component}"
         );
+        // The bundled NATS is a 3-node cluster: every stream and bucket on 3 replicas.
+        assert_eq!(config.controller.nats_replicas, 3, "{component}");
         // Defaults: no NATS credentials, plain HTTP, the default webhook secret.
         assert!(config.controller.nats_nkey_seed.is_none(), "{component}");
         assert!(config.webhook.tls.is_none(), "{component}");
@@ -389,6 +391,7 @@ fn the_chart_takes_external_nats_seeds_and_tls_when_the_values_ask() {
     let mut values = default_values();
     values["nats"]["enabled"] = Value::Bool(false);
     values["externalNats"]["url"] = Value::from("nats://nats.shr.internal:4222");
+    values["controller"]["natsReplicas"] = Value::from(1.0);
     values["natsAuth"]["existingSecret"] = Value::from("shr-nats");
     values["webhook"]["tls"]["existingSecret"] = Value::from("shr-webhook-tls");
     values["webhook"]["port"] = Value::from(8443.0);
@@ -404,6 +407,7 @@ fn the_chart_takes_external_nats_seeds_and_tls_when_the_values_ask() {
             Some("nats://nats.shr.internal:4222"),
             "{component}"
         );
+        assert_eq!(config.controller.nats_replicas, 1, "{component}");
         let identity = if component == "webhook" {
             "webhook"
         } else {

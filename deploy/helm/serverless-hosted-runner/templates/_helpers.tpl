@@ -47,6 +47,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 [controller]
 id = {{ .root.Values.controller.id | toJson }}
 nats_url = {{ include "shr.natsUrl" .root | toJson }}
+nats_replicas = {{ .root.Values.controller.natsReplicas }}
 {{- if .root.Values.natsAuth.existingSecret }}
 nats_nkey_seed = {{ printf "file:/etc/shr/nats/%s.nk" .identity | toJson }}
 {{- end }}
