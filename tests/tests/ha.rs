@@ -17,21 +17,8 @@ use shr::registration_cmd::{RegistrationCommand, Target, run};
 use shr_lab::harness::{Harness, HarnessOptions, TENANT};
 use shr_nats::security::{self, Role};
 
-/// Polls `check` every 50 ms until it returns `Some`, panicking after `within`.
-async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+mod common;
+use common::eventually;
 
 const LIVE: &str = "demo-live";
 const LIVE_LABEL: &str = "live-ci";

@@ -15,23 +15,10 @@ use shr_lab::demo::LABEL_SETS;
 use shr_lab::harness::{Harness, HarnessOptions, REGISTRATION, TENANT};
 use shr_nats::security::{self, Role};
 
-const OTHER: &str = "intruder";
+mod common;
+use common::eventually;
 
-/// Polls `check` every 50 ms until it returns `Some`, panicking after `within`.
-async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+const OTHER: &str = "intruder";
 
 /// Starts the tenant agent: the harness's configuration with the agent's actors, tenant and
 /// seed.
