@@ -77,7 +77,7 @@ pub enum Error {
         source: async_nats::jetstream::context::CreateKeyValueError,
     },
     /// A JetStream publish was not sent or not acknowledged.
-    #[error("publishing to {subject}")]
+    #[error("publishing to {subject}: {source}")]
     Publish {
         subject: String,
         #[source]
@@ -189,11 +189,15 @@ fn stream_kind(kind: &CreateStreamErrorKind) -> ErrorKind {
 
 pub(crate) fn publish_kind(kind: PublishErrorKind) -> ErrorKind {
     match kind {
-        PublishErrorKind::TimedOut
+        // async-nats reports "no responders" as `StreamNotFound`. That is what a JetStream
+        // cluster answers while a stream's leader is elected after a node is lost, and what
+        // an agent sees before the central placement has created the stream: both pass, so
+        // the message is retried, never dropped.
+        PublishErrorKind::StreamNotFound
+        | PublishErrorKind::TimedOut
         | PublishErrorKind::BrokenPipe
         | PublishErrorKind::MaxAckPending
         | PublishErrorKind::Other => ErrorKind::Transient,
-        PublishErrorKind::StreamNotFound => ErrorKind::NotFound,
         PublishErrorKind::WrongLastMessageId
         | PublishErrorKind::WrongLastSequence
         | PublishErrorKind::MaxPayloadExceeded => ErrorKind::Permanent,

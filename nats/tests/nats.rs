@@ -190,6 +190,40 @@ async fn publish_with_the_same_msg_id_is_a_duplicate() {
     assert!(matches!(bad, Error::Header { .. }), "{bad}");
 }
 
+/// A publish nobody answers (the stream is missing, or a cluster is electing its leader) is
+/// worth a retry: a consumer that treated it as permanent would drop its message for good.
+#[tokio::test]
+async fn a_publish_to_a_missing_stream_is_transient_and_goes_through_once_it_is_back() {
+    let (server, bus) = start().await;
+    let event = subject::runner_event("acme").unwrap();
+    bus.js
+        .delete_stream(subject::RUNNER_EVENTS_STREAM)
+        .await
+        .unwrap();
+    let missing = bus
+        .publish_durable(&event, b"created".to_vec(), Some("created-1"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, Error::Publish { .. }), "{missing}");
+    assert_eq!(
+        missing.kind(),
+        bus_schema::ErrorKind::Transient,
+        "{missing}"
+    );
+    assert!(missing.kind().is_retryable());
+    assert!(
+        missing.to_string().contains(&event),
+        "the subject is named: {missing}"
+    );
+    let client = connect(&server.url()).await.unwrap();
+    ensure_bus(&client).await.unwrap();
+    let ack = bus
+        .publish_durable(&event, b"created".to_vec(), Some("created-1"), None)
+        .await
+        .unwrap();
+    assert!(!ack.duplicate);
+}
+
 #[tokio::test]
 async fn records_create_update_conflict_delete() {
     let (_server, bus) = start().await;
