@@ -511,11 +511,66 @@ async fn bind(ctx: &Context, job: &JobRecord, runner: &str) -> Result<(), Error>
     if runner_rec.job_id == POOL_JOB_ID {
         let adopted = crate::pool::adopt(ctx, &runner_rec.registration, &free).await?;
         free.retain(|f| !adopted.contains(&f.name));
-        return reap_all(ctx, &free).await;
+    } else {
+        let rebound = repair_stolen(ctx, job, &runner_rec, &free).await?;
+        free.retain(|f| Some(&f.name) != rebound.as_ref());
     }
-    let rebound = repair_stolen(ctx, job, &runner_rec, &free).await?;
-    free.retain(|f| Some(&f.name) != rebound.as_ref());
-    reap_all(ctx, &free).await
+    // The free runners nobody needs are dropped; one whose instance does not exist yet is
+    // marked for deletion first, so it is never created (it would only stand idle, or take a
+    // job another runner was made for and start another round of re-binding).
+    for f in &free {
+        if !hand_to_waiting(ctx, f).await? {
+            drop_unneeded(ctx, &f.tenant, &f.name, f.job_id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// How many jobs waiting for a slot a free runner is offered to.
+const WAITING_LOOKUP: usize = 16;
+
+/// Hands free runner `free` (made for a job that another runner took) to the job of its
+/// registration that has waited longest for a `max_runners` slot and that it can serve, so
+/// that job needs no runner of its own: a runner made is not wasted. Returns whether the
+/// runner is taken care of (handed on, or dropped because the job it was handed to got
+/// another runner meanwhile); `false` leaves it to the caller.
+async fn hand_to_waiting(ctx: &Context, free: &RunnerRecord) -> Result<bool, Error> {
+    let now = now_millis();
+    for job_id in slots::waiting(ctx, &free.registration)
+        .await?
+        .into_iter()
+        .take(WAITING_LOOKUP)
+    {
+        let key = subject::job_key(&free.tenant, &free.registration, job_id)?;
+        let current = ctx.jobs.get(&key).await?.map(|(rec, _)| rec);
+        if decide::adopt_for_waiting(current.as_ref(), free, now)?.is_none() {
+            continue;
+        }
+        // The runner first, so it never serves two jobs; then the job, which may have got
+        // a slot meanwhile.
+        let claimed = cas(&ctx.runners, &free.name, |current| {
+            let next = decide::claim_for(current, free.job_id, job_id, now);
+            Ok((next.clone(), next.is_some()))
+        })
+        .await?;
+        if !claimed {
+            // It took a job or moved on meanwhile: nothing of it to hand on.
+            return Ok(true);
+        }
+        let adopted = cas(&ctx.jobs, &key, |current| {
+            let next = decide::adopt_for_waiting(current, free, now)?;
+            Ok((next.clone(), next.is_some()))
+        })
+        .await?;
+        if !adopted {
+            drop_unneeded(ctx, &free.tenant, &free.name, job_id).await?;
+            return Ok(true);
+        }
+        slots::forget_waiting(ctx, &free.registration, job_id).await?;
+        tracing::info!(runner = %free.name, job = job_id, made_for = free.job_id, "free runner handed to a job waiting for a slot");
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// Job B lost its runner `stolen` to job A: re-binds a free runner of A that covers B, or
@@ -596,16 +651,6 @@ async fn claim_free_runner(
         }
     }
     Ok(None)
-}
-
-/// Drops free runners nobody needs ([`drop_unneeded`]): one whose instance does not exist yet
-/// is marked for deletion first, so it is never created (it would only stand idle, or take a
-/// job another runner was made for and start another round of re-binding).
-async fn reap_all(ctx: &Context, runners: &[RunnerRecord]) -> Result<(), Error> {
-    for f in runners {
-        drop_unneeded(ctx, &f.tenant, &f.name, f.job_id).await?;
-    }
-    Ok(())
 }
 
 async fn on_runner_event(ctx: &Context, event: RunnerEvent) -> Result<(), Error> {

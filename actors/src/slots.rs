@@ -83,6 +83,34 @@ fn take(
     (changed.then_some(slots), taken)
 }
 
+/// Forgets that job `job_id` of `registration` waits for a slot (it got a runner another way).
+pub async fn forget_waiting(ctx: &Context, registration: &str, job_id: u64) -> Result<(), Error> {
+    let key = subject::slots_key(registration)?;
+    cas(&records(ctx), &key, |current| {
+        Ok(match current {
+            Some(slots) if slots.waiting.contains_key(&job_id) => {
+                let mut slots = slots.clone();
+                slots.waiting.remove(&job_id);
+                (Some(slots), ())
+            }
+            _ => (None, ()),
+        })
+    })
+    .await
+}
+
+/// The jobs of `registration` waiting for a slot, longest waiting first.
+pub async fn waiting(ctx: &Context, registration: &str) -> Result<Vec<u64>, Error> {
+    let key = subject::slots_key(registration)?;
+    let mut waiting: Vec<(u64, UnixMillis)> = records(ctx)
+        .get(&key)
+        .await?
+        .map(|(slots, _)| slots.waiting.into_iter().collect())
+        .unwrap_or_default();
+    waiting.sort_by_key(|&(job, since)| (since, job));
+    Ok(waiting.into_iter().map(|(job, _)| job).collect())
+}
+
 /// Frees the slots of `names`; returns the slot record afterwards.
 pub async fn release(ctx: &Context, registration: &str, names: &[String]) -> Result<Slots, Error> {
     let key = subject::slots_key(registration)?;

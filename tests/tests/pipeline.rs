@@ -33,12 +33,10 @@ async fn settle(h: &Harness) -> Summary {
 }
 
 /// Without faults, at most 5% more runners than jobs are made: `provisioned` is what the
-/// local provider's create log shows, not what the scheduler recorded.
-/// A regression guard on second runners (a steal by a job whose labels another job's runner
-/// also covers). The goal is 1.05 runners per job; on an idle machine these scenarios stay
-/// under it, but on a loaded 2-core machine the scheduler falls behind while every
-/// `max_runners` slot is taken and reaches 1.07-1.10, so the guard sits at 1.15. The measured
-/// rate is printed.
+/// local provider's create log shows, not what the scheduler recorded. A second runner is
+/// made when a job takes a runner made for a job of other labels (GitHub gives a queued job
+/// any runner whose labels cover it); the thief's own runner is then handed to a job waiting
+/// for a `max_runners` slot where it can, so it is not wasted. The measured rate is printed.
 fn assert_few_extra_runners(summary: &Summary) {
     println!(
         "extra runners: {} for {} jobs",
@@ -46,8 +44,8 @@ fn assert_few_extra_runners(summary: &Summary) {
         summary.jobs
     );
     assert!(
-        summary.provisioned * 100 <= summary.jobs * 115,
-        "more than 1.15 runners per job: {summary}"
+        summary.provisioned * 100 <= summary.jobs * 105,
+        "more than 1.05 runners per job: {summary}"
     );
 }
 
@@ -144,27 +142,23 @@ async fn wait_for_run_lists(h: &Harness, n: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn webhook_mode_costs_at_most_1_2_github_calls_per_job_beside_extra_runners_and_idle_polls_cost_nothing()
- {
+async fn webhook_mode_costs_at_most_1_2_github_calls_per_job_and_idle_polls_cost_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = harness(&dir, |_| {}).await;
     let jobs = 100;
     h.queue_jobs(jobs, &LABEL_SETS);
     let summary = settle(&h).await;
     assert_eq!(summary.completed, jobs);
+    assert_few_extra_runners(&summary);
+    // Every call that costs budget, second runners included: a JIT config per runner, a
+    // deregistration for a runner that never ran a job, the poller's first run lists.
     let calls = counted_calls(&h);
     let per_job = calls.len() as f64 / jobs as f64;
     println!("webhook calls_per_job={per_job:.3} {:?}", breakdown(&calls));
-    // The target, 1.2 calls per job, for the jobs' own runners. A job whose runner was
-    // taken by another job of other labels gets a second runner, and the runner made for the
-    // thief, which then runs nothing, is deregistered: two calls per extra runner. Those are
-    // bounded by the 200-job test (provisioned <= 1.05 x jobs), not here.
-    let extra = summary.provisioned.saturating_sub(jobs);
-    let own = calls.len().saturating_sub(2 * extra) as f64 / jobs as f64;
-    println!("webhook extra_runners={extra} calls_per_job_without_extras={own:.3}");
     assert!(
-        own <= 1.2,
-        "{own:.2} calls per job beyond extra runners ({extra}): {:?}",
+        per_job <= 1.2,
+        "{per_job:.2} calls per job ({} extra runners): {:?}",
+        summary.provisioned.saturating_sub(jobs),
         breakdown(&calls)
     );
     // Idle: the poller keeps polling, but once a round has seen the settled state every

@@ -639,6 +639,37 @@ pub fn rebound_while_made(
     })
 }
 
+/// A job waiting for a `max_runners` slot (`Queued`, no runner yet) that free runner `free`
+/// can serve (its labels cover the job's): the job record to write, with `free` as its
+/// runner and no attempt of its own spent. `None` when the job is not waiting, or `free`
+/// cannot serve it.
+pub fn adopt_for_waiting(
+    current: Option<&JobRecord>,
+    free: &RunnerRecord,
+    now: UnixMillis,
+) -> Result<Option<JobRecord>, IllegalTransition> {
+    let Some(job) = current.filter(|j| {
+        j.state == JobState::Queued
+            && j.runners.is_empty()
+            && j.tenant == free.tenant
+            && j.registration == free.registration
+    }) else {
+        return Ok(None);
+    };
+    if !free
+        .spec
+        .as_ref()
+        .is_some_and(|s| covers(&s.labels, &job.job.labels))
+    {
+        return Ok(None);
+    }
+    let mut job = job.clone();
+    job.transition(JobState::Provisioning, now)?;
+    job.attempts = 0;
+    job.runners.push(free.name.clone());
+    Ok(Some(job))
+}
+
 /// Claims idle runner `rec` of job `from` for job `to`; `None` if it took a job or moved.
 pub fn claim_for(
     rec: Option<&RunnerRecord>,
@@ -1351,6 +1382,43 @@ mod tests {
             .map(|r| r.name.clone())
             .collect();
         assert_eq!(names, ["shr-acme-7-1"]);
+    }
+
+    #[test]
+    fn a_free_runner_is_adopted_only_by_a_waiting_job_it_covers() {
+        let free = runner("shr-acme-7-1", 7, RunnerState::Running, None);
+        let waiting = job(9, JobState::Queued, &[]);
+        let adopted = adopt_for_waiting(Some(&waiting), &free, 50)
+            .unwrap()
+            .expect("a waiting job takes a runner that covers it");
+        assert_eq!(adopted.state, JobState::Provisioning);
+        assert_eq!(adopted.runners, ["shr-acme-7-1"]);
+        assert_eq!(adopted.attempts, 0, "no attempt of its own is spent");
+        assert_eq!(adopted.updated_at, 50);
+
+        let mut sized = waiting.clone();
+        sized.job.labels.push("cpu-8".into());
+        let mut other_tenant = waiting.clone();
+        other_tenant.tenant = "globex".into();
+        let mut other_registration = waiting.clone();
+        other_registration.registration = "other".into();
+        for (why, rec) in [
+            ("labels not covered", Some(&sized)),
+            ("another tenant", Some(&other_tenant)),
+            ("another registration", Some(&other_registration)),
+            (
+                "already has a runner",
+                Some(&job(9, JobState::Provisioning, &["shr-acme-9-1"])),
+            ),
+            (
+                "a queued record with a runner",
+                Some(&job(9, JobState::Queued, &["shr-acme-9-1"])),
+            ),
+            ("finished", Some(&job(9, JobState::Completed, &[]))),
+            ("no record", None),
+        ] {
+            assert_eq!(adopt_for_waiting(rec, &free, 50).unwrap(), None, "{why}");
+        }
     }
 
     #[test]
