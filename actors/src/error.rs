@@ -38,6 +38,12 @@ pub enum Error {
     /// Another worker is in the middle of this; look again later.
     #[error("runner {0} is being requested by another worker")]
     InFlight(String),
+    /// Job {0} lost its runner to another job moments ago: a runner freed by the same wave
+    /// of steals may serve it, so it waits a little before another runner is made.
+    #[error(
+        "job {0} lost its runner moments ago; waiting for a freed runner before provisioning again"
+    )]
+    Settling(u64),
 }
 
 impl Error {
@@ -54,7 +60,7 @@ impl Error {
     /// compare-and-set race): worth a retry, logged at debug, never a warning.
     pub fn is_expected_race(&self) -> bool {
         match self {
-            Error::InFlight(_) => true,
+            Error::InFlight(_) | Error::Settling(_) => true,
             Error::Records(e) => e.is_conflict(),
             _ => false,
         }
@@ -63,7 +69,7 @@ impl Error {
     /// How a consumer should treat this failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Bus { .. } | Error::InFlight(_) => ErrorKind::Transient,
+            Error::Bus { .. } | Error::InFlight(_) | Error::Settling(_) => ErrorKind::Transient,
             Error::Records(e) => e.kind(),
             Error::GitHub(e) => e.kind(),
             Error::Provider(e) => e.kind(),

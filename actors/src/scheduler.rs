@@ -385,7 +385,11 @@ async fn carry_out(
                 None => tracing::info!(job = job_id, "job no longer admissible; no runner"),
             },
             Action::Reap { runner, reason } => reap(ctx, tenant, &runner, reason).await?,
-            Action::Bind { runner, job } => bind(ctx, &job, &runner).await?,
+            Action::Bind {
+                runner,
+                job,
+                seen_at,
+            } => bind(ctx, &job, &runner, seen_at).await?,
             Action::MarkCompleted { runner, job_id } => {
                 mark_runner(ctx, &runner, RunnerState::Completed, Some(job_id)).await?;
             }
@@ -493,8 +497,14 @@ async fn mark_runner(
     .await
 }
 
-/// Records that `runner` took `job`, and repairs the job the runner was made for.
-async fn bind(ctx: &Context, job: &JobRecord, runner: &str) -> Result<(), Error> {
+/// Records that `runner` took `job` (as seen at `seen_at`), and repairs the job the runner
+/// was made for.
+async fn bind(
+    ctx: &Context,
+    job: &JobRecord,
+    runner: &str,
+    seen_at: UnixMillis,
+) -> Result<(), Error> {
     let Some(runner_rec) =
         mark_runner(ctx, runner, RunnerState::Busy, Some(job.job.job_id)).await?
     else {
@@ -512,26 +522,95 @@ async fn bind(ctx: &Context, job: &JobRecord, runner: &str) -> Result<(), Error>
         let adopted = crate::pool::adopt(ctx, &runner_rec.registration, &free).await?;
         free.retain(|f| !adopted.contains(&f.name));
     } else {
-        let rebound = repair_stolen(ctx, job, &runner_rec, &free).await?;
+        let rebound = repair_stolen(ctx, job, &runner_rec, &free, seen_at).await?;
         free.retain(|f| Some(&f.name) != rebound.as_ref());
     }
     // The free runners nobody needs are dropped; one whose instance does not exist yet is
     // marked for deletion first, so it is never created (it would only stand idle, or take a
     // job another runner was made for and start another round of re-binding).
     for f in &free {
-        if !hand_to_waiting(ctx, f).await? {
+        if !hand_to_waiting(ctx, f).await? && !stand_in_for_unmade(ctx, f).await? {
             drop_unneeded(ctx, &f.tenant, &f.name, f.job_id).await?;
         }
     }
     Ok(())
 }
 
+/// Whether the latest runner of job `job` ran another job.
+async fn latest_taken(ctx: &Context, job: &JobRecord) -> Result<bool, Error> {
+    let Some(latest) = job.runners.last() else {
+        return Ok(false);
+    };
+    Ok(ctx
+        .runners
+        .get(latest)
+        .await?
+        .is_some_and(|(r, _)| r.ran_job_id.is_some_and(|ran| ran != job.job.job_id)))
+}
+
+/// How many runner records a free runner looks at for one to stand in for.
+const UNMADE_LOOKUP: usize = 16;
+
+/// Lets free runner `free` serve a queued job whose own runner is not created yet and that
+/// `free` covers (a job provisioned again after a steal, or a young one: their runners are
+/// the least likely to exist already); that runner is then dropped before it is created. Returns whether `free` is taken care
+/// of ([`hand_to_waiting`]).
+async fn stand_in_for_unmade(ctx: &Context, free: &RunnerRecord) -> Result<bool, Error> {
+    let mut names: Vec<(u32, u64, String)> = ctx
+        .runners
+        .names_of(&free.tenant)
+        .await?
+        .into_iter()
+        .filter_map(|n| decide::our_runner(&free.tenant, &n).map(|r| (r.attempt, r.job_id, n)))
+        .filter(|(_, job, _)| *job != free.job_id && *job != POOL_JOB_ID)
+        .collect();
+    // Later attempts first (a job provisioned again after a steal, just now), then the
+    // youngest jobs.
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    let now = now_millis();
+    for (_, job_id, name) in names.into_iter().take(UNMADE_LOOKUP) {
+        let Some((unmade, _)) = ctx.runners.get(&name).await? else {
+            continue;
+        };
+        if !decide::stands_in_for(free, &unmade) {
+            continue;
+        }
+        let key = subject::job_key(&free.tenant, &free.registration, unmade.job_id)?;
+        let current = ctx.jobs.get(&key).await?.map(|(rec, _)| rec);
+        if decide::stand_in(current.as_ref(), free, &name, now).is_none() {
+            continue;
+        }
+        let claimed = cas(&ctx.runners, &free.name, |current| {
+            let next = decide::claim_for(current, free.job_id, job_id, now);
+            Ok((next.clone(), next.is_some()))
+        })
+        .await?;
+        if !claimed {
+            return Ok(true);
+        }
+        let written = cas(&ctx.jobs, &key, |current| {
+            let next = decide::stand_in(current, free, &name, now);
+            Ok((next.clone(), next.is_some()))
+        })
+        .await?;
+        if !written {
+            drop_unneeded(ctx, &free.tenant, &free.name, job_id).await?;
+            return Ok(true);
+        }
+        drop_unneeded(ctx, &free.tenant, &name, job_id).await?;
+        tracing::info!(runner = %free.name, job = job_id, instead_of = %name, made_for = free.job_id, "free runner stands in for a runner not created yet");
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// How many jobs waiting for a slot a free runner is offered to.
 const WAITING_LOOKUP: usize = 16;
 
 /// Hands free runner `free` (made for a job that another runner took) to the job of its
-/// registration that has waited longest for a `max_runners` slot and that it can serve, so
-/// that job needs no runner of its own: a runner made is not wasted. Returns whether the
+/// registration that has waited longest for a runner (no `max_runners` slot, or its runner
+/// was just taken) and that it can serve, so that job needs no runner of its own: a runner
+/// made is not wasted. Returns whether the
 /// runner is taken care of (handed on, or dropped because the job it was handed to got
 /// another runner meanwhile); `false` leaves it to the caller.
 async fn hand_to_waiting(ctx: &Context, free: &RunnerRecord) -> Result<bool, Error> {
@@ -542,8 +621,11 @@ async fn hand_to_waiting(ctx: &Context, free: &RunnerRecord) -> Result<bool, Err
         .take(WAITING_LOOKUP)
     {
         let key = subject::job_key(&free.tenant, &free.registration, job_id)?;
-        let current = ctx.jobs.get(&key).await?.map(|(rec, _)| rec);
-        if decide::adopt_for_waiting(current.as_ref(), free, now)?.is_none() {
+        let Some((current, _)) = ctx.jobs.get(&key).await? else {
+            continue;
+        };
+        let latest_taken = latest_taken(ctx, &current).await?;
+        if decide::adopt_for_waiting(Some(&current), free, latest_taken, now)?.is_none() {
             continue;
         }
         // The runner first, so it never serves two jobs; then the job, which may have got
@@ -558,7 +640,7 @@ async fn hand_to_waiting(ctx: &Context, free: &RunnerRecord) -> Result<bool, Err
             return Ok(true);
         }
         let adopted = cas(&ctx.jobs, &key, |current| {
-            let next = decide::adopt_for_waiting(current, free, now)?;
+            let next = decide::adopt_for_waiting(current, free, latest_taken, now)?;
             Ok((next.clone(), next.is_some()))
         })
         .await?;
@@ -573,13 +655,22 @@ async fn hand_to_waiting(ctx: &Context, free: &RunnerRecord) -> Result<bool, Err
     Ok(false)
 }
 
-/// Job B lost its runner `stolen` to job A: re-binds a free runner of A that covers B, or
+/// How long a job that lost its runner (seen at `seen_at`) waits before another runner is
+/// made for it. Steals come in waves when many runners come online at once (GitHub gives
+/// each the oldest job it covers); the runners freed by the same wave are handed to the jobs
+/// that lost theirs ([`hand_to_waiting`]) rather than making new ones. The started event is
+/// redelivered (0.5 s, then 1 s later), so the wait survives a crash.
+pub const STEAL_SETTLE: Duration = Duration::from_millis(1500);
+
+/// Job B lost its runner `stolen` to job A: re-binds a free runner of A that covers B, or,
+/// once the steal is [`STEAL_SETTLE`] old and no freed runner was handed to B meanwhile,
 /// provisions B again. Returns the free runner that now serves B, if any.
 async fn repair_stolen(
     ctx: &Context,
     a: &JobRecord,
     stolen: &RunnerRecord,
     free: &[RunnerRecord],
+    seen_at: UnixMillis,
 ) -> Result<Option<String>, Error> {
     let b_key = subject::job_key(&stolen.tenant, &stolen.registration, stolen.job_id)?;
     let Some((b, _)) = ctx.jobs.get(&b_key).await? else {
@@ -593,6 +684,15 @@ async fn repair_stolen(
     // `stolen` itself is one of B's runners that ran another job: it counts as a steal.
     let budget = decide::attempt_budget(&b, &records, max_attempts);
     let rebound = claim_free_runner(ctx, free, &b, a.job.job_id).await?;
+    let settle_ms = i64::try_from(STEAL_SETTLE.as_millis()).unwrap_or(i64::MAX);
+    if rebound.is_none() && now_millis().saturating_sub(seen_at) < settle_ms {
+        slots::note_waiting(ctx, &b.registration, b.job.job_id, now_millis()).await?;
+        return Err(Error::Settling(b.job.job_id));
+    }
+    if rebound.is_some() {
+        // Noted as waiting by an earlier delivery of this event, perhaps.
+        slots::forget_waiting(ctx, &b.registration, b.job.job_id).await?;
+    }
     let facts = Facts {
         now: now_millis(),
         max_attempts: budget,

@@ -83,6 +83,26 @@ fn take(
     (changed.then_some(slots), taken)
 }
 
+/// Remembers that job `job_id` of `registration` waits for a runner (a free one may be
+/// handed to it; a freed slot pokes it).
+pub async fn note_waiting(
+    ctx: &Context,
+    registration: &str,
+    job_id: u64,
+    now: UnixMillis,
+) -> Result<(), Error> {
+    let key = subject::slots_key(registration)?;
+    cas(&records(ctx), &key, |current| {
+        let mut slots = current.cloned().unwrap_or_default();
+        if slots.waiting.contains_key(&job_id) {
+            return Ok((None, ()));
+        }
+        slots.waiting.insert(job_id, now);
+        Ok((Some(slots), ()))
+    })
+    .await
+}
+
 /// Forgets that job `job_id` of `registration` waits for a slot (it got a runner another way).
 pub async fn forget_waiting(ctx: &Context, registration: &str, job_id: u64) -> Result<(), Error> {
     let key = subject::slots_key(registration)?;

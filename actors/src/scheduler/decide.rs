@@ -104,8 +104,13 @@ pub enum Action {
     Provision { runner: String, job_id: u64 },
     /// Publish a reap command.
     Reap { runner: String, reason: ReapReason },
-    /// Record that `runner` took `job`, and repair the job it was made for.
-    Bind { runner: String, job: Box<JobRecord> },
+    /// Record that `runner` took `job`, and repair the job it was made for. `seen_at`: when
+    /// the event that told was observed (the same on every redelivery).
+    Bind {
+        runner: String,
+        job: Box<JobRecord>,
+        seen_at: UnixMillis,
+    },
     /// Move the runner that ran the job to `Completed`.
     MarkCompleted { runner: String, job_id: u64 },
     /// A runner made for a finished job that never ran it: mark it for deletion, reap it.
@@ -420,6 +425,7 @@ fn on_started(
         vec![Action::Bind {
             runner: e.runner_name.clone(),
             job: Box::new(record),
+            seen_at: e.observed_at,
         }]
     } else {
         Vec::new()
@@ -462,6 +468,7 @@ fn on_completed(
         actions.push(Action::Bind {
             runner: runner.to_owned(),
             job: Box::new(record.clone()),
+            seen_at: e.observed_at,
         });
         actions.push(Action::MarkCompleted {
             runner: runner.to_owned(),
@@ -639,20 +646,24 @@ pub fn rebound_while_made(
     })
 }
 
-/// A job waiting for a `max_runners` slot (`Queued`, no runner yet) that free runner `free`
-/// can serve (its labels cover the job's): the job record to write, with `free` as its
-/// runner and no attempt of its own spent. `None` when the job is not waiting, or `free`
-/// cannot serve it.
+/// A job waiting for a runner that free runner `free` can serve (its labels cover the
+/// job's): one that found no `max_runners` slot (`Queued`, no runner yet), or one whose latest
+/// runner was just taken by another job (`Provisioning`, `latest_taken`). The job record to
+/// write, with `free` as its latest runner and no attempt of its own spent; `None` when the
+/// job is not waiting, or `free` cannot serve it.
 pub fn adopt_for_waiting(
     current: Option<&JobRecord>,
     free: &RunnerRecord,
+    latest_taken: bool,
     now: UnixMillis,
 ) -> Result<Option<JobRecord>, IllegalTransition> {
     let Some(job) = current.filter(|j| {
-        j.state == JobState::Queued
-            && j.runners.is_empty()
-            && j.tenant == free.tenant
-            && j.registration == free.registration
+        let waiting = match j.state {
+            JobState::Queued => j.runners.is_empty(),
+            JobState::Provisioning => latest_taken && !j.runners.is_empty(),
+            _ => false,
+        };
+        waiting && j.tenant == free.tenant && j.registration == free.registration
     }) else {
         return Ok(None);
     };
@@ -664,10 +675,46 @@ pub fn adopt_for_waiting(
         return Ok(None);
     }
     let mut job = job.clone();
-    job.transition(JobState::Provisioning, now)?;
-    job.attempts = 0;
+    if job.state == JobState::Queued {
+        job.transition(JobState::Provisioning, now)?;
+        job.attempts = 0;
+    }
+    job.updated_at = now;
     job.runners.push(free.name.clone());
     Ok(Some(job))
+}
+
+/// Whether free runner `free` can stand in for runner `unmade`, made for another job and not
+/// created yet (no instance, no job taken): same registration, and `free`'s labels cover
+/// the labels `unmade` was made with. Then `unmade` need never be created.
+pub fn stands_in_for(free: &RunnerRecord, unmade: &RunnerRecord) -> bool {
+    matches!(unmade.state, RunnerState::Requested | RunnerState::Creating)
+        && unmade.instance_id.is_none()
+        && unmade.ran_job_id.is_none()
+        && unmade.job_id != 0
+        && unmade.job_id != free.job_id
+        && unmade.name != free.name
+        && unmade.tenant == free.tenant
+        && unmade.registration == free.registration
+        && match (&free.spec, &unmade.spec) {
+            (Some(f), Some(u)) => covers(&f.labels, &u.labels),
+            _ => false,
+        }
+}
+
+/// The job record of a job whose latest runner is `unmade`, with free runner `free` as its
+/// latest runner instead; `None` when `unmade` is no longer the runner the job waits for.
+pub fn stand_in(
+    current: Option<&JobRecord>,
+    free: &RunnerRecord,
+    unmade: &str,
+    now: UnixMillis,
+) -> Option<JobRecord> {
+    let job = current.filter(|j| needs_runner(j, unmade) && j.tenant == free.tenant)?;
+    let mut job = job.clone();
+    job.runners.push(free.name.clone());
+    job.updated_at = now;
+    Some(job)
 }
 
 /// Claims idle runner `rec` of job `from` for job `to`; `None` if it took a job or moved.
@@ -951,6 +998,7 @@ mod tests {
                     updated_at: NOW,
                     ..job(7, JobState::Provisioning, &["shr-acme-7-1"])
                 }),
+                seen_at: NOW,
             }
         }
     }
@@ -1146,6 +1194,7 @@ mod tests {
                             updated_at: NOW,
                             ..job(7, JobState::InProgress, &["shr-acme-7-1", "shr-acme-7-2"])
                         }),
+                        seen_at: NOW,
                     },
                     Action::MarkCompleted {
                         runner: "shr-acme-7-1".into(),
@@ -1388,7 +1437,7 @@ mod tests {
     fn a_free_runner_is_adopted_only_by_a_waiting_job_it_covers() {
         let free = runner("shr-acme-7-1", 7, RunnerState::Running, None);
         let waiting = job(9, JobState::Queued, &[]);
-        let adopted = adopt_for_waiting(Some(&waiting), &free, 50)
+        let adopted = adopt_for_waiting(Some(&waiting), &free, false, 50)
             .unwrap()
             .expect("a waiting job takes a runner that covers it");
         assert_eq!(adopted.state, JobState::Provisioning);
@@ -1417,8 +1466,70 @@ mod tests {
             ("finished", Some(&job(9, JobState::Completed, &[]))),
             ("no record", None),
         ] {
-            assert_eq!(adopt_for_waiting(rec, &free, 50).unwrap(), None, "{why}");
+            assert_eq!(
+                adopt_for_waiting(rec, &free, false, 50).unwrap(),
+                None,
+                "{why}"
+            );
         }
+        // A job whose runner another job took waits too, once that is known.
+        let robbed = job(9, JobState::Provisioning, &["shr-acme-9-1"]);
+        assert_eq!(
+            adopt_for_waiting(Some(&robbed), &free, false, 50).unwrap(),
+            None
+        );
+        let adopted = adopt_for_waiting(Some(&robbed), &free, true, 50)
+            .unwrap()
+            .expect("its latest runner was taken");
+        assert_eq!(adopted.runners, ["shr-acme-9-1", "shr-acme-7-1"]);
+        assert_eq!(adopted.attempts, 1);
+        assert!(needs_runner(&adopted, "shr-acme-7-1"));
+    }
+
+    #[test]
+    fn a_free_runner_stands_in_only_for_an_uncreated_runner_it_covers() {
+        let free = runner("shr-acme-7-1", 7, RunnerState::Running, None);
+        let unmade = runner("shr-acme-9-1", 9, RunnerState::Requested, None);
+        assert!(stands_in_for(&free, &unmade));
+        let creating = runner("shr-acme-9-1", 9, RunnerState::Creating, None);
+        assert!(stands_in_for(&free, &creating));
+        let mut created = creating.clone();
+        created.instance_id = Some("i-9".into());
+        let mut sized = unmade.clone();
+        sized.spec.as_mut().unwrap().labels.push("cpu-8".into());
+        let mut other_registration = unmade.clone();
+        other_registration.registration = "other".into();
+        for (why, candidate) in [
+            ("already created", created),
+            (
+                "online",
+                runner("shr-acme-9-1", 9, RunnerState::Running, None),
+            ),
+            (
+                "took a job",
+                runner("shr-acme-9-1", 9, RunnerState::Busy, Some(9)),
+            ),
+            ("labels not covered", sized),
+            ("another registration", other_registration),
+            ("itself", free.clone()),
+            (
+                "a pool runner",
+                runner("shr-acme-pool-1", 0, RunnerState::Requested, None),
+            ),
+        ] {
+            assert!(!stands_in_for(&free, &candidate), "{why}");
+        }
+
+        let waiting_for_it = job(9, JobState::Provisioning, &["shr-acme-9-1"]);
+        let next = stand_in(Some(&waiting_for_it), &free, "shr-acme-9-1", 60).unwrap();
+        assert_eq!(next.runners, ["shr-acme-9-1", "shr-acme-7-1"]);
+        assert_eq!(next.attempts, 1);
+        assert!(needs_runner(&next, "shr-acme-7-1"));
+        let moved_on = job(9, JobState::Provisioning, &["shr-acme-9-1", "shr-acme-9-2"]);
+        assert_eq!(stand_in(Some(&moved_on), &free, "shr-acme-9-1", 60), None);
+        let started = job(9, JobState::InProgress, &["shr-acme-9-1"]);
+        assert_eq!(stand_in(Some(&started), &free, "shr-acme-9-1", 60), None);
+        assert_eq!(stand_in(None, &free, "shr-acme-9-1", 60), None);
     }
 
     #[test]
