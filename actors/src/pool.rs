@@ -80,6 +80,8 @@ pub struct PoolReport {
     pub reclaimed: Vec<String>,
     /// Waiting jobs whose `queued` event was re-published.
     pub poked: usize,
+    /// Forgotten runners dropped ([`drop_forgotten`]).
+    pub dropped: Vec<String>,
 }
 
 /// Whether `rec` is a pool runner that can still take a job.
@@ -206,6 +208,31 @@ async fn reclaim(
     Ok((slots, live, dead))
 }
 
+/// Drops the runners among `live` (slot holders) that took no job, have not moved for
+/// [`request::CLAIM_TIMEOUT`], and whose job does not wait for them
+/// ([`forgotten`](crate::scheduler::decide::forgotten)): a crash between re-binding a free runner and recording it on
+/// its new job, for example, leaves one that nothing else would reap before its idle
+/// timeout. Returns their names.
+async fn drop_forgotten(ctx: &Context, live: &[RunnerRecord]) -> Result<Vec<String>, Error> {
+    let (quiet_ms, now) = (request::claim_ms(), now_millis());
+    let mut dropped = Vec::new();
+    for rec in live {
+        if !crate::scheduler::decide::forgotten(rec, None, now, quiet_ms) {
+            // Not even without a job record: busy, moving, or a pool runner.
+            continue;
+        }
+        let key = subject::job_key(&rec.tenant, &rec.registration, rec.job_id)?;
+        let job = ctx.jobs.get(&key).await?.map(|(j, _)| j);
+        if !crate::scheduler::decide::forgotten(rec, job.as_ref(), now, quiet_ms) {
+            continue;
+        }
+        tracing::warn!(runner = %rec.name, job = rec.job_id, state = ?rec.state, "runner forgotten by its job (an interrupted re-bind?); dropping it");
+        request::drop_unneeded(ctx, &rec.tenant, &rec.name, rec.job_id).await?;
+        dropped.push(rec.name.clone());
+    }
+    Ok(dropped)
+}
+
 /// The next pool runner number of `tenant`, unique across the tenant's registrations.
 async fn next_sequence(ctx: &Context, tenant: &str) -> Result<u32, Error> {
     let key = subject::pool_sequence_key(tenant)?;
@@ -229,6 +256,7 @@ pub async fn refill_once(ctx: &Context, registration: &str) -> Result<PoolReport
         reclaimed,
         ..PoolReport::default()
     };
+    report.dropped = drop_forgotten(ctx, &live).await?;
     let min_idle = usize::try_from(reg.limits.min_idle).unwrap_or(usize::MAX);
     if min_idle > 0 {
         let spec = pool_spec(ctx, &reg)?;

@@ -276,3 +276,22 @@ pub async fn reap(
     )
     .await
 }
+
+/// A runner made for a finished job: marked for deletion if not created yet, and reaped if
+/// it never ran a job.
+pub async fn drop_unneeded(
+    ctx: &Context,
+    tenant: &str,
+    name: &str,
+    job_id: u64,
+) -> Result<(), Error> {
+    let now = now_millis();
+    let unneeded = cas(&ctx.runners, name, |current| {
+        Ok(decide::drop_unneeded(current, job_id, now)?)
+    })
+    .await?;
+    if unneeded {
+        reap(ctx, tenant, name, ReapReason::JobGone).await?;
+    }
+    Ok(())
+}

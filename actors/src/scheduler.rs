@@ -58,7 +58,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cas::cas;
 use crate::consume::{self, ConsumerSpec};
-use crate::request::{self, reap};
+use crate::request::{self, drop_unneeded, reap};
 use crate::slots::{self, POOL_JOB_ID};
 use crate::{Context, Error};
 use decide::{Action, Admission, Decision, Decline, Event, Facts, Latest, Look, Refusal};
@@ -461,20 +461,6 @@ async fn on_completed(ctx: &Context, e: JobCompleted) -> Result<(), Error> {
         None,
     )
     .await
-}
-
-/// A runner made for a finished job: marked for deletion if not created yet, and reaped if
-/// it never ran a job.
-async fn drop_unneeded(ctx: &Context, tenant: &str, name: &str, job_id: u64) -> Result<(), Error> {
-    let now = now_millis();
-    let unneeded = cas(&ctx.runners, name, |current| {
-        Ok(decide::drop_unneeded(current, job_id, now)?)
-    })
-    .await?;
-    if unneeded {
-        reap(ctx, tenant, name, ReapReason::JobGone).await?;
-    }
-    Ok(())
 }
 
 /// Moves a runner record to `state` if that is legal from where it is; returns the record.

@@ -717,6 +717,26 @@ pub fn stand_in(
     Some(job)
 }
 
+/// Whether runner `rec` (not a pool runner) is forgotten: it took no job, has not moved for
+/// `quiet_ms`, and the job it names (`job`, its record) does not wait for it: the job is
+/// finished or gone, or its latest runner is another. A crash between re-binding a free
+/// runner and recording it on its new job leaves one; it is dropped like any unneeded runner.
+pub fn forgotten(
+    rec: &RunnerRecord,
+    job: Option<&JobRecord>,
+    now: UnixMillis,
+    quiet_ms: i64,
+) -> bool {
+    let idle = rec.job_id != 0
+        && rec.ran_job_id.is_none()
+        && matches!(
+            rec.state,
+            RunnerState::Requested | RunnerState::Creating | RunnerState::Running
+        )
+        && now.saturating_sub(rec.updated_at) >= quiet_ms;
+    idle && !job.is_some_and(|j| needs_runner(j, &rec.name))
+}
+
 /// Claims idle runner `rec` of job `from` for job `to`; `None` if it took a job or moved.
 pub fn claim_for(
     rec: Option<&RunnerRecord>,
@@ -1530,6 +1550,60 @@ mod tests {
         let started = job(9, JobState::InProgress, &["shr-acme-9-1"]);
         assert_eq!(stand_in(Some(&started), &free, "shr-acme-9-1", 60), None);
         assert_eq!(stand_in(None, &free, "shr-acme-9-1", 60), None);
+    }
+
+    #[test]
+    fn a_quiet_idle_runner_its_job_does_not_wait_for_is_forgotten() {
+        let quiet = 60_000;
+        let now = 1 + quiet;
+        let rec = runner("shr-acme-9-1", 9, RunnerState::Requested, None);
+        let waits = job(9, JobState::Provisioning, &["shr-acme-9-1"]);
+        assert!(
+            !forgotten(&rec, Some(&waits), now, quiet),
+            "its job waits for it"
+        );
+        for (why, job) in [
+            ("no job record", None),
+            (
+                "job finished",
+                Some(job(9, JobState::Completed, &["shr-acme-9-1"])),
+            ),
+            (
+                "job ran elsewhere",
+                Some(job(9, JobState::InProgress, &["shr-acme-9-1"])),
+            ),
+            (
+                "the job's latest runner is another",
+                Some(job(
+                    9,
+                    JobState::Provisioning,
+                    &["shr-acme-9-1", "shr-acme-9-2"],
+                )),
+            ),
+            (
+                "re-bound but never recorded",
+                Some(job(9, JobState::Provisioning, &[])),
+            ),
+        ] {
+            assert!(forgotten(&rec, job.as_ref(), now, quiet), "{why}");
+        }
+        let gone = job(9, JobState::Completed, &[]);
+        assert!(
+            !forgotten(&rec, Some(&gone), now - 1, quiet),
+            "not quiet long enough"
+        );
+        let busy = runner("shr-acme-9-1", 9, RunnerState::Busy, Some(9));
+        assert!(!forgotten(&busy, Some(&gone), now, quiet), "it took a job");
+        let pool = runner("shr-acme-0-1", 0, RunnerState::Running, None);
+        assert!(
+            !forgotten(&pool, None, now, quiet),
+            "a pool runner has no job"
+        );
+        let deleting = runner("shr-acme-9-1", 9, RunnerState::Deleting, None);
+        assert!(
+            !forgotten(&deleting, Some(&gone), now, quiet),
+            "already on its way out"
+        );
     }
 
     #[test]
