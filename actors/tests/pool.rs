@@ -601,3 +601,89 @@ async fn run_pool_fills_the_pool_under_its_lease() {
     }
     assert!(replicas[0].bus.leases.get(&key).await.unwrap().is_none());
 }
+
+/// A runner record of job `job_id`, `Requested` and unchanged for longer than the claim
+/// timeout, holding a slot.
+async fn quiet_requested_runner(ctx: &Context, name: &str, job_id: u64) {
+    let long_ago = now_millis() - actors::request::claim_ms() - 1_000;
+    assert!(
+        actors::slots::take_slot(ctx, REGISTRATION, name, job_id, long_ago)
+            .await
+            .unwrap()
+    );
+    let spec = pool::pool_spec(ctx, &ctx.registration(REGISTRATION).unwrap()).unwrap();
+    let rec = RunnerRecord {
+        name: name.into(),
+        tenant: TENANT.into(),
+        registration: REGISTRATION.into(),
+        provider: ProviderKind::Local,
+        job_id,
+        state: RunnerState::Requested,
+        ran_job_id: None,
+        github_runner_id: Some(job_id),
+        instance_id: None,
+        spec: Some(spec),
+        delete_attempts: 0,
+        last_error: None,
+        created_at: long_ago,
+        updated_at: long_ago,
+    };
+    ctx.runners.create(name, &rec).await.unwrap();
+}
+
+/// A job record of job `job_id` in `state` that names `runners`.
+async fn job_record(ctx: &Context, job_id: u64, state: JobState, runners: &[&str]) {
+    let key = subject::job_key(TENANT, REGISTRATION, job_id).unwrap();
+    let rec = bus_schema::JobRecord {
+        tenant: TENANT.into(),
+        registration: REGISTRATION.into(),
+        job: job(job_id, &[LABEL]),
+        state,
+        attempts: u32::try_from(runners.len()).unwrap(),
+        runners: runners.iter().map(|r| r.to_string()).collect(),
+        ran_on: None,
+        conclusion: None,
+        declined_reason: None,
+        declined_code: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    ctx.jobs.create(&key, &rec).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_pool_round_drops_a_runner_its_job_forgot_and_keeps_one_it_waits_for() {
+    let env = Env::start().await;
+    let ctx = env.ctx(0, 10).await;
+    // Re-bound to job 9 by a process that died before job 9 recorded it; job 9 then ran
+    // elsewhere and finished.
+    quiet_requested_runner(&ctx, "shr-acme-9-1", 9).await;
+    job_record(&ctx, 9, JobState::Completed, &[]).await;
+    // Job 10 still waits for its runner (its maker is slow or gone: the job's next `queued`
+    // observation takes it over, not the pool).
+    quiet_requested_runner(&ctx, "shr-acme-10-1", 10).await;
+    job_record(&ctx, 10, JobState::Provisioning, &["shr-acme-10-1"]).await;
+    // Job 11 has no record at all.
+    quiet_requested_runner(&ctx, "shr-acme-11-1", 11).await;
+
+    let report = pool::refill_once(&ctx, REGISTRATION).await.unwrap();
+    assert_eq!(
+        report.dropped.iter().collect::<BTreeSet<_>>(),
+        names(&["shr-acme-9-1", "shr-acme-11-1"]).iter().collect()
+    );
+    assert_eq!(
+        runner(&ctx, "shr-acme-9-1").await.state,
+        RunnerState::Deleting
+    );
+    assert_eq!(
+        runner(&ctx, "shr-acme-11-1").await.state,
+        RunnerState::Deleting
+    );
+    assert_eq!(
+        runner(&ctx, "shr-acme-10-1").await.state,
+        RunnerState::Requested
+    );
+    // Once marked, a second round leaves them to the reaper.
+    let again = pool::refill_once(&ctx, REGISTRATION).await.unwrap();
+    assert!(again.dropped.is_empty(), "{:?}", again.dropped);
+}
