@@ -36,6 +36,9 @@
 //!   ([`pool_lease_key`](bus_schema::subject::pool_lease_key)), so replicas do not overfill it.
 //! - When a job starts on a pool runner, the job's own idle runners join the pool if they have
 //!   the pool's spec and the pool is short; the scheduler reaps the rest.
+//! - A runner that took no job, has not moved for [`request::CLAIM_TIMEOUT`] and is not the
+//!   runner its job waits for (a crash between re-binding and recording it) is dropped by
+//!   [`refill_once`], well before its idle timeout.
 //!
 //! # Caveats
 //! - Pool runners are reaped at the idle timeout like any idle runner and then replaced, so a
@@ -80,7 +83,8 @@ pub struct PoolReport {
     pub reclaimed: Vec<String>,
     /// Waiting jobs whose `queued` event was re-published.
     pub poked: usize,
-    /// Forgotten runners dropped ([`drop_forgotten`]).
+    /// Forgotten runners dropped: idle, quiet for [`request::CLAIM_TIMEOUT`], and not the
+    /// runner their job waits for.
     pub dropped: Vec<String>,
 }
 

@@ -26,9 +26,13 @@
 //! - Crash safe: see [`crate::request`] for the claim rules of a runner record.
 //! - Job binding: GitHub may give a runner made for job B to job A. When A starts on it, A's
 //!   own idle runner is re-bound to B if its labels cover B's (even one still being made:
-//!   its maker then finishes it for B), else B is provisioned again (bounded by the
-//!   registration's `max_attempts` plus the steals); runners nobody needs are reaped, and
-//!   one not created yet is marked for deletion so it never is.
+//!   its maker then finishes it for B); else B waits [`STEAL_SETTLE`] for a runner freed by
+//!   the same wave of steals, then is provisioned again (bounded by the registration's
+//!   `max_attempts` plus the steals). A's idle runner, if B cannot use it, goes to the job
+//!   that has waited longest for a runner and that it covers, or stands in for a runner of
+//!   another job not created yet; only then is it reaped (one not created yet is marked for
+//!   deletion so it never is). A runner left re-bound but unrecorded by a crash is dropped by
+//!   the pool round ([`crate::pool`]).
 //! - A job still queued whose latest runner went elsewhere gets another one: a fresh
 //!   `queued` observation (the poller reports queued jobs every round) checks the runner's
 //!   record and, once it has waited [`RUNNER_CHECK_AFTER`], asks GitHub whether it still
@@ -644,7 +648,7 @@ async fn hand_to_waiting(ctx: &Context, free: &RunnerRecord) -> Result<bool, Err
 /// How long a job that lost its runner (seen at `seen_at`) waits before another runner is
 /// made for it. Steals come in waves when many runners come online at once (GitHub gives
 /// each the oldest job it covers); the runners freed by the same wave are handed to the jobs
-/// that lost theirs ([`hand_to_waiting`]) rather than making new ones. The started event is
+/// that lost theirs rather than making new ones. The started event is
 /// redelivered (0.5 s, then 1 s later), so the wait survives a crash.
 pub const STEAL_SETTLE: Duration = Duration::from_millis(1500);
 
