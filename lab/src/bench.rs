@@ -366,7 +366,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut figures = Figures {
         rows: Vec::new(),
         step: 0,
-        steps: 12,
+        steps: 13,
         started: Instant::now(),
     };
     let mut ids = JobIds(5_000_000_000);
