@@ -543,8 +543,8 @@ const UNMADE_LOOKUP: usize = 16;
 
 /// Lets free runner `free` serve a queued job whose own runner is not created yet and that
 /// `free` covers (a job provisioned again after a steal, or a young one: their runners are
-/// the least likely to exist already); that runner is then dropped before it is created. Returns whether `free` is taken care
-/// of ([`hand_to_waiting`]).
+/// the least likely to exist already); that runner is then dropped before it is created.
+/// Returns whether `free` is taken care of ([`hand_to_waiting`]).
 async fn stand_in_for_unmade(ctx: &Context, free: &RunnerRecord) -> Result<bool, Error> {
     let mut names: Vec<(u32, u64, String)> = ctx
         .runners
@@ -570,21 +570,11 @@ async fn stand_in_for_unmade(ctx: &Context, free: &RunnerRecord) -> Result<bool,
         if decide::stand_in(current.as_ref(), free, &name, now).is_none() {
             continue;
         }
-        let claimed = cas(&ctx.runners, &free.name, |current| {
-            let next = decide::claim_for(current, free.job_id, job_id, now);
-            Ok((next.clone(), next.is_some()))
+        let moved = move_free_runner(ctx, free, job_id, &key, |current| {
+            Ok(decide::stand_in(current, free, &name, now))
         })
         .await?;
-        if !claimed {
-            return Ok(true);
-        }
-        let written = cas(&ctx.jobs, &key, |current| {
-            let next = decide::stand_in(current, free, &name, now);
-            Ok((next.clone(), next.is_some()))
-        })
-        .await?;
-        if !written {
-            drop_unneeded(ctx, &free.tenant, &free.name, job_id).await?;
+        if !moved {
             return Ok(true);
         }
         drop_unneeded(ctx, &free.tenant, &name, job_id).await?;
@@ -594,15 +584,46 @@ async fn stand_in_for_unmade(ctx: &Context, free: &RunnerRecord) -> Result<bool,
     Ok(false)
 }
 
+/// Moves free runner `free` to job `job_id` (record `key`): the runner first, so it never
+/// serves two jobs, then the job record `write` makes of its current one (`None`: the job no
+/// longer wants it). Returns whether the job took it; either way `free` is taken care of: it
+/// moved on by itself meanwhile (took a job, or was claimed elsewhere), or it is dropped.
+async fn move_free_runner(
+    ctx: &Context,
+    free: &RunnerRecord,
+    job_id: u64,
+    key: &str,
+    mut write: impl FnMut(Option<&JobRecord>) -> Result<Option<JobRecord>, Error>,
+) -> Result<bool, Error> {
+    let now = now_millis();
+    let claimed = cas(&ctx.runners, &free.name, |current| {
+        let next = decide::claim_for(current, free.job_id, job_id, now);
+        Ok((next.clone(), next.is_some()))
+    })
+    .await?;
+    if !claimed {
+        return Ok(false);
+    }
+    let written = cas(&ctx.jobs, key, |current| {
+        let next = write(current)?;
+        Ok((next.clone(), next.is_some()))
+    })
+    .await?;
+    if !written {
+        drop_unneeded(ctx, &free.tenant, &free.name, job_id).await?;
+    }
+    Ok(written)
+}
+
 /// How many jobs waiting for a slot a free runner is offered to.
 const WAITING_LOOKUP: usize = 16;
 
 /// Hands free runner `free` (made for a job that another runner took) to the job of its
 /// registration that has waited longest for a runner (no `max_runners` slot, or its runner
 /// was just taken) and that it can serve, so that job needs no runner of its own: a runner
-/// made is not wasted. Returns whether the
-/// runner is taken care of (handed on, or dropped because the job it was handed to got
-/// another runner meanwhile); `false` leaves it to the caller.
+/// made is not wasted. Returns whether the runner is taken care of (handed on, moved on by
+/// itself, or dropped because the job got another runner meanwhile); `false` leaves it to
+/// the caller.
 async fn hand_to_waiting(ctx: &Context, free: &RunnerRecord) -> Result<bool, Error> {
     let now = now_millis();
     for job_id in slots::waiting(ctx, &free.registration)
@@ -618,24 +639,11 @@ async fn hand_to_waiting(ctx: &Context, free: &RunnerRecord) -> Result<bool, Err
         if decide::adopt_for_waiting(Some(&current), free, latest_taken, now)?.is_none() {
             continue;
         }
-        // The runner first, so it never serves two jobs; then the job, which may have got
-        // a slot meanwhile.
-        let claimed = cas(&ctx.runners, &free.name, |current| {
-            let next = decide::claim_for(current, free.job_id, job_id, now);
-            Ok((next.clone(), next.is_some()))
+        let moved = move_free_runner(ctx, free, job_id, &key, |current| {
+            Ok(decide::adopt_for_waiting(current, free, latest_taken, now)?)
         })
         .await?;
-        if !claimed {
-            // It took a job or moved on meanwhile: nothing of it to hand on.
-            return Ok(true);
-        }
-        let adopted = cas(&ctx.jobs, &key, |current| {
-            let next = decide::adopt_for_waiting(current, free, latest_taken, now)?;
-            Ok((next.clone(), next.is_some()))
-        })
-        .await?;
-        if !adopted {
-            drop_unneeded(ctx, &free.tenant, &free.name, job_id).await?;
+        if !moved {
             return Ok(true);
         }
         slots::forget_waiting(ctx, &free.registration, job_id).await?;
