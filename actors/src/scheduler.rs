@@ -656,8 +656,8 @@ async fn hand_to_waiting(ctx: &Context, free: &RunnerRecord) -> Result<bool, Err
 /// How long a job that lost its runner (seen at `seen_at`) waits before another runner is
 /// made for it. Steals come in waves when many runners come online at once (GitHub gives
 /// each the oldest job it covers); the runners freed by the same wave are handed to the jobs
-/// that lost theirs rather than making new ones. The started event is
-/// redelivered (0.5 s, then 1 s later), so the wait survives a crash.
+/// that lost theirs rather than making new ones. The started event is redelivered (0.5 s,
+/// then 1 s later), so the wait survives a crash.
 pub const STEAL_SETTLE: Duration = Duration::from_millis(1500);
 
 /// Job B lost its runner `stolen` to job A: re-binds a free runner of A that covers B, or,
