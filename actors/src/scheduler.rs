@@ -541,9 +541,9 @@ async fn latest_taken(ctx: &Context, job: &JobRecord) -> Result<bool, Error> {
 /// How many runner records a free runner looks at for one to stand in for.
 const UNMADE_LOOKUP: usize = 16;
 
-/// Lets free runner `free` serve a queued job whose own runner is not created yet and that
-/// `free` covers (a job provisioned again after a steal, or a young one: their runners are
-/// the least likely to exist already); that runner is then dropped before it is created.
+/// Lets free runner `free` serve a queued job whose own runner is not being created yet and
+/// that `free` covers (a job provisioned again after a steal, or a young one: their runners
+/// are the least likely to be past `Requested`); that runner is then dropped, never created.
 /// Returns whether `free` is taken care of ([`hand_to_waiting`]).
 async fn stand_in_for_unmade(ctx: &Context, free: &RunnerRecord) -> Result<bool, Error> {
     let mut names: Vec<(u32, u64, String)> = ctx

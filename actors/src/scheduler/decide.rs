@@ -685,10 +685,11 @@ pub fn adopt_for_waiting(
 }
 
 /// Whether free runner `free` can stand in for runner `unmade`, made for another job and not
-/// created yet (no instance, no job taken): same registration, and `free`'s labels cover
-/// the labels `unmade` was made with. Then `unmade` need never be created.
+/// handed to the provisioner yet (`Requested`: no create has begun, so none can finish and
+/// start a runner that takes a job while it is being deleted): same registration, and
+/// `free`'s labels cover the labels `unmade` was made with. Then `unmade` is never created.
 pub fn stands_in_for(free: &RunnerRecord, unmade: &RunnerRecord) -> bool {
-    matches!(unmade.state, RunnerState::Requested | RunnerState::Creating)
+    unmade.state == RunnerState::Requested
         && unmade.instance_id.is_none()
         && unmade.ran_job_id.is_none()
         && unmade.job_id != 0
@@ -1512,7 +1513,6 @@ mod tests {
         let unmade = runner("shr-acme-9-1", 9, RunnerState::Requested, None);
         assert!(stands_in_for(&free, &unmade));
         let creating = runner("shr-acme-9-1", 9, RunnerState::Creating, None);
-        assert!(stands_in_for(&free, &creating));
         let mut created = creating.clone();
         created.instance_id = Some("i-9".into());
         let mut sized = unmade.clone();
@@ -1520,6 +1520,10 @@ mod tests {
         let mut other_registration = unmade.clone();
         other_registration.registration = "other".into();
         for (why, candidate) in [
+            (
+                "being created: the create could finish and its runner take a job",
+                creating,
+            ),
             ("already created", created),
             (
                 "online",
